@@ -1,0 +1,51 @@
+"""Blueque: a Redis task queue for long-running work.
+
+One task per worker, no prefetching, no timeouts; a documented protocol (PROTOCOL.md) in
+which every transition is one atomic Lua script on one Redis Cluster slot.
+"""
+
+from blueque import forking_runner, inprocess_runner
+from blueque.client import Client
+from blueque.config import QueueConfig
+from blueque.errors import (
+    BluequeError,
+    ConfigError,
+    ConnectionFailedError,
+    CorruptTaskError,
+    InvalidNameError,
+    InvalidStateError,
+    PayloadError,
+    TaskFailedError,
+    TaskNotFoundError,
+    WaitTimeoutError,
+)
+from blueque.keys import PROTOCOL_VERSION
+from blueque.queue import Queue
+from blueque.records import QueueStats, WorkerInfo
+from blueque.settings import WorkerSettings
+from blueque.task import Task
+from blueque.worker import Worker
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "BluequeError",
+    "Client",
+    "ConfigError",
+    "ConnectionFailedError",
+    "CorruptTaskError",
+    "InvalidNameError",
+    "InvalidStateError",
+    "PayloadError",
+    "Queue",
+    "QueueConfig",
+    "QueueStats",
+    "Task",
+    "TaskFailedError",
+    "TaskNotFoundError",
+    "WaitTimeoutError",
+    "Worker",
+    "WorkerInfo",
+    "WorkerSettings",
+    "forking_runner",
+    "inprocess_runner",
+]

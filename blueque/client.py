@@ -1,0 +1,82 @@
+"""`Client`: the entry point. Holds one Redis connection pool and the registered scripts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blueque.connection import connect, redis_errors
+from blueque.keys import DEFAULT_NAMESPACE, queue_of_task, registry_key
+from blueque.protocol import Scripts
+from blueque.queue import Queue
+from blueque.records import QueueStats
+from blueque.task import Task
+
+
+class Client:
+    """Connects to Redis. `Client(hostname="localhost", port=6379, db=0)` or
+    `Client("redis://...")`; see `blueque.connection.connect` for every URL form
+    (TLS, Sentinel, Cluster)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        hostname: str = "localhost",
+        port: int = 6379,
+        db: int = 0,
+        password: str | None = None,
+        username: str | None = None,
+        ssl: bool = False,
+        cluster: bool = False,
+        namespace: str = DEFAULT_NAMESPACE,
+        redis: Any = None,
+    ) -> None:
+        self.redis: Any = (
+            redis
+            if redis is not None
+            else connect(
+                url,
+                hostname=hostname,
+                port=port,
+                db=db,
+                password=password,
+                username=username,
+                ssl=ssl,
+                cluster=cluster,
+            )
+        )
+        self.namespace = namespace
+        self.scripts = Scripts(self.redis)
+        self._queues: dict[str, Queue] = {}
+
+    def get_queue(self, name: str) -> Queue:
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = self._queues[name] = Queue(self, name)
+        return queue
+
+    def get_task(self, task_id: str) -> Task:
+        """The current snapshot of a task, from its id alone (the id names its queue)."""
+        return self.get_queue(queue_of_task(task_id)).get_task(task_id)
+
+    def queues(self) -> list[str]:
+        """Names of every queue that was ever used (the registry set)."""
+        with redis_errors("list queues"):
+            return sorted(self.redis.smembers(registry_key(self.namespace)))
+
+    def info(self) -> list[QueueStats]:
+        """Stats of every queue: one round trip per queue."""
+        return [self.get_queue(name).stats() for name in self.queues()]
+
+    def ping(self) -> bool:
+        with redis_errors("ping"):
+            return bool(self.redis.ping())
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,119 @@
+"""Connecting to Redis: standalone, TLS, Sentinel or Cluster, from a URL or keywords.
+
+Built-in command retries of redis-py are turned off: a retried script could apply a
+transition twice, so callers that retry (the worker) do it themselves, knowing which calls
+are safe to repeat. Connection-level failures surface as `ConnectionFailedError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import redis
+import redis.exceptions
+from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+from blueque.errors import ConfigError, ConnectionFailedError
+
+_COMMON: dict[str, Any] = {
+    "decode_responses": True,
+    "socket_connect_timeout": 5.0,
+    "socket_keepalive": True,
+}
+
+
+def _no_retry() -> Retry:
+    return Retry(NoBackoff(), 0)
+
+
+def connect(
+    url: str | None = None,
+    *,
+    hostname: str = "localhost",
+    port: int = 6379,
+    db: int = 0,
+    password: str | None = None,
+    username: str | None = None,
+    ssl: bool = False,
+    cluster: bool = False,
+) -> Any:
+    """A redis-py client (`Redis` or `RedisCluster`) with Blueque's connection settings.
+
+    URL forms: `redis://`, `rediss://` (TLS), `unix://`, `redis+cluster://host:port` (or
+    `cluster=True`), `redis+sentinel://[user:pass@]host:port[,host:port...]/master[/db]`.
+    """
+    if url is None:
+        if cluster:
+            return RedisCluster(
+                host=hostname,
+                port=port,
+                password=password,
+                username=username,
+                ssl=ssl,
+                retry=_no_retry(),
+                **_COMMON,
+            )
+        return redis.Redis(
+            host=hostname,
+            port=port,
+            db=db,
+            password=password,
+            username=username,
+            ssl=ssl,
+            retry=_no_retry(),
+            **_COMMON,
+        )
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("redis+cluster", "rediss+cluster") or (cluster and scheme in ("redis", "rediss")):
+        plain = ("rediss" if scheme.startswith("rediss") else "redis") + url[len(scheme) :]
+        return RedisCluster.from_url(plain, retry=_no_retry(), **_COMMON)
+    if scheme in ("redis+sentinel", "rediss+sentinel"):
+        return _sentinel(parts.netloc, parts.path, parts.query, scheme.startswith("rediss"))
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"unsupported Redis URL scheme {scheme!r} in {url!r}")
+    return redis.Redis.from_url(url, retry=_no_retry(), **_COMMON)
+
+
+def _sentinel(netloc: str, path: str, query: str, tls: bool) -> Any:
+    auth, _, hosts = netloc.rpartition("@")
+    username, _, password = auth.partition(":") if auth else ("", "", "")
+    nodes: list[tuple[str, int]] = []
+    for node in hosts.split(","):
+        host, _, port = node.rpartition(":")
+        nodes.append((host or node, int(port) if host else 26379))
+    segments = [s for s in path.split("/") if s]
+    if not segments:
+        raise ConfigError("a redis+sentinel:// URL needs the master name as its path")
+    master = unquote(segments[0])
+    db = int(segments[1]) if len(segments) > 1 else int(parse_qs(query).get("db", ["0"])[0])
+    auth_kwargs = {"username": unquote(username) or None, "password": unquote(password) or None}
+    sentinel = Sentinel(nodes, sentinel_kwargs=auth_kwargs, ssl=tls, **auth_kwargs)  # type: ignore[no-untyped-call]
+    return sentinel.master_for(master, db=db, retry=_no_retry(), **_COMMON)  # type: ignore[no-untyped-call]
+
+
+# What a caller that retries (the worker) treats as "Redis is unreachable right now".
+REDIS_DOWN = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionFailedError,
+)
+
+
+def is_cluster(client: Any) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+@contextlib.contextmanager
+def redis_errors(action: str) -> Iterator[None]:
+    """Turns redis-py's connection failures into one clear `ConnectionFailedError`."""
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise ConnectionFailedError(f"Redis unreachable while trying to {action}: {exc}") from exc

@@ -1,0 +1,136 @@
+"""Key names of the Redis protocol: the only place they are built.
+
+Every key of a queue carries the queue name as a Redis Cluster hash tag (`{queue}`), so all
+of a queue's state lives in one slot and each transition can be one atomic script. Task ids
+embed their queue's name (`<queue>:<time-ordered hex>`) so a task's hash can be located, in
+the right slot, from its id alone. See PROTOCOL.md for the layout these functions implement.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from blueque.errors import InvalidNameError
+
+PROTOCOL_VERSION = 1
+DEFAULT_NAMESPACE = "blueque"
+
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
+_TASK_ID = re.compile(r"(?P<queue>[A-Za-z0-9._-]{1,200}):(?P<unique>[0-9a-f]{32})")
+
+
+def validate_queue_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidNameError(
+            f"invalid queue name {name!r}: use 1-200 characters of A-Z a-z 0-9 . _ -"
+        )
+    return name
+
+
+def validate_worker_id(worker_id: str) -> str:
+    if not isinstance(worker_id, str) or not _NAME.fullmatch(worker_id):
+        raise InvalidNameError(
+            f"invalid worker id {worker_id!r}: use 1-200 characters of A-Z a-z 0-9 . _ -"
+        )
+    return worker_id
+
+
+def sanitize_worker_id(raw: str) -> str:
+    """Turns a host name or pod name into a valid worker id."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", raw)[:200]
+    return cleaned or "worker"
+
+
+def new_task_id(queue: str) -> str:
+    """A unique id that sorts by creation time (48-bit ms clock + 80 random bits)."""
+    millis = time.time_ns() // 1_000_000
+    return f"{queue}:{millis:012x}{secrets.token_hex(10)}"
+
+
+def queue_of_task(task_id: str) -> str:
+    """The queue a task id belongs to."""
+    match = _TASK_ID.fullmatch(task_id) if isinstance(task_id, str) else None
+    if match is None:
+        raise InvalidNameError(f"invalid task id {task_id!r}: expected '<queue>:<32 hex digits>'")
+    return match["queue"]
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """Every key of one queue."""
+
+    namespace: str
+    queue: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.namespace}:{{{self.queue}}}:"
+
+    @property
+    def pending(self) -> str:
+        return self.prefix + "pending"
+
+    @property
+    def scheduled(self) -> str:
+        return self.prefix + "scheduled"
+
+    @property
+    def complete(self) -> str:
+        return self.prefix + "complete"
+
+    @property
+    def failed(self) -> str:
+        return self.prefix + "failed"
+
+    @property
+    def cancelled(self) -> str:
+        return self.prefix + "cancelled"
+
+    @property
+    def stats(self) -> str:
+        return self.prefix + "stats"
+
+    @property
+    def config(self) -> str:
+        return self.prefix + "config"
+
+    @property
+    def events(self) -> str:
+        return self.prefix + "events"
+
+    @property
+    def workers(self) -> str:
+        return self.prefix + "workers"
+
+    @property
+    def draining(self) -> str:
+        return self.prefix + "draining"
+
+    def finished(self, state: str) -> str:
+        return {"complete": self.complete, "failed": self.failed, "cancelled": self.cancelled}[
+            state
+        ]
+
+    def task(self, task_id: str) -> str:
+        return self.prefix + "task:" + task_id
+
+    def worker(self, worker_id: str) -> str:
+        return self.prefix + "worker:" + worker_id
+
+    def worker_tasks(self, worker_id: str) -> str:
+        return self.prefix + "worker:" + worker_id + ":tasks"
+
+    def worker_alive(self, worker_id: str) -> str:
+        return self.prefix + "worker:" + worker_id + ":alive"
+
+
+def queue_keys(queue: str, namespace: str = DEFAULT_NAMESPACE) -> QueueKeys:
+    return QueueKeys(namespace, validate_queue_name(queue))
+
+
+def registry_key(namespace: str = DEFAULT_NAMESPACE) -> str:
+    """The one cross-slot key: the set of queue names, for `info`. Never needed atomically."""
+    return f"{namespace}:queues"

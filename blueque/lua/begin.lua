@@ -1,0 +1,51 @@
+-- begin: marks a claimed task running, or refuses. Runs right after the worker's
+-- BLMOVE pending -> its in-progress list.
+-- KEYS[1] worker's in-progress list  KEYS[2] worker hash  KEYS[3] draining set
+-- KEYS[4] pending list  KEYS[5] stats hash  KEYS[6] events channel  KEYS[7] task hash
+-- KEYS[8] cancelled zset  KEYS[9] config hash
+-- ARGV[1] worker id  ARGV[2] task id  ARGV[3] pid of the process that runs the task
+-- Returns {'ok', attempt, parameters} when the task is now running at that attempt (also when
+-- this worker's earlier begin of it ran but the reply was lost), or:
+--   {'draining'}  the worker is draining: the task went back to the head of pending, no
+--                 attempt counted; the worker must claim nothing until undrained
+--   {'gone'}      the task is not in this worker's list (already requeued): do nothing
+--   {'cancelled'} cancel was requested while it was reserved: it is now cancelled
+--   {'missing'}   the task hash no longer exists (deleted): it was dropped from the list
+local tasks, worker, draining, pending, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local events, tk, cancelled = KEYS[6], KEYS[7], KEYS[8]
+local k = {stats = stats, config = KEYS[9]}
+local wid, id, pid = ARGV[1], ARGV[2], ARGV[3]
+
+if not redis.call('LPOS', tasks, id) then return {'gone'} end
+if redis.call('SISMEMBER', draining, wid) == 1 then
+  redis.call('LREM', tasks, 1, id)
+  redis.call('LPUSH', pending, id)
+  redis.call('HINCRBY', stats, 'refused', 1)
+  emit(events, 'refused', id, 'pending', wid)
+  return {'draining'}
+end
+local state, cancel, params, holder, attempts = unpack(redis.call('HMGET', tk, 'state',
+  'cancel_requested', 'parameters', 'worker', 'attempts'))
+if state == 'running' and holder == wid then
+  -- This worker's begin already ran (its reply was lost): answer the same, count nothing.
+  return {'ok', tonumber(attempts), params}
+end
+if not state then
+  redis.call('LREM', tasks, 1, id)
+  return {'missing'}
+end
+local now = now_ms()
+if cancel == '1' then
+  redis.call('LREM', tasks, 1, id)
+  finish_into(k, cancelled, id, 'cancelled', now, {})
+  redis.call('HINCRBY', stats, 'cancelled', 1)
+  emit(events, 'cancelled', id, 'cancelled', wid)
+  return {'cancelled'}
+end
+local attempt = redis.call('HINCRBY', tk, 'attempts', 1)
+redis.call('HSET', tk, 'state', 'running', 'worker', wid, 'pid', pid, 'started_at', now)
+redis.call('HSET', worker, 'task', id, 'task_started_at', now)
+redis.call('HINCRBY', stats, 'running', 1)
+redis.call('HINCRBY', stats, 'started', 1)
+emit(events, 'started', id, 'running', wid)
+return {'ok', attempt, params}

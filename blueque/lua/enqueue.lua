@@ -1,0 +1,32 @@
+-- enqueue: creates tasks, due now (pending) or later (scheduled).
+-- KEYS[1] pending list     KEYS[2] scheduled zset   KEYS[3] stats hash   KEYS[4] events channel
+-- KEYS[5..] task hashes, one per task, in ARGV order
+-- ARGV: id, parameters (JSON text), delay_ms (<= 0: due now), repeated once per task
+-- Returns the number of tasks created. Fails, creating none, if any id already exists.
+local pending, scheduled, stats, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local n = #ARGV / 3
+if #KEYS - 4 ~= n then return redis.error_reply('ERR blueque: enqueue needs one key per task') end
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[4 + i]) == 1 then
+    return redis.error_reply('ERR blueque: task id already exists: ' .. ARGV[3 * i - 2])
+  end
+end
+local now = now_ms()
+for i = 1, n do
+  local id, params, delay = ARGV[3 * i - 2], ARGV[3 * i - 1], tonumber(ARGV[3 * i])
+  local tk = KEYS[4 + i]
+  if delay > 0 then
+    redis.call('HSET', tk, 'id', id, 'state', 'scheduled', 'parameters', params,
+      'enqueued_at', now, 'due_at', now + delay, 'attempts', 0)
+    redis.call('ZADD', scheduled, now + delay, id)
+    emit(events, 'scheduled', id, 'scheduled')
+  else
+    redis.call('HSET', tk, 'id', id, 'state', 'pending', 'parameters', params,
+      'enqueued_at', now, 'queued_at', now, 'attempts', 0)
+    redis.call('RPUSH', pending, id)
+    emit(events, 'enqueued', id, 'pending')
+  end
+end
+redis.call('HINCRBY', stats, 'enqueued', n)
+redis.call('HINCRBY', stats, 'live', n)
+return n

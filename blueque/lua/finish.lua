@@ -1,0 +1,58 @@
+-- finish: records the outcome of a running task, fenced by worker and attempt.
+-- KEYS[1] worker's in-progress list  KEYS[2] worker hash  KEYS[3] stats hash
+-- KEYS[4] events channel  KEYS[5] task hash  KEYS[6] complete zset  KEYS[7] failed zset
+-- KEYS[8] cancelled zset  KEYS[9] config hash  KEYS[10] scheduled zset
+-- ARGV[1] worker id  ARGV[2] task id  ARGV[3] attempt (from begin)
+-- ARGV[4] outcome: complete | failed | cancelled
+-- ARGV[5] payload: the result (JSON) for complete, the error (JSON object) otherwise
+-- Returns the state the task is now in: complete, failed, cancelled or scheduled (an
+-- automatic retry of a failed task), or 'stale' when the task is no longer this worker's at
+-- this attempt (it was requeued): then nothing is written but the stats 'stale' counter.
+-- Repeating a finish whose reply was lost returns the same state and changes nothing.
+local tasks, worker, stats, events, tk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local indexes = {complete = KEYS[6], failed = KEYS[7], cancelled = KEYS[8]}
+local cfg, scheduled = KEYS[9], KEYS[10]
+local k = {stats = stats, config = cfg}
+local TOTALS = {complete = 'completed', failed = 'failed', cancelled = 'cancelled'}
+local wid, id, attempt, outcome, payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+
+local state, attempts, retries, holder = unpack(redis.call('HMGET', tk, 'state', 'attempts',
+  'retries', 'worker'))
+if indexes[outcome] and state == outcome and holder == wid and attempts == attempt and
+    redis.call('ZSCORE', indexes[outcome], id) then
+  -- This worker's finish already ran (its reply was lost): answer the same, count nothing.
+  return state
+end
+if state ~= 'running' or attempts ~= attempt or not redis.call('LPOS', tasks, id) then
+  redis.call('HINCRBY', stats, 'stale', 1)
+  emit(events, 'stale', id, state, wid)
+  return 'stale'
+end
+local index = indexes[outcome]
+if not index then return redis.error_reply('ERR blueque: unknown outcome ' .. outcome) end
+
+local now = now_ms()
+redis.call('LREM', tasks, 1, id)
+redis.call('HSET', worker, 'task', '', 'task_started_at', '')
+redis.call('HINCRBY', stats, 'running', -1)
+redis.call('HDEL', tk, 'pid')
+
+if outcome == 'failed' then
+  retries = tonumber(retries or '0')
+  if retries < config(cfg, 'retry_max') then
+    local delay_ms = config(cfg, 'retry_delay_s') * 1000 * config(cfg, 'retry_backoff') ^ retries
+    redis.call('HSET', tk, 'state', 'scheduled', 'last_error', payload, 'retries', retries + 1,
+      'due_at', now + math.floor(delay_ms))
+    redis.call('ZADD', scheduled, now + math.floor(delay_ms), id)
+    redis.call('HINCRBY', stats, 'retried', 1)
+    emit(events, 'retry_scheduled', id, 'scheduled', wid)
+    return 'scheduled'
+  end
+end
+
+local field = 'error'
+if outcome == 'complete' then field = 'result' end
+finish_into(k, index, id, outcome, now, {field, payload})
+redis.call('HINCRBY', stats, TOTALS[outcome], 1)
+emit(events, outcome, id, outcome, wid)
+return outcome

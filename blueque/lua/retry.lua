@@ -1,0 +1,24 @@
+-- retry: puts a failed or cancelled task back at the tail of pending, with a fresh attempt
+-- budget (attempts back to 0). Fencing still holds: only the worker whose in-progress list
+-- holds a task can begin or finish it.
+-- KEYS[1] failed zset  KEYS[2] cancelled zset  KEYS[3] pending list  KEYS[4] stats hash
+-- KEYS[5] events channel  KEYS[6] task hash
+-- ARGV[1] task id
+-- Returns 'pending' when requeued, the task's state when it is not failed or cancelled, or
+-- 'missing'.
+local failed, cancelled, pending, stats, events, tk = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
+  KEYS[5], KEYS[6]
+local id = ARGV[1]
+local state = redis.call('HGET', tk, 'state')
+if not state then return 'missing' end
+local index
+if state == 'failed' then index = failed elseif state == 'cancelled' then index = cancelled end
+if not index then return state end
+redis.call('ZREM', index, id)
+redis.call('HSET', tk, 'state', 'pending', 'queued_at', now_ms(), 'attempts', 0, 'retries', 0)
+redis.call('HDEL', tk, 'cancel_requested', 'finished_at', 'result', 'pid')
+redis.call('RPUSH', pending, id)
+redis.call('HINCRBY', stats, 'live', 1)
+redis.call('HINCRBY', stats, 'retried', 1)
+emit(events, 'retried', id, 'pending')
+return 'pending'

@@ -1,0 +1,249 @@
+"""The protocol's transitions: each one Lua script, called with the keys it declares.
+
+Scripts live in `blueque/lua/<name>.lua`, each with a header that lists its KEYS and ARGV,
+and `_lib.lua` (shared helpers) is prepended to each when it is registered. This module is
+the only caller of those scripts; `Queue`, `Worker` and the CLI go through it, so key order
+and argument encoding are written once. PROTOCOL.md documents the same scripts for other
+languages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, cast
+
+from redis.commands.core import Script
+
+from blueque.keys import QueueKeys
+
+SCRIPT_NAMES = (
+    "enqueue",
+    "begin",
+    "finish",
+    "requeue_worker",
+    "reap",
+    "heartbeat",
+    "drain",
+    "undrain",
+    "promote_due",
+    "cancel",
+    "retry",
+    "delete",
+    "stats",
+    "get_config",
+    "set_progress",
+)
+
+
+@cache
+def script_source(name: str) -> str:
+    """The full text registered for a script: the shared prelude, then the script."""
+    lua = resources.files("blueque") / "lua"
+    return (lua / "_lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+class Scripts:
+    """The scripts registered on one Redis client (EVALSHA, loaded on first use)."""
+
+    def __init__(self, redis: Any) -> None:
+        self._scripts: dict[str, Script] = {
+            name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES
+        }
+
+    def run(self, name: str, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
+        return self._scripts[name](keys=list(keys), args=list(args))
+
+
+@dataclass(frozen=True)
+class Begun:
+    """What `begin` answered: `status` is 'ok' (then attempt and parameters are set),
+    'draining', 'gone', 'cancelled' or 'missing'."""
+
+    status: str
+    attempt: int = 0
+    parameters: str | None = None
+
+
+@dataclass(frozen=True)
+class Transitions:
+    """Typed calls of every script for one queue."""
+
+    scripts: Scripts
+    keys: QueueKeys
+
+    def enqueue(self, tasks: Sequence[tuple[str, str, int]]) -> int:
+        """tasks: (id, parameters as JSON text, delay in ms; <= 0 means due now)."""
+        k = self.keys
+        keys = [k.pending, k.scheduled, k.stats, k.events, *(k.task(t[0]) for t in tasks)]
+        args: list[str | int] = []
+        for task_id, parameters, delay_ms in tasks:
+            args += [task_id, parameters, delay_ms]
+        return int(self.scripts.run("enqueue", keys, args))
+
+    def begin(self, worker_id: str, task_id: str, pid: int) -> Begun:
+        k = self.keys
+        keys = [
+            k.worker_tasks(worker_id),
+            k.worker(worker_id),
+            k.draining,
+            k.pending,
+            k.stats,
+            k.events,
+            k.task(task_id),
+            k.cancelled,
+            k.config,
+        ]
+        reply = self.scripts.run("begin", keys, [worker_id, task_id, pid])
+        if reply[0] == "ok":
+            return Begun("ok", int(reply[1]), reply[2])
+        return Begun(str(reply[0]))
+
+    def finish(self, worker_id: str, task_id: str, attempt: int, outcome: str, payload: str) -> str:
+        k = self.keys
+        keys = [
+            k.worker_tasks(worker_id),
+            k.worker(worker_id),
+            k.stats,
+            k.events,
+            k.task(task_id),
+            k.complete,
+            k.failed,
+            k.cancelled,
+            k.config,
+            k.scheduled,
+        ]
+        return str(
+            self.scripts.run("finish", keys, [worker_id, task_id, attempt, outcome, payload])
+        )
+
+    def requeue_worker(self, worker_id: str, reason: str) -> tuple[int, int]:
+        k = self.keys
+        keys = [
+            k.worker_tasks(worker_id),
+            k.worker(worker_id),
+            k.worker_alive(worker_id),
+            k.workers,
+            k.draining,
+            k.pending,
+            k.failed,
+            k.stats,
+            k.events,
+            k.config,
+            k.cancelled,
+        ]
+        requeued, failed = self.scripts.run("requeue_worker", keys, [worker_id, reason])
+        return int(requeued), int(failed)
+
+    def reap(self, reason: str) -> tuple[int, int, int]:
+        k = self.keys
+        keys = [
+            k.workers,
+            k.draining,
+            k.pending,
+            k.failed,
+            k.stats,
+            k.events,
+            k.config,
+            k.cancelled,
+        ]
+        reaped, requeued, failed = self.scripts.run("reap", keys, [reason])
+        return int(reaped), int(requeued), int(failed)
+
+    def heartbeat(
+        self,
+        worker_id: str,
+        ttl_ms: int,
+        fields: dict[str, str | int],
+        task_id: str | None = None,
+    ) -> tuple[bool, bool]:
+        """Returns (draining, cancel requested for task_id)."""
+        k = self.keys
+        keys = [k.workers, k.worker(worker_id), k.worker_alive(worker_id), k.draining]
+        if task_id is not None:
+            keys.append(k.task(task_id))
+        args: list[str | int] = [worker_id, ttl_ms]
+        for name, value in fields.items():
+            args += [name, value]
+        draining, cancel = self.scripts.run("heartbeat", keys, args)
+        return bool(draining), bool(cancel)
+
+    def drain(self, worker_id: str) -> bool:
+        k = self.keys
+        keys = [k.worker_tasks(worker_id), k.worker(worker_id), k.draining, k.events]
+        return bool(self.scripts.run("drain", keys, [worker_id]))
+
+    def undrain(self, worker_id: str) -> bool:
+        k = self.keys
+        return bool(
+            self.scripts.run("undrain", [k.worker(worker_id), k.draining, k.events], [worker_id])
+        )
+
+    def promote_due(self, limit: int = 1000) -> tuple[int, int | None]:
+        """Returns (tasks promoted, due time in ms of the next scheduled task or None)."""
+        k = self.keys
+        keys = [
+            k.scheduled,
+            k.pending,
+            k.stats,
+            k.events,
+            k.config,
+            k.complete,
+            k.failed,
+            k.cancelled,
+        ]
+        promoted, next_due = self.scripts.run("promote_due", keys, [limit])
+        return int(promoted), (None if int(next_due) < 0 else int(next_due))
+
+    def cancel(self, task_id: str) -> tuple[str, str]:
+        k = self.keys
+        keys = [k.pending, k.scheduled, k.cancelled, k.stats, k.events, k.task(task_id), k.config]
+        outcome, state = self.scripts.run("cancel", keys, [task_id])
+        return str(outcome), str(state)
+
+    def retry(self, task_id: str) -> str:
+        k = self.keys
+        keys = [k.failed, k.cancelled, k.pending, k.stats, k.events, k.task(task_id)]
+        return str(self.scripts.run("retry", keys, [task_id]))
+
+    def delete(self, task_id: str) -> str:
+        k = self.keys
+        keys = [
+            k.pending,
+            k.scheduled,
+            k.complete,
+            k.failed,
+            k.cancelled,
+            k.stats,
+            k.events,
+            k.task(task_id),
+        ]
+        return str(self.scripts.run("delete", keys, [task_id]))
+
+    def stats(self) -> list[Any]:
+        k = self.keys
+        keys = [
+            k.pending,
+            k.scheduled,
+            k.complete,
+            k.failed,
+            k.cancelled,
+            k.stats,
+            k.workers,
+            k.draining,
+        ]
+        return cast(list[Any], self.scripts.run("stats", keys, []))
+
+    def get_config(self) -> dict[str, str]:
+        flat = self.scripts.run("get_config", [self.keys.config], [])
+        return dict(zip(flat[::2], flat[1::2], strict=True))
+
+    def set_progress(self, task_id: str, attempt: int, progress: str) -> bool:
+        k = self.keys
+        return bool(
+            self.scripts.run(
+                "set_progress", [k.task(task_id), k.events], [task_id, attempt, progress]
+            )
+        )

@@ -1,0 +1,241 @@
+"""`Queue`: everything a producer, an operator or a person does to one queue.
+
+Each method is one script call (one round trip) unless it says otherwise; the scripts are in
+`protocol.py` / `lua/`, the key names in `keys.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from blueque.config import QueueConfig, parse_config, validate_settings
+from blueque.connection import redis_errors
+from blueque.errors import InvalidNameError, InvalidStateError, TaskNotFoundError
+from blueque.events import EventStream
+from blueque.keys import new_task_id, queue_keys, queue_of_task, registry_key, validate_worker_id
+from blueque.protocol import Transitions
+from blueque.records import QueueStats, WorkerInfo, parse_stats, parse_worker
+from blueque.serialization import encode
+from blueque.task import Task
+
+if TYPE_CHECKING:
+    from blueque.client import Client
+
+LISTABLE_STATES = ("pending", "scheduled", "complete", "failed", "cancelled")
+
+
+class Queue:
+    def __init__(self, client: Client, name: str) -> None:
+        self.client = client
+        self.keys = queue_keys(name, client.namespace)
+        self.name = self.keys.queue
+        self.transitions = Transitions(client.scripts, self.keys)
+        self._registered = False
+
+    def __repr__(self) -> str:
+        return f"Queue({self.name!r})"
+
+    # -- producing -------------------------------------------------------------------------
+
+    def enqueue(self, parameters: Any) -> str:
+        """Adds a task at the tail of the queue; returns its id."""
+        return self._create([(parameters, 0)])[0]
+
+    def enqueue_many(self, parameters: Iterable[Any]) -> list[str]:
+        """Adds many tasks in one atomic round trip; returns their ids in order."""
+        return self._create([(p, 0) for p in parameters])
+
+    def schedule(
+        self, parameters: Any, *, eta: datetime | None = None, delay: float | None = None
+    ) -> str:
+        """Adds a task that becomes pending at `eta` (an aware datetime, or naive UTC) or
+        after `delay` seconds. A time in the past makes it pending at once."""
+        if (eta is None) == (delay is None):
+            raise ValueError("schedule() takes exactly one of eta= or delay=")
+        if eta is not None:
+            aware = eta if eta.tzinfo else eta.replace(tzinfo=timezone.utc)  # noqa: UP017
+            delay = (aware - datetime.now(timezone.utc)).total_seconds()  # noqa: UP017
+        assert delay is not None
+        return self._create([(parameters, max(1, round(delay * 1000)) if delay > 0 else 0)])[0]
+
+    def _create(self, items: list[tuple[Any, int]]) -> list[str]:
+        if not items:
+            return []
+        rows = [(new_task_id(self.name), encode(p, "parameters"), d) for p, d in items]
+        with redis_errors(f"enqueue on {self.name}"):
+            self._register()
+            self.transitions.enqueue(rows)
+        return [row[0] for row in rows]
+
+    def _register(self) -> None:
+        # The cross-slot registry of queue names, for `info`; idempotent, never atomic.
+        if not self._registered:
+            self.client.redis.sadd(registry_key(self.client.namespace), self.name)
+            self._registered = True
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get_task(self, task_id: str) -> Task:
+        if queue_of_task(task_id) != self.name:
+            raise InvalidNameError(f"task {task_id} does not belong to queue {self.name}")
+        with redis_errors(f"read task {task_id}"):
+            fields = self.client.redis.hgetall(self.keys.task(task_id))
+        if not fields:
+            raise TaskNotFoundError(f"no task {task_id}")
+        return Task.from_hash(self, task_id, fields)
+
+    def stats(self) -> QueueStats:
+        with redis_errors(f"read stats of {self.name}"):
+            return parse_stats(self.name, self.transitions.stats())
+
+    def tasks(self, state: str, limit: int = 100) -> list[Task]:
+        """Tasks in one state: pending in queue order, scheduled by due time, finished
+        newest first. Reserved and running tasks are listed per worker: see `workers()`."""
+        if state not in LISTABLE_STATES:
+            raise ValueError(f"state must be one of {', '.join(LISTABLE_STATES)}, not {state!r}")
+        return self._load(self._ids(state, limit))
+
+    def _ids(self, state: str, limit: int) -> list[str]:
+        redis = self.client.redis
+        k = self.keys
+        with redis_errors(f"list {state} tasks of {self.name}"):
+            if state == "pending":
+                ids: list[str] = redis.lrange(k.pending, 0, limit - 1)
+            elif state == "scheduled":
+                ids = redis.zrange(k.scheduled, 0, limit - 1)
+            else:
+                ids = redis.zrange(k.finished(state), 0, limit - 1, desc=True)
+        return ids
+
+    def _load(self, ids: list[str]) -> list[Task]:
+        pipe = self.client.redis.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hgetall(self.keys.task(task_id))
+        with redis_errors(f"read tasks of {self.name}"):
+            replies = pipe.execute() if ids else []
+        return [
+            Task.from_hash(self, task_id, fields)
+            for task_id, fields in zip(ids, replies, strict=True)
+            if fields
+        ]
+
+    def workers(self) -> list[WorkerInfo]:
+        """Every registered worker with what it holds (one round trip for the ids, one for
+        their details)."""
+        redis = self.client.redis
+        k = self.keys
+        with redis_errors(f"list workers of {self.name}"):
+            ids = sorted(redis.smembers(k.workers))
+            pipe = redis.pipeline(transaction=False)
+            for wid in ids:
+                pipe.hgetall(k.worker(wid))
+                pipe.lrange(k.worker_tasks(wid), 0, -1)
+                pipe.exists(k.worker_alive(wid))
+            replies = pipe.execute()
+        return [
+            parse_worker(
+                self.name, wid, replies[3 * i], replies[3 * i + 1], bool(replies[3 * i + 2])
+            )
+            for i, wid in enumerate(ids)
+        ]
+
+    def events(self) -> EventStream:
+        return EventStream(self.client.redis, self.keys.events)
+
+    # -- steering --------------------------------------------------------------------------
+
+    def cancel(self, task_id: str) -> str:
+        """Cancels a task. Returns 'cancelled' (it was waiting), or 'requested' (it is held by
+        a worker, which stops it). Raises for unknown or finished tasks."""
+        self._check(task_id)
+        with redis_errors(f"cancel {task_id}"):
+            outcome, state = self.transitions.cancel(task_id)
+        if outcome == "missing":
+            raise TaskNotFoundError(f"no task {task_id}")
+        if outcome == "finished":
+            raise InvalidStateError(f"task {task_id} already finished: {state}")
+        return outcome
+
+    def retry(self, task_id: str) -> None:
+        """Puts a failed or cancelled task back in the queue."""
+        self._check(task_id)
+        with redis_errors(f"retry {task_id}"):
+            outcome = self.transitions.retry(task_id)
+        if outcome == "missing":
+            raise TaskNotFoundError(f"no task {task_id}")
+        if outcome != "pending":
+            raise InvalidStateError(
+                f"task {task_id} is {outcome}: only failed or cancelled tasks can be retried"
+            )
+
+    def delete(self, task_id: str) -> None:
+        """Deletes a task that no worker holds."""
+        self._check(task_id)
+        with redis_errors(f"delete {task_id}"):
+            outcome = self.transitions.delete(task_id)
+        if outcome == "missing":
+            raise TaskNotFoundError(f"no task {task_id}")
+        if outcome == "busy":
+            raise InvalidStateError(f"task {task_id} is held by a worker: cancel it first")
+
+    def purge(self, state: str) -> int:
+        """Deletes every task in one waiting or finished state; returns how many."""
+        if state not in LISTABLE_STATES:
+            raise ValueError(f"state must be one of {', '.join(LISTABLE_STATES)}, not {state!r}")
+        deleted = 0
+        while ids := self._ids(state, 500):
+            with redis_errors(f"purge {state} tasks of {self.name}"):
+                outcomes = [self.transitions.delete(task_id) for task_id in ids]
+            deleted += outcomes.count("deleted")
+            if "deleted" not in outcomes:
+                break  # all held by workers meanwhile: nothing more to do
+        return deleted
+
+    def _check(self, task_id: str) -> None:
+        if queue_of_task(task_id) != self.name:
+            raise InvalidNameError(f"task {task_id} does not belong to queue {self.name}")
+
+    # -- settings --------------------------------------------------------------------------
+
+    def config(self) -> QueueConfig:
+        with redis_errors(f"read config of {self.name}"):
+            return parse_config(self.transitions.get_config())
+
+    def set_config(self, **settings: Any) -> QueueConfig:
+        """Writes settings (see `QueueConfig`); unknown fields and bad values raise
+        `ConfigError` and nothing is written."""
+        values = validate_settings(settings)
+        with redis_errors(f"write config of {self.name}"):
+            if values:
+                self.client.redis.hset(self.keys.config, mapping=values)
+            self._register()
+        return self.config()
+
+    # -- worker lifecycle (used by the operator, the scheduler and the CLI) -------------------
+
+    def drain(self, worker_id: str) -> bool:
+        """Marks an idle worker draining; False if it holds a task."""
+        with redis_errors(f"drain {worker_id}"):
+            return self.transitions.drain(validate_worker_id(worker_id))
+
+    def undrain(self, worker_id: str) -> bool:
+        with redis_errors(f"undrain {worker_id}"):
+            return self.transitions.undrain(validate_worker_id(worker_id))
+
+    def requeue_worker(self, worker_id: str, reason: str = "worker lost") -> tuple[int, int]:
+        """Gives back a dead worker's tasks; returns (requeued, failed)."""
+        with redis_errors(f"requeue worker {worker_id}"):
+            return self.transitions.requeue_worker(validate_worker_id(worker_id), reason)
+
+    def reap(self, reason: str = "worker heartbeat expired") -> tuple[int, int, int]:
+        """requeue_worker for every worker whose heartbeat expired; returns (workers,
+        requeued, failed)."""
+        with redis_errors(f"reap workers of {self.name}"):
+            return self.transitions.reap(reason)
+
+    def promote_due(self, limit: int = 1000) -> tuple[int, int | None]:
+        """Moves due scheduled tasks to pending; returns (promoted, next due time in ms)."""
+        with redis_errors(f"promote scheduled tasks of {self.name}"):
+            return self.transitions.promote_due(limit)

@@ -1,0 +1,168 @@
+"""Read-only views of what is in Redis: task snapshots' parts, queue stats, workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypedDict
+
+
+class ErrorInfo(TypedDict, total=False):
+    """How a failure is stored (JSON object in the task hash's `error` field)."""
+
+    type: str
+    message: str
+    traceback: str
+    signal: str
+
+
+def from_ms(value: str | int | None) -> datetime | None:
+    if value in (None, ""):
+        return None
+    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """One queue's figures, all read in one round trip (see the `stats` script)."""
+
+    queue: str
+    pending: int
+    reserved: int
+    running: int
+    scheduled: int
+    complete: int
+    failed: int
+    cancelled: int
+    workers: int
+    draining: int
+    oldest_pending_age_s: float | None
+    totals: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def demand(self) -> int:
+        """Tasks that need a worker now: waiting (pending + reserved) and running."""
+        return self.pending + self.reserved + self.running
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "pending": self.pending,
+            "reserved": self.reserved,
+            "running": self.running,
+            "scheduled": self.scheduled,
+            "complete": self.complete,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "workers": self.workers,
+            "draining": self.draining,
+            "oldest_pending_age_s": self.oldest_pending_age_s,
+            "totals": dict(self.totals),
+        }
+
+
+TOTALS = (
+    "enqueued",
+    "started",
+    "completed",
+    "failed",
+    "cancelled",
+    "requeued",
+    "retried",
+    "promoted",
+    "refused",
+    "stale",
+)
+
+
+def parse_stats(queue: str, reply: list[Any]) -> QueueStats:
+    now_ms, pending, scheduled, complete, failed, cancelled, workers, draining, head_at, flat = (
+        reply
+    )
+    counters = {k: int(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
+    running = counters.get("running", 0)
+    live = counters.get("live", 0)
+    head = int(head_at)
+    return QueueStats(
+        queue=queue,
+        pending=int(pending),
+        reserved=max(0, live - int(pending) - int(scheduled) - running),
+        running=running,
+        scheduled=int(scheduled),
+        complete=int(complete),
+        failed=int(failed),
+        cancelled=int(cancelled),
+        workers=int(workers),
+        draining=int(draining),
+        oldest_pending_age_s=None if head < 0 else max(0.0, (int(now_ms) - head) / 1000),
+        totals={name: counters.get(name, 0) for name in TOTALS},
+    )
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A registered worker, as its registry hash and in-progress list describe it."""
+
+    id: str
+    queue: str
+    host: str | None
+    pid: int | None
+    pod: str | None
+    runner: str | None
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    alive: bool
+    draining: bool
+    task: str | None
+    task_started_at: datetime | None
+    holding: tuple[str, ...]
+
+    @property
+    def state(self) -> str:
+        if self.task:
+            return "busy"
+        if self.holding:
+            return "reserved"
+        return "draining" if self.draining else "idle"
+
+    def as_dict(self) -> dict[str, Any]:
+        def iso(d: datetime | None) -> str | None:
+            return d.isoformat() if d else None
+
+        return {
+            "id": self.id,
+            "queue": self.queue,
+            "state": self.state,
+            "host": self.host,
+            "pid": self.pid,
+            "pod": self.pod,
+            "runner": self.runner,
+            "started_at": iso(self.started_at),
+            "heartbeat_at": iso(self.heartbeat_at),
+            "alive": self.alive,
+            "draining": self.draining,
+            "task": self.task,
+            "task_started_at": iso(self.task_started_at),
+            "holding": list(self.holding),
+        }
+
+
+def parse_worker(
+    queue: str, worker_id: str, fields: dict[str, str], holding: list[str], alive: bool
+) -> WorkerInfo:
+    pid = fields.get("pid")
+    return WorkerInfo(
+        id=worker_id,
+        queue=queue,
+        host=fields.get("host") or None,
+        pid=int(pid) if pid else None,
+        pod=fields.get("pod") or None,
+        runner=fields.get("runner") or None,
+        started_at=from_ms(fields.get("started_at")),
+        heartbeat_at=from_ms(fields.get("heartbeat_at")),
+        alive=alive,
+        draining=fields.get("draining") == "1",
+        task=fields.get("task") or None,
+        task_started_at=from_ms(fields.get("task_started_at")),
+        holding=tuple(holding),
+    )

@@ -1,0 +1,90 @@
+"""Worker settings: one typed object, defaults here, each field overridable from the
+environment as `BLUEQUE_<FIELD>` (e.g. `BLUEQUE_HEARTBEAT_TTL_S=60`), validated on load."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from blueque.errors import ConfigError
+from blueque.keys import sanitize_worker_id, validate_worker_id
+
+ENV_PREFIX = "BLUEQUE_"
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    worker_id: str | None = None
+    """Registry id; default: $BLUEQUE_WORKER_ID, else the pod name ($POD_NAME), else host-pid."""
+    pod_name: str | None = None
+    """The Kubernetes pod this worker runs in ($POD_NAME), recorded for the operator."""
+    claim_timeout_s: float = 1.0
+    """How long one blocking claim waits; bounds how fast an idle worker notices a stop."""
+    heartbeat_interval_s: float = 2.0
+    """How often the parent refreshes its heartbeat (and learns of drains and cancels)."""
+    heartbeat_ttl_s: float = 30.0
+    """A worker whose heartbeat is older than this is presumed dead by `reap`."""
+    cancel_grace_s: float = 10.0
+    """After a running task is cancelled: time between SIGTERM and SIGKILL to its child."""
+    reconnect_max_delay_s: float = 10.0
+    """Cap of the exponential backoff while Redis is unreachable."""
+    max_tasks: int = 0
+    """Exit after this many tasks (0: never)."""
+    fork: bool = True
+    """Run each task in a forked child (True) or in the worker process itself."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, str(f.type), raw)
+        if "pod_name" not in values and env.get("POD_NAME"):
+            values["pod_name"] = env["POD_NAME"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values).validated()
+
+    def validated(self) -> WorkerSettings:
+        for name in ("claim_timeout_s", "heartbeat_interval_s", "heartbeat_ttl_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0")
+        if self.heartbeat_ttl_s < 2 * self.heartbeat_interval_s:
+            raise ConfigError("heartbeat_ttl_s must be at least twice heartbeat_interval_s")
+        if self.cancel_grace_s < 0 or self.reconnect_max_delay_s <= 0 or self.max_tasks < 0:
+            raise ConfigError("cancel_grace_s, reconnect_max_delay_s and max_tasks must be >= 0")
+        if self.worker_id is not None:
+            validate_worker_id(self.worker_id)
+        return self
+
+    def resolved_worker_id(self) -> str:
+        if self.worker_id:
+            return self.worker_id
+        if self.pod_name:
+            return sanitize_worker_id(self.pod_name)
+        return sanitize_worker_id(f"{socket.gethostname()}-{os.getpid()}")
+
+    def with_(self, **changes: Any) -> WorkerSettings:
+        return replace(self, **changes).validated()
+
+
+def _parse(name: str, kind: str, raw: str) -> Any:
+    try:
+        if "bool" in kind:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if "float" in kind:
+            return float(raw)
+        if "int" in kind:
+            return int(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from None

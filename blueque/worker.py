@@ -1,0 +1,263 @@
+"""The worker loop: claim one task, begin it, run it, record it; never more than one.
+
+The parent is single-threaded when it forks (the forking runner): it claims with a blocking
+`BLMOVE` into its own in-progress list, asks the `begin` script for permission, hands the task
+to its runner, and refreshes its heartbeat while the task runs. Nothing here times a task
+out. Signals (SIGTERM, SIGINT) only set flags and wake the loop through a pipe: the first
+one lets the current task finish and then stops (exit 0); the second stops at once and leaves
+the task in this worker's list, for recovery.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Protocol
+
+from blueque.client import Client
+from blueque.connection import REDIS_DOWN
+from blueque.errors import StopNow
+from blueque.keys import PROTOCOL_VERSION
+from blueque.outcome import TaskFunction
+from blueque.queue import Queue
+from blueque.serialization import decode
+from blueque.settings import WorkerSettings
+from blueque.task import Task
+
+log = logging.getLogger("blueque.worker")
+
+
+class Runner(Protocol):
+    """Runs one begun task to its end and records its outcome through `worker.record`."""
+
+    name: str
+
+    def execute(self, worker: Worker, task: Task) -> None: ...
+
+
+class Worker:
+    def __init__(
+        self,
+        client: Client,
+        queue: str | Queue,
+        fn: TaskFunction,
+        runner: Runner,
+        settings: WorkerSettings | None = None,
+    ) -> None:
+        self.client = client
+        self.queue = queue if isinstance(queue, Queue) else client.get_queue(queue)
+        self.fn = fn
+        self.runner = runner
+        self.settings = settings or WorkerSettings.from_env()
+        self.id = self.settings.resolved_worker_id()
+        self.transitions = self.queue.transitions
+        self.keys = self.queue.keys
+        self.signals = 0
+        self.draining = False
+        self.tasks_done = 0
+        self.current: Task | None = None
+        self._started_ms = int(time.time() * 1000)
+        self._last_heartbeat = 0.0
+        self._check_own_list = True
+        self._wake_r = -1
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Works until stopped; returns the process exit code (0 after a clean stop)."""
+        with self._signal_handling():
+            log.info(
+                "worker %s on queue %s (%s runner)", self.id, self.queue.name, self.runner.name
+            )
+            try:
+                self._with_redis(self._start)
+                while not self.stopping:
+                    self._with_redis(self._step, until_stopping=True)
+                self._with_redis(self._deregister)
+            except StopNow:
+                log.warning("worker %s stopped at once; its task stays in its list", self.id)
+                return 128 + signal.SIGTERM
+        log.info("worker %s stopped after %d tasks", self.id, self.tasks_done)
+        return 0
+
+    @property
+    def stopping(self) -> bool:
+        limit = self.settings.max_tasks
+        return self.signals > 0 or bool(limit and self.tasks_done >= limit)
+
+    def _start(self) -> None:
+        # A restarted worker (same id, e.g. a container restart in the same pod) gives back
+        # what its previous life held: that task's process is gone.
+        if self.client.redis.llen(self.keys.worker_tasks(self.id)):
+            requeued, failed = self.transitions.requeue_worker(self.id, "worker restarted")
+            log.warning("recovered own list: %d requeued, %d failed", requeued, failed)
+        self.client.redis.sadd(f"{self.client.namespace}:queues", self.queue.name)
+        self.heartbeat()
+        self._check_own_list = False
+
+    def _step(self) -> None:
+        if self.draining:
+            self.sleep(self.settings.claim_timeout_s)
+            self.heartbeat()
+            return
+        self.heartbeat_if_due()
+        task_id = self._claim()
+        if task_id is None or self.stopping:
+            return  # a task claimed during a stop is given back by _deregister, at no cost
+        begun = self.transitions.begin(self.id, task_id, os.getpid())
+        if begun.status == "draining":
+            log.info("worker %s is draining: claims nothing until undrained", self.id)
+            self.draining = True
+            return
+        if begun.status != "ok":
+            log.info("task %s not begun: %s", task_id, begun.status)
+            return
+        task = Task(
+            id=task_id,
+            queue=self.queue.name,
+            status="running",
+            parameters=decode(begun.parameters, "parameters"),
+            attempts=begun.attempt,
+            worker=self.id,
+            _queue=self.queue,
+        )
+        self.current = task
+        try:
+            self.runner.execute(self, task)
+        finally:
+            self.current = None
+        self.tasks_done += 1
+
+    def _claim(self) -> str | None:
+        if self._check_own_list:
+            # After a lost connection a claim may have moved a task to us unseen.
+            held: str | None = self.client.redis.lindex(self.keys.worker_tasks(self.id), 0)
+            self._check_own_list = False
+            if held is not None:
+                return held
+        claimed: str | None = self.client.redis.blmove(
+            self.keys.pending,
+            self.keys.worker_tasks(self.id),
+            self.settings.claim_timeout_s,
+            "LEFT",
+            "RIGHT",
+        )
+        return claimed
+
+    def _deregister(self) -> None:
+        requeued, failed = self.transitions.requeue_worker(self.id, "worker stopped")
+        if requeued or failed:
+            log.info("gave back %d reserved task(s) on stop", requeued + failed)
+
+    # -- heartbeat, recording ----------------------------------------------------------------
+
+    def heartbeat(self) -> bool:
+        """Refreshes registration and liveness; returns whether the current task's cancel
+        was requested. Also learns whether this worker is draining."""
+        s = self.settings
+        fields: dict[str, str | int] = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "pod": s.pod_name or "",
+            "started_at": self._started_ms,
+            "runner": self.runner.name,
+            "protocol": PROTOCOL_VERSION,
+        }
+        task_id = self.current.id if self.current else None
+        draining, cancel = self.transitions.heartbeat(
+            self.id, int(s.heartbeat_ttl_s * 1000), fields, task_id
+        )
+        if draining != self.draining:
+            log.info("worker %s %s", self.id, "draining" if draining else "undrained")
+        self.draining = draining
+        self._last_heartbeat = time.monotonic()
+        return cancel
+
+    def heartbeat_if_due(self) -> bool:
+        if time.monotonic() - self._last_heartbeat >= self.settings.heartbeat_interval_s:
+            return self.heartbeat()
+        return False
+
+    def record(self, task: Task, outcome: str, payload: str) -> str:
+        """Writes a task's outcome, retrying while Redis is unreachable: a result is never
+        dropped because of an outage. Returns the task's new state, or 'stale'."""
+        delay = 0.1
+        while True:
+            try:
+                state = self.transitions.finish(self.id, task.id, task.attempts, outcome, payload)
+                break
+            except REDIS_DOWN as exc:
+                if self.signals >= 2:
+                    raise StopNow from exc
+                log.warning("cannot record %s (%s); retrying in %.1f s", task.id, exc, delay)
+                self.sleep(delay)
+                delay = min(delay * 2, self.settings.reconnect_max_delay_s)
+        if state == "stale":
+            log.warning("task %s: late result dropped (requeued while it ran)", task.id)
+        return state
+
+    # -- signals and waiting ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _signal_handling(self) -> Iterator[None]:
+        read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake_r = read_fd
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        old_wakeup = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        for sig in previous:
+            signal.signal(sig, self._on_signal)
+        try:
+            yield
+        finally:
+            signal.set_wakeup_fd(old_wakeup)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            os.close(read_fd)
+            os.close(write_fd)
+            self._wake_r = -1
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.signals += 1
+        name = signal.Signals(signum).name
+        if self.signals == 1:
+            log.info("%s: finishing the current task, then stopping", name)
+        else:
+            log.warning("%s again: stopping at once", name)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleeps, but wakes at once on a signal."""
+        self.wait_readable([], seconds)
+
+    def wait_readable(self, fds: list[int], seconds: float) -> list[int]:
+        """Waits for any of `fds`, a signal or the timeout; returns the ready fds."""
+        watch = [*fds, self._wake_r] if self._wake_r >= 0 else fds
+        ready, _, _ = select.select(watch, [], [], max(0.0, seconds))
+        if self._wake_r in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 512)
+        if self.signals >= 2:
+            raise StopNow
+        return [fd for fd in ready if fd != self._wake_r]
+
+    def _with_redis(self, action: Callable[[], None], *, until_stopping: bool = False) -> None:
+        """Runs `action`, retrying with exponential backoff while Redis is unreachable; with
+        `until_stopping`, gives up once a stop was requested. A second signal always ends it."""
+        delay = 0.1
+        while True:
+            try:
+                action()
+                return
+            except REDIS_DOWN as exc:
+                self._check_own_list = True
+                log.warning("Redis unreachable (%s); retrying in %.1f s", exc, delay)
+                self.sleep(delay)
+                delay = min(delay * 2, self.settings.reconnect_max_delay_s)
+                if until_stopping and self.stopping:
+                    return
