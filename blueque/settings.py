@@ -31,6 +31,9 @@ class WorkerSettings:
     """After a running task is cancelled: time between SIGTERM and SIGKILL to its child."""
     reconnect_max_delay_s: float = 10.0
     """Cap of the exponential backoff while Redis is unreachable."""
+    promote_interval_s: float = 1.0
+    """How often an idle worker promotes due scheduled tasks (0: leave it to the operator or
+    `blueque scheduler`). Promotion is atomic, so many workers doing it is safe."""
     max_tasks: int = 0
     """Exit after this many tasks (0: never)."""
     fork: bool = True
@@ -55,8 +58,16 @@ class WorkerSettings:
                 raise ConfigError(f"{name} must be > 0")
         if self.heartbeat_ttl_s < 2 * self.heartbeat_interval_s:
             raise ConfigError("heartbeat_ttl_s must be at least twice heartbeat_interval_s")
-        if self.cancel_grace_s < 0 or self.reconnect_max_delay_s <= 0 or self.max_tasks < 0:
-            raise ConfigError("cancel_grace_s, reconnect_max_delay_s and max_tasks must be >= 0")
+        if (
+            self.cancel_grace_s < 0
+            or self.reconnect_max_delay_s <= 0
+            or self.max_tasks < 0
+            or self.promote_interval_s < 0
+        ):
+            raise ConfigError(
+                "cancel_grace_s, reconnect_max_delay_s, max_tasks and promote_interval_s"
+                " must be >= 0"
+            )
         if self.worker_id is not None:
             validate_worker_id(self.worker_id)
         return self

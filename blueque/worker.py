@@ -65,6 +65,7 @@ class Worker:
         self.current: Task | None = None
         self._started_ms = int(time.time() * 1000)
         self._last_heartbeat = 0.0
+        self._last_promote = 0.0
         self._check_own_list = True
         self._wake_r = -1
 
@@ -108,6 +109,7 @@ class Worker:
             self.heartbeat()
             return
         self.heartbeat_if_due()
+        self._promote_if_due()
         task_id = self._claim()
         if task_id is None or self.stopping:
             return  # a task claimed during a stop is given back by _deregister, at no cost
@@ -134,6 +136,12 @@ class Worker:
         finally:
             self.current = None
         self.tasks_done += 1
+
+    def _promote_if_due(self) -> None:
+        interval = self.settings.promote_interval_s
+        if interval and time.monotonic() - self._last_promote >= interval:
+            self._last_promote = time.monotonic()
+            self.transitions.promote_due()
 
     def _claim(self) -> str | None:
         if self._check_own_list:
