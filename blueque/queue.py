@@ -6,8 +6,9 @@ Each method is one script call (one round trip) unless it says otherwise; the sc
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from blueque.config import QueueConfig, parse_config, validate_settings
@@ -50,15 +51,13 @@ class Queue:
     def schedule(
         self, parameters: Any, *, eta: datetime | None = None, delay: float | None = None
     ) -> str:
-        """Adds a task that becomes pending at `eta` (an aware datetime, or naive UTC) or
-        after `delay` seconds. A time in the past makes it pending at once."""
+        """Adds a task that becomes pending at `eta` (a datetime; naive means local time, as
+        everywhere in Python) or after `delay` seconds. A time in the past makes it pending
+        at once."""
         if (eta is None) == (delay is None):
             raise ValueError("schedule() takes exactly one of eta= or delay=")
-        if eta is not None:
-            aware = eta if eta.tzinfo else eta.replace(tzinfo=timezone.utc)  # noqa: UP017
-            delay = (aware - datetime.now(timezone.utc)).total_seconds()  # noqa: UP017
-        assert delay is not None
-        return self._create([(parameters, max(1, round(delay * 1000)) if delay > 0 else 0)])[0]
+        seconds = eta.timestamp() - time.time() if eta is not None else float(delay or 0)
+        return self._create([(parameters, max(1, round(seconds * 1000)) if seconds > 0 else 0)])[0]
 
     def _create(self, items: list[tuple[Any, int]]) -> list[str]:
         if not items:

@@ -24,7 +24,7 @@ from typing import Protocol
 from blueque.client import Client
 from blueque.connection import REDIS_DOWN
 from blueque.errors import StopNow
-from blueque.keys import PROTOCOL_VERSION
+from blueque.keys import PROTOCOL_VERSION, registry_key
 from blueque.outcome import TaskFunction
 from blueque.queue import Queue
 from blueque.serialization import decode
@@ -99,7 +99,7 @@ class Worker:
         if self.client.redis.llen(self.keys.worker_tasks(self.id)):
             requeued, failed = self.transitions.requeue_worker(self.id, "worker restarted")
             log.warning("recovered own list: %d requeued, %d failed", requeued, failed)
-        self.client.redis.sadd(f"{self.client.namespace}:queues", self.queue.name)
+        self.client.redis.sadd(registry_key(self.client.namespace), self.queue.name)
         self.heartbeat()
         self._check_own_list = False
 

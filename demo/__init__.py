@@ -1,0 +1,1 @@
+"""The local demo: `./dev demo` (see __main__.py)."""
