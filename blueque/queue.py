@@ -108,6 +108,14 @@ class Queue:
                 ids = redis.zrange(k.finished(state), 0, limit - 1, desc=True)
         return ids
 
+    def get_tasks(self, task_ids: Iterable[str]) -> list[Task]:
+        """Snapshots of many tasks of this queue in one round trip; unknown ids are left
+        out."""
+        ids = list(task_ids)
+        for task_id in ids:
+            self._check(task_id)
+        return self._load(ids)
+
     def _load(self, ids: list[str]) -> list[Task]:
         pipe = self.client.redis.pipeline(transaction=False)
         for task_id in ids:
