@@ -1,0 +1,196 @@
+"""Commands on queues and their workers: info (also live), workers, config, requeue."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.text import Text
+
+from blueque.cli.app import (
+    DURATION,
+    State,
+    UserError,
+    describe,
+    json_option,
+    parse_assignments,
+    pass_state,
+)
+from blueque.cli.output import (
+    console,
+    echo_json,
+    format_age,
+    queues_table,
+    worker_dict,
+    workers_table,
+)
+from blueque.client import Client
+from blueque.queue import Queue
+from blueque.records import QueueStats, WorkerInfo
+from blueque.task import Task
+
+WorkerRows = list[tuple[WorkerInfo, Task | None]]
+
+
+def worker_rows(queue: Queue) -> WorkerRows:
+    """Each worker of a queue with the task it runs (for its progress): two round trips."""
+    workers = queue.workers()
+    running = {t.id: t for t in queue.get_tasks(w.task for w in workers if w.task)}
+    return [(w, running.get(w.task) if w.task else None) for w in workers]
+
+
+def snapshot(client: Client, names: tuple[str, ...]) -> tuple[list[QueueStats], WorkerRows]:
+    """Stats of the queues (all registered ones by default) and their busy workers."""
+    queues = [client.get_queue(n) for n in (names or client.queues())]
+    stats = [q.stats() for q in queues]
+    busy: WorkerRows = []
+    for q, s in zip(queues, stats, strict=True):
+        if s.workers:
+            busy += [(w, t) for w, t in worker_rows(q) if w.task]
+    return stats, busy
+
+
+def snapshot_dict(stats: list[QueueStats], busy: WorkerRows) -> dict[str, Any]:
+    return {
+        "queues": [s.as_dict() for s in stats],
+        "running": [worker_dict(w, t) for w, t in busy],
+    }
+
+
+def render(stats: list[QueueStats], busy: WorkerRows) -> RenderableType:
+    parts: list[RenderableType] = [queues_table(stats)]
+    if busy:
+        parts += [Text(""), workers_table(busy, "Running tasks", show_queue=True)]
+    return Group(*parts)
+
+
+@click.command()
+@click.argument("queues", nargs=-1)
+@click.option("--watch", is_flag=True, help="Keep refreshing until interrupted.")
+@click.option("--interval", **DURATION, default=1.0, show_default=True, help="Refresh period.")
+@json_option
+@pass_state
+def info(state: State, queues: tuple[str, ...], watch: bool, interval: float) -> None:
+    """Every queue (or the QUEUES named): pending, reserved, running, scheduled, complete,
+    failed, cancelled, workers, draining, oldest pending age; and what runs where, with
+    progress. With --watch the view refreshes live (with --json: one JSON line each time)."""
+    client = state.client()
+    if not watch:
+        stats, busy = snapshot(client, queues)
+        if state.json:
+            echo_json(snapshot_dict(stats, busy))
+        else:
+            console().print(render(stats, busy))
+        return
+    try:
+        if state.json:
+            _watch_json(client, queues, interval)
+        else:
+            _watch_live(client, queues, interval)
+    except KeyboardInterrupt:
+        pass
+
+
+def _watch_json(client: Client, queues: tuple[str, ...], interval: float) -> None:
+    import json
+
+    while True:
+        stats, busy = snapshot(client, queues)
+        click.echo(json.dumps(snapshot_dict(stats, busy), default=str))
+        time.sleep(interval)
+
+
+def _watch_live(client: Client, queues: tuple[str, ...], interval: float) -> None:
+    """Redraws every `interval`; while Redis is unreachable it says so and keeps trying."""
+    with Live(Text("connecting…"), console=console(), auto_refresh=False) as live:
+        last: RenderableType | None = None
+        while True:
+            try:
+                stats, busy = snapshot(client, queues)
+                last = render(stats, busy)
+                live.update(last, refresh=True)
+            except Exception as exc:
+                message = describe(exc)
+                if message is None:
+                    raise
+                note = Text(f"{message} (retrying)", style="red")
+                live.update(Group(last, note) if last else note, refresh=True)
+            time.sleep(interval)
+
+
+@click.command()
+@click.argument("queue")
+@json_option
+@pass_state
+def workers(state: State, queue: str) -> None:
+    """The workers of QUEUE: what each one is doing, for how long, and its progress."""
+    rows = worker_rows(state.client().get_queue(queue))
+    if state.json:
+        echo_json([worker_dict(w, t) for w, t in rows])
+    else:
+        console().print(workers_table(rows, f"Workers of {queue}"))
+
+
+@click.command()
+@click.argument("queue")
+@click.argument("settings", nargs=-1)
+@json_option
+@pass_state
+def config(state: State, queue: str, settings: tuple[str, ...]) -> None:
+    """Show the settings of QUEUE, or set some: `config QUEUE retry_max=3 retry_delay_s=30`.
+
+    max_attempts (worker-lost requeues before failing), keep_finished, finished_ttl_s,
+    retry_max (automatic retries of a task that raised; 0: off), retry_delay_s,
+    retry_backoff (factor by which each further retry's delay grows)."""
+    q = state.client().get_queue(queue)
+    values = parse_assignments(settings)
+    current = q.set_config(**values) if values else q.config()
+    if state.json:
+        echo_json(current.as_dict())
+        return
+    table = console()
+    for name, value in current.as_dict().items():
+        table.print(f"{name} = {value:g}" if isinstance(value, float) else f"{name} = {value}")
+
+
+@click.command()
+@click.argument("queue")
+@click.argument("worker_id", required=False)
+@click.option(
+    "--all-dead", is_flag=True, help="Every worker of QUEUE whose heartbeat expired (reap)."
+)
+@click.option("--force", is_flag=True, help="Even if the worker still heartbeats.")
+@json_option
+@pass_state
+def requeue(state: State, queue: str, worker_id: str | None, all_dead: bool, force: bool) -> None:
+    """Give back the tasks of a dead worker (WORKER_ID) or of every dead one (--all-dead).
+    A task that was begun costs an attempt; past the queue's max_attempts it fails."""
+    if (worker_id is None) == (not all_dead):
+        raise click.UsageError("give a WORKER_ID or --all-dead (not both)")
+    q = state.client().get_queue(queue)
+    if all_dead:
+        reaped, requeued, failed = q.reap("requeued by blueque requeue --all-dead")
+        result = {"queue": q.name, "workers": reaped, "requeued": requeued, "failed": failed}
+    else:
+        assert worker_id is not None
+        known = {w.id: w for w in q.workers()}
+        worker = known.get(worker_id)
+        if worker is None and not force:
+            raise UserError(f"no worker {worker_id} on queue {q.name} (--force to requeue anyway)")
+        if worker is not None and worker.alive and not force:
+            raise UserError(
+                f"worker {worker_id} is alive (heartbeat {format_age(worker.heartbeat_at)});"
+                " stop it first, or use --force"
+            )
+        requeued, failed = q.requeue_worker(worker_id, "requeued by blueque requeue")
+        result = {"queue": q.name, "workers": 1, "requeued": requeued, "failed": failed}
+    if state.json:
+        echo_json(result)
+    else:
+        click.echo(f"{result['workers']} worker(s): {requeued} task(s) requeued, {failed} failed")
+
+
+COMMANDS = (info, workers, config, requeue)

@@ -1,0 +1,184 @@
+"""Commands on tasks: enqueue, status, wait, tasks, cancel, retry, purge."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+
+from blueque.cli.app import (
+    DURATION,
+    MOMENT,
+    State,
+    UserError,
+    json_option,
+    parse_params,
+    pass_state,
+)
+from blueque.cli.output import (
+    compact,
+    console,
+    echo_json,
+    error_line,
+    task_dict,
+    task_view,
+    tasks_table,
+)
+from blueque.queue import LISTABLE_STATES
+from blueque.task import Task
+
+HELD_STATES = ("reserved", "running")
+
+
+@click.command()
+@click.argument("queue")
+@click.argument("params")
+@click.option("--delay", **DURATION, help="Schedule it this long from now (30, 5m, 1h30m).")
+@click.option("--at", "at", **MOMENT, help="Schedule it at this ISO 8601 time (local).")
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the task and print its result.")
+@click.option("--timeout", **DURATION, help="With --wait: give up after this long.")
+@json_option
+@pass_state
+def enqueue(
+    state: State,
+    queue: str,
+    params: str,
+    delay: float | None,
+    at: datetime | None,
+    wait_: bool,
+    timeout: float | None,
+) -> None:
+    """Add a task to QUEUE. PARAMS is parsed as JSON when it is valid JSON, else it is kept as
+    a string (quote a number as '"42"' to send it as a string). Prints the task id."""
+    if delay is not None and at is not None:
+        raise click.UsageError("use --delay or --at, not both")
+    q = state.client().get_queue(queue)
+    parameters = parse_params(params)
+    if delay is not None or at is not None:
+        task_id = q.schedule(parameters, eta=at, delay=delay)
+    else:
+        task_id = q.enqueue(parameters)
+    if wait_:
+        _report_finished(state, q.get_task(task_id).wait(timeout))
+    elif state.json:
+        echo_json(task_dict(q.get_task(task_id)))
+    else:
+        click.echo(task_id)
+
+
+@click.command()
+@click.argument("task_id")
+@json_option
+@pass_state
+def status(state: State, task_id: str) -> None:
+    """Show one task: state, attempts, worker, progress, timings, error with traceback."""
+    task = state.client().get_task(task_id)
+    if state.json:
+        echo_json(task_dict(task))
+    else:
+        console().print(task_view(task))
+
+
+@click.command()
+@click.argument("task_id")
+@click.option("--timeout", **DURATION, help="Give up after this long (exit 1).")
+@json_option
+@pass_state
+def wait(state: State, task_id: str, timeout: float | None) -> None:
+    """Wait until a task finishes. Prints its result and exits 0 when it completed; exits 1
+    with its error when it failed or was cancelled."""
+    _report_finished(state, state.client().get_task(task_id).wait(timeout))
+
+
+def _report_finished(state: State, task: Task) -> None:
+    if state.json:
+        echo_json(task_dict(task))
+    elif task.status == "complete":
+        click.echo(compact(task.result, 100_000) if task.result is not None else "null")
+    if task.status != "complete":
+        raise UserError(f"task {task.id} {task.status}: {error_line(task.error)}")
+
+
+@click.command()
+@click.argument("queue")
+@click.option(
+    "--state",
+    "task_state",
+    type=click.Choice([*LISTABLE_STATES, *HELD_STATES]),
+    default="pending",
+    show_default=True,
+)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@json_option
+@pass_state
+def tasks(state: State, queue: str, task_state: str, limit: int) -> None:
+    """List tasks of QUEUE in one state: pending in queue order, scheduled by due time,
+    finished newest first, reserved and running as the workers hold them."""
+    q = state.client().get_queue(queue)
+    if task_state in HELD_STATES:
+        ids: list[str] = []
+        for worker in q.workers():
+            if task_state == "running":
+                ids += [worker.task] if worker.task else []
+            else:
+                ids += [t for t in worker.holding if t != worker.task]
+        found = q.get_tasks(ids[:limit])
+    else:
+        found = q.tasks(task_state, limit)
+    if state.json:
+        echo_json([task_dict(t) for t in found])
+    else:
+        console().print(tasks_table(found, f"{task_state.capitalize()} tasks of {q.name}"))
+
+
+@click.command()
+@click.argument("task_id")
+@click.option("--wait", "wait_", is_flag=True, help="Wait until the task has ended.")
+@click.option("--timeout", **DURATION, help="With --wait: give up after this long.")
+@json_option
+@pass_state
+def cancel(state: State, task_id: str, wait_: bool, timeout: float | None) -> None:
+    """Cancel a task. A waiting one ends at once; a running one is stopped by its worker
+    (SIGTERM to the task's process, SIGKILL after the worker's cancel grace)."""
+    task = state.client().get_task(task_id)
+    outcome = task.cancel()
+    if wait_:
+        task = task.wait(timeout)
+        outcome = task.status
+    if state.json:
+        echo_json({"id": task_id, "outcome": outcome, "state": task.refresh().status})
+    elif outcome == "requested":
+        click.echo(f"cancel requested: worker {task.worker or '?'} will stop {task_id}")
+    else:
+        click.echo(f"{task_id} {outcome}")
+
+
+@click.command()
+@click.argument("task_id")
+@json_option
+@pass_state
+def retry(state: State, task_id: str) -> None:
+    """Put a failed or cancelled task back at the end of its queue."""
+    task = state.client().get_task(task_id)
+    task.retry()
+    if state.json:
+        echo_json({"id": task_id, "state": "pending"})
+    else:
+        click.echo(f"{task_id} pending")
+
+
+@click.command()
+@click.argument("queue")
+@click.option("--state", "task_state", type=click.Choice(LISTABLE_STATES), required=True)
+@json_option
+@pass_state
+def purge(state: State, queue: str, task_state: str) -> None:
+    """Delete every task of QUEUE in one waiting or finished state."""
+    deleted = state.client().get_queue(queue).purge(task_state)
+    if state.json:
+        echo_json({"queue": queue, "state": task_state, "deleted": deleted})
+    else:
+        click.echo(f"deleted {deleted} {task_state} task(s) of {queue}")
+
+
+COMMANDS = (enqueue, status, wait, tasks, cancel, retry, purge)

@@ -1,0 +1,47 @@
+"""Task functions for tests that run a real `blueque worker` (`--task
+tests.support.task_functions:NAME`, from the repository root)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from blueque import Task
+
+
+def echo(task: Task) -> Any:
+    """Returns its parameters."""
+    return task.parameters
+
+
+def fail(task: Task) -> None:
+    """Always raises, naming the attempt."""
+    raise ValueError(f"boom on attempt {task.attempts}")
+
+
+def hang(task: Task) -> None:
+    """Reports its pid as progress, then sleeps forever; with {"ignore_sigterm": true} it
+    also ignores SIGTERM, so only SIGKILL stops it."""
+    params = task.parameters if isinstance(task.parameters, dict) else {}
+    if params.get("ignore_sigterm"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    task.set_progress({"pid": os.getpid()})
+    while True:
+        time.sleep(60)
+
+
+def steps(task: Task) -> str:
+    """Reports progress {"step": i, "of": n} for each step, then waits (up to 30 s) for the
+    file named by "release" before returning "done"."""
+    params = task.parameters
+    total = int(params["steps"])
+    for i in range(1, total + 1):
+        task.set_progress({"step": i, "of": total})
+    release = Path(params["release"])
+    deadline = time.monotonic() + 30
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "done"
