@@ -53,7 +53,7 @@ for command in (*tasks.COMMANDS, *queues.COMMANDS, *processes.COMMANDS):
 
 
 def main() -> None:
-    cli(prog_name="blueque", obj=State(url=""))
+    cli(prog_name="blueque")
 
 
 __all__ = ["cli", "main"]

@@ -36,7 +36,7 @@ class UserError(click.ClickException):
 class State:
     """What every command gets: the connection settings and the output mode."""
 
-    url: str
+    url: str = ""
     cluster: bool = False
     namespace: str = DEFAULT_NAMESPACE
     json: bool = False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from typing import Any
 
@@ -95,11 +97,10 @@ def info(state: State, queues: tuple[str, ...], watch: bool, interval: float) ->
 
 
 def _watch_json(client: Client, queues: tuple[str, ...], interval: float) -> None:
-    import json
-
     while True:
         stats, busy = snapshot(client, queues)
         click.echo(json.dumps(snapshot_dict(stats, busy), default=str))
+        sys.stdout.flush()
         time.sleep(interval)
 
 

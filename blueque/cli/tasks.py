@@ -160,6 +160,11 @@ def cancel(state: State, task_id: str, wait_: bool, timeout: float | None) -> No
 def retry(state: State, task_id: str) -> None:
     """Put a failed or cancelled task back at the end of its queue."""
     task = state.client().get_task(task_id)
+    if task.status not in ("failed", "cancelled"):
+        # The retry script answers 'pending' both for "requeued" and for "was pending".
+        raise UserError(
+            f"task {task_id} is {task.status}: only failed or cancelled tasks can be retried"
+        )
     task.retry()
     if state.json:
         echo_json({"id": task_id, "state": "pending"})

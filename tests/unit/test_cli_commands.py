@@ -1,0 +1,365 @@
+"""The CLI's commands through click's CliRunner, on a fakeredis-backed Client.
+
+Workers are simulated with the protocol's own transitions (claim, begin, heartbeat,
+set_progress); real worker processes are in tests/integration/test_cli.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import fields
+from datetime import UTC, datetime
+
+import fakeredis
+import pytest
+from click.testing import CliRunner, Result
+
+from blueque import Client, Queue, WorkerSettings
+from blueque.cli import cli
+from blueque.cli import processes as cli_processes
+from blueque.cli.app import State
+from tests.support.waiting import wait_until
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def server() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+def client(server: fakeredis.FakeServer) -> Client:
+    return Client(redis=fakeredis.FakeRedis(server=server, decode_responses=True))
+
+
+@pytest.fixture
+def invoke(server: fakeredis.FakeServer) -> Invoke:
+    def run(*args: str, env: dict[str, str] | None = None) -> Result:
+        # A fresh client per invocation: the CLI closes its client when a command ends.
+        fresh = Client(redis=fakeredis.FakeRedis(server=server, decode_responses=True))
+        return CliRunner().invoke(cli, list(args), obj=State(url="unused", _client=fresh), env=env)
+
+    return run
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.stdout
+
+
+def user_error(result: Result) -> str:
+    """Asserts the CLI's contract for a user mistake; returns the message."""
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def simulate_running(queue: Queue, worker_id: str = "w1", ttl_ms: int = 30_000) -> str:
+    """Plays a worker: registers, claims the head of pending and begins it."""
+    keys = queue.keys
+    queue.transitions.heartbeat(worker_id, ttl_ms, {"host": "h", "pid": 7})
+    task_id: str = queue.client.redis.lmove(
+        keys.pending, keys.worker_tasks(worker_id), "LEFT", "RIGHT"
+    )
+    assert queue.transitions.begin(worker_id, task_id, 4242).status == "ok"
+    return task_id
+
+
+# -- enqueue, status, tasks -------------------------------------------------------------------
+
+
+def test_enqueue_parses_json_and_keeps_other_text(invoke: Invoke, client: Client) -> None:
+    as_json = ok(invoke("enqueue", "mail", '{"to": "a@b.c"}')).strip()
+    as_text = ok(invoke("enqueue", "mail", "hello world")).strip()
+    as_number = ok(invoke("enqueue", "mail", "42")).strip()
+    assert client.get_task(as_json).parameters == {"to": "a@b.c"}
+    assert client.get_task(as_text).parameters == "hello world"
+    assert client.get_task(as_number).parameters == 42
+    assert client.get_queue("mail").stats().pending == 3
+
+
+def test_enqueue_delay_schedules(invoke: Invoke, client: Client) -> None:
+    doc = json.loads(ok(invoke("--json", "enqueue", "mail", "x", "--delay", "1h")))
+    assert doc["state"] == "scheduled"
+    assert client.get_queue("mail").stats().scheduled == 1
+    listed = json.loads(ok(invoke("tasks", "mail", "--state", "scheduled", "--json")))
+    assert [t["id"] for t in listed] == [doc["id"]]
+    assert "due in 59m" in ok(invoke("tasks", "mail", "--state", "scheduled"))
+
+
+def test_enqueue_at_schedules(invoke: Invoke, client: Client) -> None:
+    task_id = ok(invoke("enqueue", "mail", "x", "--at", "2999-01-01T00:00:00+00:00")).strip()
+    assert client.get_task(task_id).status == "scheduled"
+    result = invoke("enqueue", "mail", "x", "--at", "tomorrow")
+    assert result.exit_code == 2 and "not an ISO 8601" in result.output
+
+
+def test_enqueue_rejects_delay_and_at_together(invoke: Invoke) -> None:
+    result = invoke("enqueue", "q", "x", "--delay", "5", "--at", "2999-01-01T00:00:00")
+    assert result.exit_code == 2
+
+
+def test_status_shows_state_and_fields(invoke: Invoke, client: Client) -> None:
+    task_id = client.get_queue("q").enqueue({"n": 1})
+    doc = json.loads(ok(invoke("status", task_id, "--json")))
+    assert doc["id"] == task_id and doc["state"] == "pending" and doc["parameters"] == {"n": 1}
+    text = ok(invoke("status", task_id))
+    assert task_id in text and "pending" in text and '{"n": 1}' in text
+
+
+def test_status_shows_progress_of_a_running_task(invoke: Invoke, client: Client) -> None:
+    queue = client.get_queue("q")
+    queue.enqueue("x")
+    task_id = simulate_running(queue)
+    assert client.get_task(task_id).set_progress({"done": 3, "of": 10})
+    doc = json.loads(ok(invoke("--json", "status", task_id)))
+    assert doc["state"] == "running" and doc["worker"] == "w1"
+    assert doc["progress"] == {"done": 3, "of": 10}
+    assert '{"done": 3, "of": 10}' in ok(invoke("status", task_id))
+
+
+def test_tasks_lists_running_from_the_workers(invoke: Invoke, client: Client) -> None:
+    queue = client.get_queue("q")
+    queue.enqueue_many(["a", "b"])
+    running = simulate_running(queue)
+    listed = json.loads(ok(invoke("--json", "tasks", "q", "--state", "running")))
+    assert [t["id"] for t in listed] == [running]
+    pending = json.loads(ok(invoke("--json", "tasks", "q")))
+    assert [t["parameters"] for t in pending] == ["b"]
+
+
+# -- info and workers ---------------------------------------------------------------------------
+
+
+def test_info_counts_every_queue(invoke: Invoke, client: Client) -> None:
+    client.get_queue("a").enqueue_many([1, 2, 3])
+    client.get_queue("b").schedule("later", delay=3600)
+    doc = json.loads(ok(invoke("--json", "info")))
+    by_name = {q["queue"]: q for q in doc["queues"]}
+    assert by_name["a"]["pending"] == 3 and by_name["a"]["oldest_pending_age_s"] is not None
+    assert by_name["b"]["scheduled"] == 1 and by_name["b"]["pending"] == 0
+    text = ok(invoke("info"))
+    assert "OLDEST PENDING" in text and "a " in text and "b " in text
+
+
+def test_info_and_workers_show_what_runs_with_its_progress(invoke: Invoke, client: Client) -> None:
+    queue = client.get_queue("q")
+    queue.enqueue("x")
+    task_id = simulate_running(queue, "busy-worker")
+    client.get_task(task_id).set_progress("halfway")
+    queue.transitions.heartbeat("idle-worker", 30_000, {"host": "h2"})
+    doc = json.loads(ok(invoke("--json", "info")))
+    assert [(r["id"], r["task"], r["progress"]) for r in doc["running"]] == [
+        ("busy-worker", task_id, "halfway")
+    ]
+    assert "halfway" in ok(invoke("info"))
+    rows = json.loads(ok(invoke("--json", "workers", "q")))
+    states = {r["id"]: (r["state"], r["task"], r["progress"]) for r in rows}
+    assert states == {
+        "busy-worker": ("busy", task_id, "halfway"),
+        "idle-worker": ("idle", None, None),
+    }
+    assert rows[0]["busy_for_s"] is not None and rows[0]["busy_for_s"] >= 0
+    text = ok(invoke("workers", "q"))
+    assert "busy-worker" in text and "halfway" in text and "idle" in text
+
+
+# -- config -----------------------------------------------------------------------------------
+
+
+def test_config_shows_defaults_and_sets_values(invoke: Invoke, client: Client) -> None:
+    assert json.loads(ok(invoke("--json", "config", "q")))["retry_max"] == 0
+    doc = json.loads(ok(invoke("--json", "config", "q", "retry_max=3", "retry_delay_s=0.5")))
+    assert doc["retry_max"] == 3 and doc["retry_delay_s"] == 0.5
+    assert client.get_queue("q").config().retry_max == 3
+    assert "retry_max = 3" in ok(invoke("config", "q"))
+
+
+def test_config_mistakes(invoke: Invoke, client: Client) -> None:
+    assert "unknown queue setting 'nope'" in user_error(invoke("config", "q", "nope=1"))
+    assert "retry_backoff must be >= 1" in user_error(invoke("config", "q", "retry_backoff=0.5"))
+    assert invoke("config", "q", "retry_max").exit_code == 2
+    assert client.get_queue("q").config().retry_backoff == 2  # nothing was written
+
+
+# -- cancel, retry, purge ---------------------------------------------------------------------
+
+
+def test_cancel_then_retry_a_pending_task(invoke: Invoke, client: Client) -> None:
+    task_id = client.get_queue("q").enqueue("x")
+    assert ok(invoke("cancel", task_id)).strip() == f"{task_id} cancelled"
+    assert client.get_task(task_id).status == "cancelled"
+    assert ok(invoke("retry", task_id)).strip() == f"{task_id} pending"
+    assert client.get_task(task_id).status == "pending"
+    assert "only failed or cancelled tasks" in user_error(invoke("retry", task_id))
+
+
+def test_cancel_a_running_task_asks_its_worker(invoke: Invoke, client: Client) -> None:
+    queue = client.get_queue("q")
+    queue.enqueue("x")
+    task_id = simulate_running(queue)
+    doc = json.loads(ok(invoke("--json", "cancel", task_id)))
+    assert doc == {"id": task_id, "outcome": "requested", "state": "running"}
+    assert client.get_task(task_id).cancel_requested
+    # The worker learns it on its next heartbeat.
+    assert queue.transitions.heartbeat("w1", 30_000, {}, task_id) == (False, True)
+
+
+def test_cancel_a_finished_task_is_a_user_error(invoke: Invoke, client: Client) -> None:
+    task_id = client.get_queue("q").enqueue("x")
+    ok(invoke("cancel", task_id))
+    assert "already finished" in user_error(invoke("cancel", task_id))
+
+
+def test_purge(invoke: Invoke, client: Client) -> None:
+    client.get_queue("q").enqueue_many(range(5))
+    assert ok(invoke("purge", "q", "--state", "pending")).strip() == (
+        "deleted 5 pending task(s) of q"
+    )
+    assert client.get_queue("q").stats().pending == 0
+    assert invoke("purge", "q").exit_code == 2  # --state is required
+
+
+# -- requeue ----------------------------------------------------------------------------------
+
+
+def test_requeue_refuses_a_live_worker_unless_forced(invoke: Invoke, client: Client) -> None:
+    queue = client.get_queue("q")
+    queue.enqueue("x")
+    task_id = simulate_running(queue)
+    assert "is alive" in user_error(invoke("requeue", "q", "w1"))
+    assert client.get_task(task_id).status == "running"
+    doc = json.loads(ok(invoke("--json", "requeue", "q", "w1", "--force")))
+    assert doc["requeued"] == 1
+    task = client.get_task(task_id)
+    assert task.status == "pending" and task.attempts == 1
+    assert "no worker w1" in user_error(invoke("requeue", "q", "w1"))
+
+
+def test_requeue_all_dead_reaps_expired_heartbeats(invoke: Invoke, client: Client) -> None:
+    queue = client.get_queue("q")
+    queue.enqueue_many(["dead", "alive"])
+    dead_task = simulate_running(queue, "dead", ttl_ms=1)
+    simulate_running(queue, "alive")
+    wait_until(lambda: not client.redis.exists(queue.keys.worker_alive("dead")), timeout=5)
+    doc = json.loads(ok(invoke("--json", "requeue", "q", "--all-dead")))
+    assert doc == {"queue": "q", "workers": 1, "requeued": 1, "failed": 0}
+    assert client.get_task(dead_task).status == "pending"
+    assert [w.id for w in queue.workers()] == ["alive"]
+    assert invoke("requeue", "q").exit_code == 2
+    assert invoke("requeue", "q", "w", "--all-dead").exit_code == 2
+
+
+# -- scheduler --------------------------------------------------------------------------------
+
+
+def test_scheduler_once_promotes_due_tasks_and_reaps(invoke: Invoke, client: Client) -> None:
+    queue = client.get_queue("q")
+    due = queue.schedule("soon", delay=0.01)
+    later = queue.schedule("later", delay=3600)
+    queue.enqueue("held")
+    simulate_running(queue, "gone", ttl_ms=1)
+    wait_until(lambda: not client.redis.exists(queue.keys.worker_alive("gone")), timeout=5)
+    due_at = client.get_task(due).due_at
+    assert due_at is not None
+    wait_until(lambda: datetime.now(UTC) > due_at, timeout=5)
+    doc = json.loads(ok(invoke("--json", "scheduler", "--once")))
+    assert doc["queues"]["q"] == {"promoted": 1, "reaped_workers": 1, "requeued": 1, "failed": 0}
+    assert 3500 < doc["next_due_in_s"] <= 3600
+    assert client.get_task(due).status == "pending"
+    assert client.get_task(later).status == "scheduled"
+
+
+# -- worker -----------------------------------------------------------------------------------
+
+
+def test_worker_options_mirror_every_worker_setting() -> None:
+    names = {p.name for p in cli_processes.worker.params}
+    mirrored = {cli_processes.WORKER_OPTIONS[n] for n in names if n in cli_processes.WORKER_OPTIONS}
+    assert mirrored == {f.name for f in fields(WorkerSettings)}
+
+
+@pytest.fixture
+def quiet_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The worker command configures the root logger; not inside pytest's process.
+    monkeypatch.setattr(cli_processes, "configure_logging", lambda level: None)
+
+
+@pytest.mark.usefixtures("quiet_logging")
+def test_worker_reads_env_and_flags_override(invoke: Invoke, client: Client) -> None:
+    queue = client.get_queue("q")
+    first, second = queue.enqueue_many(["a", "b"])
+    env = {"BLUEQUE_WORKER_ID": "from-env", "BLUEQUE_MAX_TASKS": "1", "BLUEQUE_FORK": "false"}
+    task = "tests.support.task_functions:echo"
+    ok(invoke("worker", "q", "--task", task, env=env))
+    assert client.get_task(first).worker == "from-env"
+    assert client.get_task(second).status == "pending"  # BLUEQUE_MAX_TASKS=1 was read
+    ok(invoke("worker", "q", "--task", task, "--worker-id", "from-flag", env=env))
+    done = client.get_task(second)
+    assert done.status == "complete" and done.result == "b" and done.worker == "from-flag"
+
+
+@pytest.mark.usefixtures("quiet_logging")
+def test_worker_queue_and_task_from_env(invoke: Invoke, client: Client) -> None:
+    task_id = client.get_queue("envq").enqueue([1])
+    env = {
+        "BLUEQUE_QUEUE": "envq",
+        "BLUEQUE_TASK": "tests.support.task_functions:echo",
+        "BLUEQUE_MAX_TASKS": "1",
+        "BLUEQUE_FORK": "0",
+    }
+    ok(invoke("worker", env=env))
+    assert client.get_task(task_id).result == [1]
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ("no_such_module_xyz:fn", "cannot import task module 'no_such_module_xyz'"),
+        ("tests.support.task_functions:nope", "has no 'nope'"),
+        ("just_a_name", "must look like module:function"),
+        ("tests.support.task_functions:time", "is not callable"),
+    ],
+)
+def test_worker_task_mistakes(invoke: Invoke, task: str, message: str) -> None:
+    assert message in user_error(invoke("worker", "q", "--task", task))
+
+
+def test_worker_setting_mistakes(invoke: Invoke) -> None:
+    task = "tests.support.task_functions:echo"
+    args = ("worker", "q", "--task", task, "--heartbeat-interval", "10", "--heartbeat-ttl", "5")
+    assert "heartbeat_ttl_s must be at least twice" in user_error(invoke(*args))
+    env = {"BLUEQUE_CLAIM_TIMEOUT_S": "soon"}
+    assert "BLUEQUE_CLAIM_TIMEOUT_S" in user_error(invoke("worker", "q", "--task", task, env=env))
+    assert invoke("worker", "q", "--task", task, "--cancel-grace", "abc").exit_code == 2
+
+
+# -- mistakes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("status", "q:" + "0" * 32), "no task q:000"),
+        (("status", "not-an-id"), "invalid task id"),
+        (("wait", "q:" + "0" * 32), "no task q:000"),
+        (("cancel", "q:" + "0" * 32), "no task q:000"),
+        (("enqueue", "bad{name}", "x"), "invalid queue name"),
+        (("tasks", "bad name"), "invalid queue name"),
+        (("info", "bad/name"), "invalid queue name"),
+    ],
+)
+def test_user_mistakes_are_one_line(invoke: Invoke, args: tuple[str, ...], message: str) -> None:
+    assert message in user_error(invoke(*args))
+
+
+def test_unreachable_redis_is_one_line() -> None:
+    # A real connection attempt to a closed port, no fake.
+    result = CliRunner().invoke(cli, ["--url", "redis://127.0.0.1:1/0", "info"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith("error: Redis unreachable")
