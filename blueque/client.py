@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from blueque.connection import connect, redis_errors
+from blueque.connection import close, connect, redis_errors
 from blueque.keys import DEFAULT_NAMESPACE, queue_of_task, registry_key
 from blueque.protocol import Scripts
 from blueque.queue import Queue
@@ -73,7 +73,7 @@ class Client:
             return bool(self.redis.ping())
 
     def close(self) -> None:
-        self.redis.close()
+        close(self.redis)
 
     def __enter__(self) -> Client:
         return self

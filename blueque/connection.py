@@ -110,6 +110,16 @@ def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
 
+def close(client: Any) -> None:
+    """Closes a client and its sockets. `RedisCluster.close()` leaves the node pools'
+    sockets to the garbage collector, so they are disconnected here explicitly."""
+    if isinstance(client, RedisCluster):
+        for node in list(client.nodes_manager.nodes_cache.values()):
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
+    client.close()
+
+
 @contextlib.contextmanager
 def redis_errors(action: str) -> Iterator[None]:
     """Turns redis-py's connection failures into one clear `ConnectionFailedError`."""

@@ -66,7 +66,9 @@ class RedisServer:
             str(self.directory / "redis.log"),
         ]
         if self.cluster:
+            # An explicit bus port: the default (port + 10000) may be taken or above 65535.
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            args += ["--cluster-port", str(free_port())]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         self._wait_ready()
         return self
