@@ -11,6 +11,15 @@ from typing import Any
 
 from blueque import Task
 
+PIDS_ENV = "BLUEQUE_TEST_PIDS_DIR"
+
+
+def _register_pid() -> None:
+    # So that the test's teardown can kill a task process its worker left behind.
+    directory = os.environ.get(PIDS_ENV)
+    if directory:
+        (Path(directory) / str(os.getpid())).touch()
+
 
 def echo(task: Task) -> Any:
     """Returns its parameters."""
@@ -25,6 +34,7 @@ def fail(task: Task) -> None:
 def hang(task: Task) -> None:
     """Reports its pid as progress, then sleeps forever; with {"ignore_sigterm": true} it
     also ignores SIGTERM, so only SIGKILL stops it."""
+    _register_pid()
     params = task.parameters if isinstance(task.parameters, dict) else {}
     if params.get("ignore_sigterm"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -36,6 +46,7 @@ def hang(task: Task) -> None:
 def steps(task: Task) -> str:
     """Reports progress {"step": i, "of": n} for each step, then waits (up to 30 s) for the
     file named by "release" before returning "done"."""
+    _register_pid()
     params = task.parameters
     total = int(params["steps"])
     for i in range(1, total + 1):
