@@ -126,8 +126,15 @@ def console() -> Console:
     return out
 
 
+class _PlainTable(Table):
+    """A table whose cells are plain text: task data is never read as rich markup."""
+
+    def add_row(self, *cells: RenderableType | None, **options: Any) -> None:
+        super().add_row(*(Text(c) if isinstance(c, str) else c for c in cells), **options)
+
+
 def _table(title: str | None, *columns: str) -> Table:
-    table = Table(title=title, title_justify="left", box=None, header_style="bold")
+    table = _PlainTable(title=title, title_justify="left", box=None, header_style="bold")
     for name in columns:
         numeric = name in NUMERIC_COLUMNS
         table.add_column(name, justify="right" if numeric else "left", overflow="fold")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,11 @@ def steps(task: Task) -> str:
     while not release.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     return "done"
+
+
+def dispatch(task: Task) -> Any:
+    """Runs the function named by parameters["do"] with parameters["with"], so one worker
+    can run tasks of every kind above."""
+    params = task.parameters
+    fn = {"echo": echo, "fail": fail, "hang": hang, "steps": steps}[params["do"]]
+    return fn(replace(task, parameters=params.get("with")))

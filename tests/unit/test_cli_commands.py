@@ -83,6 +83,11 @@ def test_enqueue_parses_json_and_keeps_other_text(invoke: Invoke, client: Client
     assert client.get_queue("mail").stats().pending == 3
 
 
+def test_task_data_is_shown_as_is_never_as_markup(invoke: Invoke, client: Client) -> None:
+    client.get_queue("q").enqueue("[bold]x[/bold] [red]y")
+    assert "[bold]x[/bold] [red]y" in ok(invoke("tasks", "q"))
+
+
 def test_enqueue_delay_schedules(invoke: Invoke, client: Client) -> None:
     doc = json.loads(ok(invoke("--json", "enqueue", "mail", "x", "--delay", "1h")))
     assert doc["state"] == "scheduled"
