@@ -78,7 +78,10 @@ def connect(
         return _sentinel(parts.netloc, parts.path, parts.query, scheme.startswith("rediss"))
     if scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"unsupported Redis URL scheme {scheme!r} in {url!r}")
-    return redis.Redis.from_url(url, retry=_no_retry(), **_COMMON)
+    options = dict(_COMMON)
+    if scheme == "unix":
+        del options["socket_keepalive"]  # a TCP option
+    return redis.Redis.from_url(url, retry=_no_retry(), **options)
 
 
 def _sentinel(netloc: str, path: str, query: str, tls: bool) -> Any:

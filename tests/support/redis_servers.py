@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -44,38 +45,39 @@ class RedisServer:
     cluster: bool = False
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="blueque-redis-")))
     process: subprocess.Popen[bytes] | None = None
+    extra_args: list[str] = field(default_factory=list)
+    """More redis-server options (a password, TLS, a unix socket, sentinel mode...)."""
+    config_text: str | None = None
+    """A config file's text (sentinel mode needs one: it rewrites it)."""
+    ping_kwargs: dict[str, Any] = field(default_factory=dict)
+    """How the readiness check connects, when the defaults cannot (TLS, a password)."""
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        args = [
-            require("redis-server"),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.directory),
-            "--logfile",
-            str(self.directory / "redis.log"),
-        ]
+        args = [require("redis-server")]
+        if self.config_text is not None:
+            (self.directory / "server.conf").write_text(self.config_text)
+            args.append(str(self.directory / "server.conf"))
+        args += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
+        args += ["--logfile", str(self.directory / "redis.log")]
+        if "--sentinel" not in self.extra_args:
+            args += ["--save", "", "--appendonly", "no"]
         if self.cluster:
             # An explicit bus port: the default (port + 10000) may be taken or above 65535.
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
             args += ["--cluster-port", str(free_port())]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen([*args, *self.extra_args], stdin=subprocess.DEVNULL)
         self._wait_ready()
         return self
 
     def _wait_ready(self, timeout_s: float = 10.0) -> None:
         deadline = time.monotonic() + timeout_s
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = redis.Redis(
+            **{"port": self.port, "socket_connect_timeout": 0.2, **self.ping_kwargs}
+        )
         try:
             while time.monotonic() < deadline:
                 if self.process is not None and self.process.poll() is not None:

@@ -1,0 +1,120 @@
+"""Every way `Client` connects, each against a real redis-server started for the test:
+password, unix socket, TLS (`rediss://`), Sentinel, Cluster; and bad URLs."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from blueque import Client, ConfigError, ConnectionFailedError
+from tests.support.redis_servers import RedisServer, free_port
+
+
+def roundtrip(client: Client, db: int | None = None) -> None:
+    """Enqueue and read back: proves scripts load and keys route on this connection."""
+    try:
+        queue = client.get_queue("conn.q")
+        before = queue.stats().totals["enqueued"]
+        task_id = queue.enqueue({"via": "this connection"})
+        assert client.get_task(task_id).parameters == {"via": "this connection"}
+        assert queue.stats().totals["enqueued"] == before + 1
+        if db is not None:
+            assert client.redis.connection_pool.connection_kwargs["db"] == db
+            assert client.redis.exists(queue.keys.task(task_id)) == 1
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def server() -> Iterator[list[RedisServer]]:
+    """Servers a test starts; all are stopped afterwards, even on failure."""
+    started: list[RedisServer] = []
+    try:
+        yield started
+    finally:
+        for s in started:
+            s.stop()
+
+
+def test_password_in_url_and_keywords(server: list[RedisServer]) -> None:
+    s = RedisServer(extra_args=["--requirepass", "s3cret"], ping_kwargs={"password": "s3cret"})
+    server.append(s.start())
+    roundtrip(Client(f"redis://:s3cret@127.0.0.1:{s.port}/2"), db=2)
+    roundtrip(Client(hostname="127.0.0.1", port=s.port, password="s3cret"))
+    with pytest.raises(Exception, match=r"(?i)auth|password"):
+        roundtrip(Client(f"redis://:wrong@127.0.0.1:{s.port}/0"))
+
+
+def test_unix_socket(server: list[RedisServer], tmp_path: Path) -> None:
+    sock = tmp_path / "redis.sock"
+    server.append(RedisServer(extra_args=["--unixsocket", str(sock)]).start())
+    roundtrip(Client(f"unix://{sock}?db=1"), db=1)
+
+
+def test_tls(server: list[RedisServer], tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    tls_port = free_port()
+    s = RedisServer(
+        extra_args=[
+            "--tls-port", str(tls_port), "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+            "--tls-auth-clients", "no",
+        ],
+    )  # fmt: skip
+    server.append(s.start())
+    roundtrip(Client(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}"))
+    # Without trusting the server's certificate, the handshake must fail, clearly.
+    with pytest.raises(ConnectionFailedError, match=r"(?i)certificate"):
+        Client(f"rediss://127.0.0.1:{tls_port}/0").ping()
+
+
+def test_sentinel(server: list[RedisServer]) -> None:
+    master = RedisServer().start()
+    server.append(master)
+    sentinel = RedisServer(
+        config_text=f"sentinel monitor mymaster 127.0.0.1 {master.port} 1\n",
+        extra_args=["--sentinel"],
+    )
+    server.append(sentinel.start())
+    roundtrip(Client(f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/3"))
+
+
+def test_cluster_url_forms(redis_cluster: object) -> None:
+    from tests.support.redis_servers import RedisCluster
+
+    assert isinstance(redis_cluster, RedisCluster)
+    redis_cluster.flush()
+    port = redis_cluster.nodes[1].port
+    roundtrip(Client(f"redis+cluster://127.0.0.1:{port}"))
+    roundtrip(Client(f"redis://127.0.0.1:{port}", cluster=True))
+    roundtrip(Client(hostname="127.0.0.1", port=port, cluster=True))
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://localhost:6379", "unsupported Redis URL scheme"),
+        ("redis+sentinel://127.0.0.1:26379", "master name"),
+    ],
+)
+def test_bad_urls_are_config_errors(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Client(url)
+
+
+def test_unreachable_server_is_a_clear_error() -> None:
+    client = Client(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        with pytest.raises(ConnectionFailedError, match="Redis unreachable while trying to"):
+            client.get_queue("q").enqueue("x")
+    finally:
+        client.close()
