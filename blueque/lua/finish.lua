@@ -5,6 +5,7 @@
 -- ARGV[1] worker id  ARGV[2] task id  ARGV[3] attempt (from begin)
 -- ARGV[4] outcome: complete | failed | cancelled
 -- ARGV[5] payload: the result (JSON) for complete, the error (JSON object) otherwise
+-- A 'failed' outcome for a task whose cancel was requested is recorded as 'cancelled'.
 -- Returns the state the task is now in: complete, failed, cancelled or scheduled (an
 -- automatic retry of a failed task), or 'stale' when the task is no longer this worker's at
 -- this attempt (it was requeued): then nothing is written but the stats 'stale' counter.
@@ -16,8 +17,11 @@ local k = {stats = stats, config = cfg}
 local TOTALS = {complete = 'completed', failed = 'failed', cancelled = 'cancelled'}
 local wid, id, attempt, outcome, payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
-local state, attempts, retries, holder = unpack(redis.call('HMGET', tk, 'state', 'attempts',
-  'retries', 'worker'))
+local state, attempts, retries, holder, cancel = unpack(redis.call('HMGET', tk, 'state',
+  'attempts', 'retries', 'worker', 'cancel_requested'))
+-- A failure after a cancel was requested (typically the task's own reaction to the SIGTERM
+-- that cancel sent) ends the task cancelled, with that error, and is never retried.
+if outcome == 'failed' and cancel == '1' then outcome = 'cancelled' end
 if indexes[outcome] and state == outcome and holder == wid and attempts == attempt and
     redis.call('ZSCORE', indexes[outcome], id) then
   -- This worker's finish already ran (its reply was lost): answer the same, count nothing.

@@ -133,6 +133,45 @@ def test_cancel_a_task_that_obeys_sigterm_ends_it_before_the_grace(
     assert worker.process.poll() is None
 
 
+def test_cancel_wins_over_a_failure_the_signal_caused_and_is_not_retried(
+    bq: BluequeRunner, client: Client
+) -> None:
+    # A task that handles SIGTERM by raising records its own outcome, 'failed': the cancel
+    # that caused it must still end it 'cancelled', and the retry policy must not run it again.
+    run_ok(bq, "config", "cancel3.q", "retry_max=3", "retry_delay_s=0")
+    worker = bq.worker("cancel3.q", "hang", "--cancel-grace", "60")
+    task_id = run_ok(bq, "enqueue", "cancel3.q", '{"raise_on_sigterm": true}').strip()
+    poll(lambda: client.get_task(task_id).progress, what="running")
+    doc = json.loads(run_ok(bq, "--json", "cancel", task_id, "--wait", "--timeout", "20"))
+    assert doc == {"id": task_id, "outcome": "cancelled", "state": "cancelled"}
+    task = client.get_task(task_id)
+    assert task.retries == 0 and task.attempts == 1
+    assert task.error is not None and task.error["message"] == "interrupted by SIGTERM"
+    stats = client.get_queue("cancel3.q").stats()
+    assert (stats.cancelled, stats.failed, stats.scheduled) == (1, 0, 0)
+    assert worker.process.poll() is None
+
+
+def test_finish_records_a_failure_after_a_cancel_request_as_cancelled(backend_url: str) -> None:
+    # The protocol rule behind the test above, on standalone and cluster alike.
+    with Client(backend_url) as c:
+        queue = c.get_queue("cancel4.q")
+        queue.set_config(retry_max=2)
+        task_id = queue.enqueue("x")
+        assert c.redis.lmove(queue.keys.pending, queue.keys.worker_tasks("w"), "LEFT", "RIGHT")
+        assert queue.transitions.begin("w", task_id, 1).status == "ok"
+        assert queue.cancel(task_id) == "requested"
+        error = json.dumps({"type": "RuntimeError", "message": "interrupted"})
+        assert queue.transitions.finish("w", task_id, 1, "failed", error) == "cancelled"
+        # A repeated finish (its reply lost) answers the same and changes nothing.
+        assert queue.transitions.finish("w", task_id, 1, "failed", error) == "cancelled"
+        task = c.get_task(task_id)
+        assert (task.status, task.retries, task.error) == ("cancelled", 0, json.loads(error))
+        stats = queue.stats()
+        assert (stats.cancelled, stats.failed, stats.scheduled, stats.running) == (1, 0, 0, 0)
+        assert stats.totals["cancelled"] == 1 and stats.totals["stale"] == 0
+
+
 # -- retry policy ---------------------------------------------------------------------------
 
 

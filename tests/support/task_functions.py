@@ -33,15 +33,22 @@ def fail(task: Task) -> None:
 
 
 def hang(task: Task) -> None:
-    """Reports its pid as progress, then sleeps forever; with {"ignore_sigterm": true} it
-    also ignores SIGTERM, so only SIGKILL stops it."""
+    """Reports its pid as progress, then sleeps forever. With {"ignore_sigterm": true} it
+    ignores SIGTERM, so only SIGKILL stops it; with {"raise_on_sigterm": true} SIGTERM makes
+    it raise (as a task that cleans up on SIGTERM does), so it records its own failure."""
     _register_pid()
     params = task.parameters if isinstance(task.parameters, dict) else {}
     if params.get("ignore_sigterm"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if params.get("raise_on_sigterm"):
+        signal.signal(signal.SIGTERM, _raise_interrupted)
     task.set_progress({"pid": os.getpid()})
     while True:
         time.sleep(60)
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise RuntimeError("interrupted by SIGTERM")
 
 
 def steps(task: Task) -> str:
