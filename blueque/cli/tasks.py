@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 
 import click
@@ -49,11 +50,12 @@ def enqueue(
     timeout: float | None,
 ) -> None:
     """Add a task to QUEUE. PARAMS is parsed as JSON when it is valid JSON, else it is kept as
-    a string (quote a number as '"42"' to send it as a string). Prints the task id."""
+    a string (quote a number as '"42"' to send it as a string); `-` reads it from stdin.
+    Prints the task id."""
     if delay is not None and at is not None:
         raise click.UsageError("use --delay or --at, not both")
     q = state.client().get_queue(queue)
-    parameters = parse_params(params)
+    parameters = parse_params(sys.stdin.read() if params == "-" else params)
     if delay is not None or at is not None:
         task_id = q.schedule(parameters, eta=at, delay=delay)
     else:

@@ -98,6 +98,22 @@ def test_worker_stops_on_sigterm_and_deregisters(bq: BluequeRunner, redis_url: s
     assert json.loads(ok(bq.run("--json", "workers", "stop.q"))) == []
 
 
+def test_worker_exits_with_the_workers_status_on_a_second_signal(
+    bq: BluequeRunner, redis_url: str
+) -> None:
+    task_id = ok(bq.run("enqueue", "stop2.q", "{}")).strip()
+    worker = bq.worker("stop2.q", "hang", "--worker-id", "w-stop2")
+    poll(lambda: status(bq, task_id)["progress"], what="task running")
+    worker.process.send_signal(signal.SIGTERM)  # first: finish the task, then stop
+    poll(lambda: "finishing the current task" in worker.output(), what="first signal seen")
+    assert worker.process.poll() is None
+    assert worker.stop(signal.SIGTERM) == 128 + signal.SIGTERM  # second: stop at once
+    # The task stays in the worker's list, for recovery.
+    assert [w["holding"] for w in json.loads(ok(bq.run("--json", "workers", "stop2.q")))] == [
+        [task_id]
+    ]
+
+
 def test_worker_options_from_env(bq: BluequeRunner) -> None:
     task_id = ok(bq.run("enqueue", "env.q", "x")).strip()
     env = {

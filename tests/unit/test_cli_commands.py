@@ -88,6 +88,14 @@ def test_task_data_is_shown_as_is_never_as_markup(invoke: Invoke, client: Client
     assert "[bold]x[/bold] [red]y" in ok(invoke("tasks", "q"))
 
 
+def test_enqueue_reads_params_from_stdin(server: fakeredis.FakeServer, client: Client) -> None:
+    fresh = Client(redis=fakeredis.FakeRedis(server=server, decode_responses=True))
+    result = CliRunner().invoke(
+        cli, ["enqueue", "q", "-"], obj=State(_client=fresh), input='{"from": "stdin"}\n'
+    )
+    assert client.get_task(ok(result).strip()).parameters == {"from": "stdin"}
+
+
 def test_enqueue_delay_schedules(invoke: Invoke, client: Client) -> None:
     doc = json.loads(ok(invoke("--json", "enqueue", "mail", "x", "--delay", "1h")))
     assert doc["state"] == "scheduled"
