@@ -1,0 +1,80 @@
+"""Blueque under test: producers through `Queue`, workers through the two runners' `run`.
+
+Run as `python -m bench.blueque_system worker MODE URL QUEUE` it is the worker subprocess.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from blueque import Client, Task, forking_runner, inprocess_runner
+
+PREFILL_BATCH = 1000
+
+
+def noop(task: Task) -> float:
+    return time.time()
+
+
+class BluequeSystem:
+    name = "blueque"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client = Client(url)
+
+    def enqueue(self, queue: str, n: int) -> float:
+        q = self.client.get_queue(queue)
+        q.enqueue(None)  # registers the queue and loads the script: not part of the loop
+        start = time.perf_counter()
+        for _ in range(n):
+            q.enqueue(None)
+        return time.perf_counter() - start
+
+    def enqueue_many(self, queue: str, n: int, batch: int) -> float:
+        q = self.client.get_queue(queue)
+        q.enqueue(None)
+        params = [None] * batch
+        start = time.perf_counter()
+        for done in range(0, n, batch):
+            q.enqueue_many(params[: min(batch, n - done)])
+        return time.perf_counter() - start
+
+    def prefill(self, queue: str, n: int) -> tuple[Any, Any]:
+        q = self.client.get_queue(queue)
+        ids: list[str] = []
+        for done in range(0, n, PREFILL_BATCH):
+            ids += q.enqueue_many([None] * min(PREFILL_BATCH, n - done))
+        return ids[0], ids[-1]
+
+    def started_at(self, handle: Any) -> float | None:
+        task = self.client.get_task(handle)
+        return float(task.result) if task.status == "complete" else None
+
+    def latency_sample(self, queue: str) -> tuple[float, float, float]:
+        q = self.client.get_queue(queue)
+        t0 = time.time()
+        task = self.client.get_task(q.enqueue(None)).wait(timeout=10)
+        t_done = time.time()
+        return t0, float(task.result), t_done
+
+    def worker_command(self, mode: str, queue: str) -> list[str]:
+        return [sys.executable, "-m", "bench.blueque_system", "worker", mode, self.url, queue]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def worker_main(mode: str, url: str, queue: str) -> int:
+    client = Client(url)
+    if mode == "fork":
+        return forking_runner.run(client, queue, noop)
+    return inprocess_runner.run(client, queue, noop)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 5 or sys.argv[1] != "worker":
+        sys.exit("usage: python -m bench.blueque_system worker {inprocess|fork} URL QUEUE")
+    sys.exit(worker_main(*sys.argv[2:]))

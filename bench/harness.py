@@ -1,0 +1,229 @@
+"""What every measurement shares: the Redis server, worker subprocesses, and the timings.
+
+Each system module implements `System`; the functions here drive it the same way for all
+three, so a difference in the numbers is a difference of the systems, not of the harness.
+Every loop is bounded in count and in time (`deadline`), and every process started here is
+stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from tests.support.redis_servers import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class BenchTimeoutError(RuntimeError):
+    """A measurement did not finish within its time bound."""
+
+
+class System(Protocol):
+    """One task queue under test. Worker modes: 'inprocess' (no fork per task) and 'fork'.
+
+    Every system's no-op task returns `time.time()` when it runs: the worker-side start time,
+    on the same clock as the producer's, with microsecond resolution.
+    """
+
+    name: str
+
+    def enqueue(self, queue: str, n: int) -> float:
+        """Enqueues n no-op tasks one call at a time; returns the seconds it took."""
+        ...
+
+    def prefill(self, queue: str, n: int) -> tuple[Any, Any]:
+        """Enqueues n no-op tasks as fast as it can (not timed); returns handles of the first
+        and the last."""
+        ...
+
+    def started_at(self, handle: Any) -> float | None:
+        """The time the task's function ran, or None while it has not finished."""
+        ...
+
+    def latency_sample(self, queue: str) -> tuple[float, float, float]:
+        """Enqueues one task and waits for it the system's own way (its blocking wait);
+        returns (enqueue call time, function start time, time the wait returned)."""
+        ...
+
+    def worker_command(self, mode: str, queue: str) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def worker_process(
+    command: Sequence[str], profile_to: Path | None = None, profile_native: bool = False
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker subprocess in its own session, stopped by pid (SIGTERM, then SIGKILL).
+
+    With `profile_to`, py-spy records it (and its forked children) until it exits."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        list(command),
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    spy: subprocess.Popen[bytes] | None = None
+    if profile_to is not None:
+        spy_cmd = [
+            str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(proc.pid),
+            "--subprocesses",
+            "--rate",
+            "1000",
+            "--format",
+            "raw",
+            "-o",
+            str(profile_to),
+        ]
+        if profile_native:
+            spy_cmd.append("--native")
+        spy = subprocess.Popen(spy_cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        time.sleep(0.5)  # py-spy attaches before the first task is enqueued
+    try:
+        yield proc
+    finally:
+        stop_process(proc)
+        if spy is not None:
+            try:
+                spy.wait(30)  # it writes its output once the worker is gone
+            except subprocess.TimeoutExpired:
+                spy.send_signal(signal.SIGINT)
+                stop_process(spy)
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(grace_s)
+
+
+def wait_until(predicate: Any, deadline: float, what: str, poll_s: float = 0.02) -> Any:
+    """Polls `predicate` until it returns something other than None, until `deadline`
+    (time.monotonic)."""
+    while True:
+        value = predicate()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise BenchTimeoutError(f"timed out waiting for {what}")
+        time.sleep(poll_s)
+
+
+# -- the measurements ------------------------------------------------------------------------
+
+
+def enqueue_rate(system: System, queue: str, n: int) -> float:
+    """Tasks per second, one producer, one enqueue call per task, no worker running."""
+    return n / system.enqueue(queue, n)
+
+
+def worker_rate(
+    system: System,
+    mode: str,
+    queue: str,
+    n: int,
+    timeout_s: float,
+    profile_to: Path | None = None,
+    profile_native: bool = False,
+) -> float:
+    """No-op tasks per second through one worker: n tasks are queued before it starts, and
+    the rate is taken between the first and the last task's start (n - 1 full cycles), so
+    the worker's start-up is not counted."""
+    first, last = system.prefill(queue, n)
+    deadline = time.monotonic() + timeout_s
+    with worker_process(system.worker_command(mode, queue), profile_to, profile_native) as proc:
+        t_last: float = wait_until(
+            lambda: _alive_or_raise(proc) and system.started_at(last),
+            deadline,
+            f"{system.name} {mode} worker to run {n} tasks",
+        )
+        t_first = system.started_at(first)
+    assert t_first is not None
+    return (n - 1) / (t_last - t_first)
+
+
+def _alive_or_raise(proc: subprocess.Popen[bytes]) -> bool:
+    if proc.poll() is not None:
+        raise RuntimeError(f"worker exited early with status {proc.returncode}")
+    return True
+
+
+@dataclass(frozen=True)
+class Latency:
+    to_start_p50_ms: float
+    to_start_p99_ms: float
+    to_done_p50_ms: float
+    to_done_p99_ms: float
+    samples: int
+
+
+def latency(
+    system: System, mode: str, queue: str, samples: int, warmup: int, timeout_s: float
+) -> Latency:
+    """Enqueue-to-start and enqueue-to-done with an idle worker, one task at a time."""
+    deadline = time.monotonic() + timeout_s
+    to_start: list[float] = []
+    to_done: list[float] = []
+    with worker_process(system.worker_command(mode, queue)) as proc:
+        for i in range(warmup + samples):
+            _alive_or_raise(proc)
+            if time.monotonic() > deadline:
+                raise BenchTimeoutError(f"{system.name} latency: {i} samples in {timeout_s} s")
+            t0, t_start, t_done = system.latency_sample(queue)
+            if i >= warmup:
+                to_start.append((t_start - t0) * 1000)
+                to_done.append((t_done - t0) * 1000)
+            time.sleep(0.002)  # the worker is idle (back in its blocking claim) again
+    return Latency(
+        percentile(to_start, 50),
+        percentile(to_start, 99),
+        percentile(to_done, 50),
+        percentile(to_done, 99),
+        samples,
+    )
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = (len(ordered) - 1) * pct / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def machine_load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs"
