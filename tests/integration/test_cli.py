@@ -159,7 +159,7 @@ def test_scheduler_promotes_due_tasks_reaps_dead_workers_and_stops(
 
 def test_requeue_a_dead_workers_task(bq: BluequeRunner, redis_url: str) -> None:
     task_id = ok(bq.run("enqueue", "rq.q", "{}")).strip()
-    worker = bq.worker("rq.q", "hang", "--worker-id", "w-dead", "--heartbeat-ttl", "0.5")
+    worker = bq.worker("rq.q", "hang", "--worker-id", "w-dead", "--heartbeat-ttl", "1")
     poll(lambda: status(bq, task_id)["progress"], what="task running")
     assert "is alive" in user_error(bq.run("requeue", "rq.q", "w-dead"))
     worker.process.kill()
