@@ -29,7 +29,8 @@ class UserError(click.ClickException):
     exit_code = 1
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+        one_line = " ".join(part.strip() for part in self.format_message().splitlines())
+        click.echo(f"error: {one_line}", err=True)
 
 
 @dataclass

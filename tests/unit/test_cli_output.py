@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import click
 import pytest
 
-from blueque.cli.app import parse_assignments, parse_duration, parse_params
+from blueque.cli.app import UserError, parse_assignments, parse_duration, parse_params
 from blueque.cli.output import compact, format_age, format_duration, task_detail, task_dict
 from blueque.task import Task
 
@@ -108,3 +108,8 @@ def test_task_dict_is_json_ready() -> None:
     assert doc["started_at"] == "2020-01-01T00:00:00+00:00"
     assert doc["progress"] == [1, 2]
     assert doc["runtime_s"] > 0
+
+
+def test_user_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    UserError("first line\n  second line").show()
+    assert capsys.readouterr().err == "error: first line second line\n"
