@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from blueque.cli.app import DURATION, State, UserError, describe, pass_state
+from blueque.errors import InvalidNameError
 from blueque.outcome import TaskFunction
 from blueque.runners import ForkingRunner, InProcessRunner
 from blueque.settings import WorkerSettings
@@ -168,7 +169,6 @@ class _Stop:
         self.event = threading.Event()
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        log.info("%s: stopping", signal.Signals(signum).name)
         self.event.set()
 
 
@@ -233,7 +233,11 @@ def scheduler_pass(state: State, names: tuple[str, ...]) -> dict[str, Any]:
     now_ms = time.time() * 1000
     report: dict[str, Any] = {"queues": {}, "next_due_in_s": None}
     for name in names or tuple(client.queues()):
-        queue = client.get_queue(name)
+        try:
+            queue = client.get_queue(name)
+        except InvalidNameError as exc:  # garbage in the registry must not stop the others
+            log.warning("skipping %s", exc)
+            continue
         promoted, next_due_ms = queue.promote_due()
         reaped, requeued, failed = queue.reap()
         report["queues"][name] = {

@@ -281,6 +281,7 @@ def test_scheduler_once_promotes_due_tasks_and_reaps(invoke: Invoke, client: Cli
     due_at = client.get_task(due).due_at
     assert due_at is not None
     poll(lambda: datetime.now(UTC) > due_at, timeout=5)
+    client.redis.sadd("blueque:queues", "bad{name}")  # garbage must not stop the pass
     doc = json.loads(ok(invoke("--json", "scheduler", "--once")))
     assert doc["queues"]["q"] == {"promoted": 1, "reaped_workers": 1, "requeued": 1, "failed": 0}
     assert 3500 < doc["next_due_in_s"] <= 3600
