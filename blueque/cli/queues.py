@@ -30,11 +30,21 @@ from blueque.cli.output import (
     workers_table,
 )
 from blueque.client import Client
+from blueque.errors import InvalidNameError
+from blueque.keys import validate_queue_name
 from blueque.queue import Queue
 from blueque.records import QueueStats, WorkerInfo
 from blueque.task import Task
 
 WorkerRows = list[tuple[WorkerInfo, Task | None]]
+
+
+def valid_queue_name(name: str) -> bool:
+    try:
+        validate_queue_name(name)
+    except InvalidNameError:
+        return False
+    return True
 
 
 def worker_rows(queue: Queue) -> WorkerRows:
@@ -46,7 +56,10 @@ def worker_rows(queue: Queue) -> WorkerRows:
 
 def snapshot(client: Client, names: tuple[str, ...]) -> tuple[list[QueueStats], WorkerRows]:
     """Stats of the queues (all registered ones by default) and their busy workers."""
-    queues = [client.get_queue(n) for n in (names or client.queues())]
+    if names:
+        queues = [client.get_queue(n) for n in names]
+    else:  # the registry is not validated by Redis: a stray entry is left out, not fatal
+        queues = [client.get_queue(n) for n in client.queues() if valid_queue_name(n)]
     stats = [q.stats() for q in queues]
     busy: WorkerRows = []
     for q, s in zip(queues, stats, strict=True):

@@ -152,8 +152,10 @@ def test_tasks_lists_running_from_the_workers(invoke: Invoke, client: Client) ->
 def test_info_counts_every_queue(invoke: Invoke, client: Client) -> None:
     client.get_queue("a").enqueue_many([1, 2, 3])
     client.get_queue("b").schedule("later", delay=3600)
+    client.redis.sadd("blueque:queues", "bad{name}")  # a stray registry entry is left out
     doc = json.loads(ok(invoke("--json", "info")))
     by_name = {q["queue"]: q for q in doc["queues"]}
+    assert sorted(by_name) == ["a", "b"]
     assert by_name["a"]["pending"] == 3 and by_name["a"]["oldest_pending_age_s"] is not None
     assert by_name["b"]["scheduled"] == 1 and by_name["b"]["pending"] == 0
     text = ok(invoke("info"))
