@@ -25,6 +25,7 @@ from blueque.cli.output import (
     task_view,
     tasks_table,
 )
+from blueque.client import Client
 from blueque.queue import LISTABLE_STATES
 from blueque.task import Task
 
@@ -150,9 +151,22 @@ def cancel(state: State, task_id: str, wait_: bool, timeout: float | None) -> No
     if state.json:
         echo_json({"id": task_id, "outcome": outcome, "state": task.refresh().status})
     elif outcome == "requested":
-        click.echo(f"cancel requested: worker {task.worker or '?'} will stop {task_id}")
+        click.echo(f"cancel requested: {_who_stops(state.client(), task.refresh())}")
     else:
         click.echo(f"{task_id} {outcome}")
+
+
+def _who_stops(client: Client, task: Task) -> str:
+    if task.status != "running":  # claimed, not begun: `begin` will cancel it
+        return f"{task.id} is reserved by a worker and ends cancelled before it starts"
+    workers = client.get_queue(task.queue).workers()
+    runner = next((w.runner for w in workers if w.id == task.worker), None)
+    if runner == "inprocess":
+        return (
+            f"worker {task.worker} runs tasks in its own process and cannot stop {task.id};"
+            " it ends when the task returns"
+        )
+    return f"worker {task.worker} will stop {task.id}"
 
 
 @click.command()

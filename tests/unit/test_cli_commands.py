@@ -225,6 +225,31 @@ def test_cancel_a_running_task_asks_its_worker(invoke: Invoke, client: Client) -
     assert queue.transitions.heartbeat("w1", 30_000, {}, task_id) == (False, True)
 
 
+@pytest.mark.parametrize(
+    ("runner", "message"),
+    [("fork", "worker w1 will stop"), ("inprocess", "worker w1 runs tasks in its own process")],
+)
+def test_cancel_says_who_stops_a_running_task(
+    invoke: Invoke, client: Client, runner: str, message: str
+) -> None:
+    queue = client.get_queue("q")
+    queue.enqueue("x")
+    task_id = simulate_running(queue)
+    queue.transitions.heartbeat("w1", 30_000, {"runner": runner})
+    assert ok(invoke("cancel", task_id)).startswith(f"cancel requested: {message}")
+
+
+def test_cancel_a_reserved_task(invoke: Invoke, client: Client) -> None:
+    queue = client.get_queue("q")
+    task_id = queue.enqueue("x")
+    client.redis.lmove(queue.keys.pending, queue.keys.worker_tasks("w1"), "LEFT", "RIGHT")
+    out = ok(invoke("cancel", task_id))
+    assert out.strip() == f"cancel requested: {task_id} is reserved by a worker and ends" + (
+        " cancelled before it starts"
+    )
+    assert queue.transitions.begin("w1", task_id, 1).status == "cancelled"
+
+
 def test_cancel_a_finished_task_is_a_user_error(invoke: Invoke, client: Client) -> None:
     task_id = client.get_queue("q").enqueue("x")
     ok(invoke("cancel", task_id))
