@@ -150,8 +150,9 @@ WORKER_OPTIONS = {
 )
 @pass_state
 def worker(state: State, /, queue: str, task_ref: str, log_level: str, **options: Any) -> None:
-    """Work on QUEUE, one task at a time, until SIGTERM or SIGINT (the first lets the running
-    task finish; a second stops at once). Exits with the worker's exit status."""
+    """Work on QUEUE ($BLUEQUE_QUEUE), one task at a time, until SIGTERM or SIGINT (the first
+    lets the running task finish; a second stops at once). Exits with the worker's exit
+    status. Each option falls back to its BLUEQUE_* environment variable."""
     fn = import_task(task_ref)
     overrides = {WORKER_OPTIONS[name]: value for name, value in options.items()}
     settings = WorkerSettings.from_env(**overrides)
