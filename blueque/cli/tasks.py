@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import datetime
 
@@ -17,7 +18,6 @@ from blueque.cli.app import (
     pass_state,
 )
 from blueque.cli.output import (
-    compact,
     console,
     echo_json,
     error_line,
@@ -97,7 +97,9 @@ def _report_finished(state: State, task: Task) -> None:
     if state.json:
         echo_json(task_dict(task))
     elif task.status == "complete":
-        click.echo(compact(task.result, 100_000) if task.result is not None else "null")
+        # A string as it is (a script can use it directly), anything else as JSON.
+        result = task.result
+        click.echo(result if isinstance(result, str) else json.dumps(result, ensure_ascii=False))
     if task.status != "complete":
         raise UserError(f"task {task.id} {task.status}: {error_line(task.error)}")
 

@@ -117,6 +117,18 @@ def test_enqueue_rejects_delay_and_at_together(invoke: Invoke) -> None:
     assert result.exit_code == 2
 
 
+def test_wait_prints_a_string_result_as_is_and_others_as_json(
+    invoke: Invoke, client: Client
+) -> None:
+    queue = client.get_queue("q")
+    first, second = queue.enqueue_many(["a", "b"])
+    for task_id, result in ((first, "two\nlines"), (second, {"k": [1, None]})):
+        simulate_running(queue)
+        queue.transitions.finish("w1", task_id, 1, "complete", json.dumps(result))
+    assert ok(invoke("wait", first)) == "two\nlines\n"
+    assert ok(invoke("wait", second)) == '{"k": [1, null]}\n'
+
+
 def test_status_shows_state_and_fields(invoke: Invoke, client: Client) -> None:
     task_id = client.get_queue("q").enqueue({"n": 1})
     doc = json.loads(ok(invoke("status", task_id, "--json")))
