@@ -63,6 +63,8 @@ def describe(exc: BaseException) -> str | None:
         return f"Redis unreachable: {exc}"
     if isinstance(exc, redis.exceptions.RedisError | redis.exceptions.RedisClusterException):
         return f"Redis error: {exc}"
+    if isinstance(exc, TimeoutError):  # e.g. no subscribe confirmation from a slow Redis
+        return f"Redis too slow: {exc}"
     return None
 
 
@@ -74,6 +76,7 @@ class BluequeGroup(click.Group):
             BluequeError,
             redis.exceptions.RedisError,
             redis.exceptions.RedisClusterException,
+            TimeoutError,
         ) as exc:
             raise UserError(describe(exc) or str(exc)) from None
 
