@@ -1,0 +1,35 @@
+"""A real local Kubernetes control plane for tests and the demo, built from Go modules.
+
+No container engine is needed: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+KWOK (fake kubelets) and Helm are compiled once from the Go module proxy into a cache outside
+the repository (`localkube.build`) and run as plain loopback processes (`localkube.cluster`).
+Not part of the blueque wheel: it is test and demo tooling.
+"""
+
+from localkube.api import ApiClient
+from localkube.build import Binaries, build, find_binaries
+from localkube.cluster import LocalCluster, default_state_dir
+from localkube.errors import (
+    ApiError,
+    BuildError,
+    ClusterError,
+    LocalKubeError,
+    MissingBinariesError,
+)
+from localkube.versions import PINNED, Versions
+
+__all__ = [
+    "PINNED",
+    "ApiClient",
+    "ApiError",
+    "Binaries",
+    "BuildError",
+    "ClusterError",
+    "LocalCluster",
+    "LocalKubeError",
+    "MissingBinariesError",
+    "Versions",
+    "build",
+    "default_state_dir",
+    "find_binaries",
+]

@@ -1,0 +1,171 @@
+"""A deliberately small, typed Kubernetes REST client on the standard library.
+
+The cluster manager needs a handful of calls (create nodes, wait for Ready, health checks) and the
+tests need a few more (watch, status patches, requests as a service account). The official
+clients are either untyped or asyncio-only; raw HTTPS with JSON keeps localkube dependency-free
+and makes every request visible in the test. It is not meant as the operator's client.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from localkube.errors import ApiError
+
+__all__ = ["PATCH_JSON", "PATCH_MERGE", "PATCH_STRATEGIC", "ApiClient", "Json"]
+
+Json = dict[str, Any]
+
+PATCH_MERGE = "application/merge-patch+json"
+PATCH_STRATEGIC = "application/strategic-merge-patch+json"
+PATCH_JSON = "application/json-patch+json"
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """HTTPS to one API server, as a client certificate or a bearer token."""
+
+    host: str
+    port: int
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    token: str | None = None
+    timeout_s: float = 30.0
+
+    def with_token(self, token: str) -> ApiClient:
+        """The same server, authenticated by `token` instead of the client certificate."""
+        return ApiClient(self.host, self.port, self.ca_file, token=token, timeout_s=self.timeout_s)
+
+    def _connect(self, timeout_s: float) -> http.client.HTTPSConnection:
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        if self.cert_file is not None and self.key_file is not None:
+            context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        return http.client.HTTPSConnection(self.host, self.port, context=context, timeout=timeout_s)
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "localkube"}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        if self.token is not None:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def raw(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        *,
+        content_type: str | None = None,
+    ) -> tuple[int, bytes]:
+        """One request; the status and the undecoded answer (health endpoints answer text)."""
+        conn = self._connect(self.timeout_s)
+        try:
+            conn.request(method, path, body=body, headers=self._headers(content_type))
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Json | list[Json] | None = None,
+        *,
+        content_type: str = "application/json",
+        query: dict[str, str] | None = None,
+    ) -> Json:
+        """One request; the decoded JSON answer, or ApiError for any non-2xx status."""
+        url = path + (f"?{urlencode(query)}" if query else "")
+        payload = None if body is None else json.dumps(body).encode()
+        status, raw = self.raw(
+            method, url, payload, content_type=None if payload is None else content_type
+        )
+        if not 200 <= status < 300:
+            raise ApiError(method, url, status, raw.decode(errors="replace"))
+        if not raw:
+            return {}
+        decoded: Json = json.loads(raw)
+        return decoded
+
+    def get(self, path: str, query: dict[str, str] | None = None) -> Json:
+        return self.request("GET", path, query=query)
+
+    def create(self, path: str, body: Json) -> Json:
+        return self.request("POST", path, body)
+
+    def patch(self, path: str, body: Json | list[Json], content_type: str = PATCH_MERGE) -> Json:
+        return self.request("PATCH", path, body, content_type=content_type)
+
+    def delete(self, path: str) -> Json:
+        return self.request("DELETE", path)
+
+    def healthy(self, path: str = "/readyz") -> bool:
+        """True when `path` answers 200; connection errors count as not (yet) healthy."""
+        try:
+            status, _ = self.raw("GET", path)
+        except OSError:
+            return False
+        return status == 200
+
+    def watch(
+        self, path: str, *, resource_version: str = "", timeout_s: float = 60.0
+    ) -> Iterator[Json]:
+        """Watch events ({"type": ..., "object": ...}) for a collection path, until timeout."""
+        query = {"watch": "true", "timeoutSeconds": str(max(1, int(timeout_s)))}
+        if resource_version:
+            query["resourceVersion"] = resource_version
+        url = f"{path}?{urlencode(query)}"
+        conn = self._connect(timeout_s + 5.0)
+        try:
+            conn.request("GET", url, headers=self._headers(None))
+            response = conn.getresponse()
+            if response.status != 200:
+                raise ApiError("GET", url, response.status, response.read().decode())
+            while line := response.readline():
+                if line.strip():
+                    event: Json = json.loads(line)
+                    yield event
+        finally:
+            conn.close()
+
+    def wait_for(
+        self,
+        path: str,
+        condition: Callable[[Json], bool],
+        *,
+        timeout_s: float = 30.0,
+        what: str = "",
+        poll_s: float = 0.1,
+    ) -> Json:
+        """Poll `path` until `condition(object)` is true; 404, 429 and 503 count as not yet."""
+        deadline = time.monotonic() + timeout_s
+        last: Json | str = "never fetched"
+        while True:
+            try:
+                obj = self.get(path)
+                last = obj
+                if condition(obj):
+                    return obj
+            except ApiError as exc:
+                # 429 "storage is (re)initializing" is what a freshly established CRD answers
+                # for a moment; 404 is "not created yet".
+                if exc.status not in (404, 429, 503):
+                    raise
+                last = f"HTTP {exc.status}"
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"timed out after {timeout_s} s waiting for {what or path}; last seen: "
+                    f"{json.dumps(last)[:2000]}"
+                )
+            time.sleep(poll_s)
