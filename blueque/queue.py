@@ -172,7 +172,7 @@ class Queue:
             outcome = self.transitions.retry(task_id)
         if outcome == "missing":
             raise TaskNotFoundError(f"no task {task_id}")
-        if outcome != "pending":
+        if outcome != "requeued":
             raise InvalidStateError(
                 f"task {task_id} is {outcome}: only failed or cancelled tasks can be retried"
             )

@@ -4,8 +4,8 @@
 -- KEYS[1] failed zset  KEYS[2] cancelled zset  KEYS[3] pending list  KEYS[4] stats hash
 -- KEYS[5] events channel  KEYS[6] task hash
 -- ARGV[1] task id
--- Returns 'pending' when requeued, the task's state when it is not failed or cancelled, or
--- 'missing'.
+-- Returns 'requeued' when it went back to pending, the task's state when it is not failed or
+-- cancelled (nothing changed), or 'missing'.
 local failed, cancelled, pending, stats, events, tk = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
   KEYS[5], KEYS[6]
 local id = ARGV[1]
@@ -21,4 +21,4 @@ redis.call('RPUSH', pending, id)
 redis.call('HINCRBY', stats, 'live', 1)
 redis.call('HINCRBY', stats, 'retried', 1)
 emit(events, 'retried', id, 'pending')
-return 'pending'
+return 'requeued'
