@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import ssl
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
@@ -131,6 +132,29 @@ class LocalCluster:
             cert_file=Path(state.admin_cert_file),
             key_file=Path(state.admin_key_file),
         )
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        """Run kubectl as the admin against this cluster; its stdout, ClusterError on failure."""
+        return self._run_tool(self.binaries.kubectl, args, stdin)
+
+    def helm(self, *args: str, stdin: str | None = None) -> str:
+        """Run the built Helm as the admin against this cluster; its stdout."""
+        return self._run_tool(self.binaries.helm, args, stdin)
+
+    def _run_tool(self, tool: Path, args: tuple[str, ...], stdin: str | None) -> str:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        done = subprocess.run(
+            [str(tool), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise ClusterError(f"{tool.name} {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout
 
     def alive(self) -> dict[str, bool]:
         return {c.name: is_alive(c) for c in self.state.components}
@@ -319,6 +343,9 @@ class LocalCluster:
             f"--service-account-key-file={pki.sa_public_key_file}",
             f"--service-account-signing-key-file={pki.sa_private_key_file}",
             "--allow-privileged=true",
+            # The `kubernetes` Service cannot point at a loopback address; nothing in the
+            # cluster needs it (KWOK pods do not run), so keep it endpoint-less and quiet.
+            "--endpoint-reconciler-type=none",
             "--profiling=false",
         ]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -55,27 +54,21 @@ def _established(crd: Json) -> bool:
     )
 
 
-def test_version_and_kubectl(kube_cluster: LocalCluster, kubeconfig: Path) -> None:
+def test_versions_and_tools(kube_cluster: LocalCluster, kubeconfig: Path) -> None:
     version = kube_cluster.admin_client().get("/version")
     assert version["gitVersion"] == PINNED.kubernetes
 
-    out = subprocess.run(
-        [
-            str(kube_cluster.binaries.kubectl),
-            "--kubeconfig",
-            str(kubeconfig),
-            "get",
-            "nodes",
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    nodes = json.loads(out.stdout)["items"]
+    out = kube_cluster.kubectl("get", "nodes", "-o", "json")
+    nodes = json.loads(out)["items"]
     assert sorted(n["metadata"]["name"] for n in nodes) == kube_cluster.state.nodes
+    assert all(n["status"]["nodeInfo"]["kubeletVersion"].startswith("kwok-") for n in nodes)
+
+    client_version = json.loads(kube_cluster.kubectl("version", "-o", "json"))["clientVersion"]
+    assert client_version["minor"] in {"36", "37"}, "kubectl outside the supported skew"
+    # Helm v4 reads the Kubernetes version of its client libraries (v3 assumed 1.20).
+    assert f'KubeClientVersion:"v1.{PINNED.kubernetes_minor}"' in kube_cluster.helm("version")
+    assert kube_cluster.helm("list", "--all-namespaces", "-q").strip() == ""
+    assert Path(kubeconfig).is_file()
 
 
 def test_custom_resource_with_status_subresource_is_watched_and_status_patched(
