@@ -159,3 +159,42 @@ def test_a_not_ready_pod_is_removed_first_whatever_its_deletion_cost(
     (survivor,) = _live_pods(kube_admin, kube_namespace, "unready")
 
     assert survivor["metadata"]["name"] == by_cost[2]
+
+
+def test_an_unscheduled_pod_is_removed_first_whatever_its_deletion_cost(
+    kube_admin: ApiClient, kube_namespace: str
+) -> None:
+    """The scheduled/unscheduled rank comes first: a Pending pod goes before any running one."""
+    ns = kube_namespace
+    pods = _start(kube_admin, ns, "pending", 3)
+    costs = _annotate_costs(kube_admin, ns, pods)
+    nodes = [n["metadata"]["name"] for n in kube_admin.get("/api/v1/nodes")["items"]]
+    try:
+        for node in nodes:
+            kube_admin.patch(f"/api/v1/nodes/{node}", {"spec": {"unschedulable": True}})
+        _scale(kube_admin, ns, "pending", 4)
+        kube_admin.wait_for(
+            f"/api/v1/namespaces/{ns}",
+            lambda _: any(
+                not p["spec"].get("nodeName") for p in _live_pods(kube_admin, ns, "pending")
+            ),
+            what="a fourth, unschedulable pod",
+        )
+        (unscheduled,) = [
+            p for p in _live_pods(kube_admin, ns, "pending") if not p["spec"].get("nodeName")
+        ]
+        kube_admin.patch(
+            f"/api/v1/namespaces/{ns}/pods/{unscheduled['metadata']['name']}",
+            {"metadata": {"annotations": {COST: "100"}}},
+        )
+        _scale(kube_admin, ns, "pending", 3)
+        kube_admin.wait_for(
+            f"/api/v1/namespaces/{ns}",
+            lambda _: len(_live_pods(kube_admin, ns, "pending")) == 3,
+            what="scale-down to 3 pods",
+        )
+        remaining = {p["metadata"]["name"] for p in _live_pods(kube_admin, ns, "pending")}
+        assert remaining == set(costs)
+    finally:
+        for node in nodes:
+            kube_admin.patch(f"/api/v1/nodes/{node}", {"spec": {"unschedulable": False}})
