@@ -43,7 +43,11 @@ class ForkingRunner:
 
     name = "fork"
 
+    def __init__(self) -> None:
+        self._exiting: list[int] = []  # children whose outcome is recorded, not yet reaped
+
     def execute(self, worker: Worker, task: Task) -> None:
+        self._reap_exited()
         sys.stdout.flush()
         sys.stderr.flush()
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -105,6 +109,11 @@ class ForkingRunner:
                         handover.read_and_record(worker, task)
                     if pidfd in ready:
                         break
+                    if handover.recorded:
+                        # The task is finished; the child only exits now. The worker goes
+                        # on (its next claim overlaps that exit) and reaps it later.
+                        self._exiting.append(pid)
+                        return
                 except StopNow:
                     _signal_group(pid, signal.SIGKILL)
                     os.waitpid(pid, 0)
@@ -158,6 +167,13 @@ class ForkingRunner:
                 "message": f"task process exited with status {code} before recording a result",
             }
         worker.record(task, "failed", encode(error))
+
+    def _reap_exited(self) -> None:
+        for pid in list(self._exiting):
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                    continue  # still exiting: next time
+            self._exiting.remove(pid)
 
 
 def _hand_over(out_w: int, ack_r: int, outcome: str, payload: str) -> bool:
