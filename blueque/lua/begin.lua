@@ -8,7 +8,8 @@
 -- this worker's earlier begin of it ran but the reply was lost), or:
 --   {'draining'}  the worker is draining: the task went back to the head of pending, no
 --                 attempt counted; the worker must claim nothing until undrained
---   {'gone'}      the task is not in this worker's list (already requeued): do nothing
+--   {'gone'}      the task is not in this worker's list (already requeued): a stale worker;
+--                 nothing changes but the stats 'stale' counter and a 'stale' event
 --   {'cancelled'} cancel was requested while it was reserved: it is now cancelled
 --   {'missing'}   the task hash no longer exists (deleted): it was dropped from the list
 local tasks, worker, draining, pending, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -16,7 +17,11 @@ local events, tk, cancelled = KEYS[6], KEYS[7], KEYS[8]
 local k = {stats = stats, config = KEYS[9]}
 local wid, id, pid = ARGV[1], ARGV[2], ARGV[3]
 
-if not redis.call('LPOS', tasks, id) then return {'gone'} end
+if not redis.call('LPOS', tasks, id) then
+  redis.call('HINCRBY', stats, 'stale', 1)
+  emit(events, 'stale', id, redis.call('HGET', tk, 'state') or nil, wid)
+  return {'gone'}
+end
 if redis.call('SISMEMBER', draining, wid) == 1 then
   redis.call('LREM', tasks, 1, id)
   redis.call('LPUSH', pending, id)

@@ -1,5 +1,6 @@
 -- retry: puts a failed or cancelled task back at the tail of pending, with a fresh attempt
--- budget (attempts back to 0). Fencing still holds: only the worker whose in-progress list
+-- budget (attempts back to 0); its error moves to last_error, so a retried task that then
+-- completes shows no error. Fencing still holds: only the worker whose in-progress list
 -- holds a task can begin or finish it.
 -- KEYS[1] failed zset  KEYS[2] cancelled zset  KEYS[3] pending list  KEYS[4] stats hash
 -- KEYS[5] events channel  KEYS[6] task hash
@@ -15,8 +16,10 @@ local index
 if state == 'failed' then index = failed elseif state == 'cancelled' then index = cancelled end
 if not index then return state end
 redis.call('ZREM', index, id)
+local err = redis.call('HGET', tk, 'error')
+if err then redis.call('HSET', tk, 'last_error', err) end
 redis.call('HSET', tk, 'state', 'pending', 'queued_at', now_ms(), 'attempts', 0, 'retries', 0)
-redis.call('HDEL', tk, 'cancel_requested', 'finished_at', 'result', 'pid')
+redis.call('HDEL', tk, 'cancel_requested', 'finished_at', 'result', 'error', 'pid')
 redis.call('RPUSH', pending, id)
 redis.call('HINCRBY', stats, 'live', 1)
 redis.call('HINCRBY', stats, 'retried', 1)

@@ -1,0 +1,68 @@
+"""A worker process for the tests: `python tests/support/worker_main.py URL QUEUE [fork|inprocess]`.
+
+Its task function obeys the task's parameters, so one script covers every behaviour a test
+needs. A dict parameter may hold:
+  gate: a path; the task waits until that file exists (a task that is "mid-run" on demand)
+  started: a path; the task creates it once it runs (written with the attempt number)
+  sleep_s: seconds to sleep
+  raise: a message; the task raises ValueError(message)
+  signal: a signal name; the task process kills itself with it
+  unserializable: true; the task returns a set (not JSON)
+  result: what to return (default: the string "done at attempt N")
+Every task process writes its pid into $BLUEQUE_TEST_PIDS (a directory), so the spawner
+fixture can kill task processes whose worker parent is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from blueque import Client, Task, forking_runner, inprocess_runner
+
+
+def task_function(task: Task) -> Any:
+    pids = os.environ.get("BLUEQUE_TEST_PIDS")
+    if pids:
+        Path(pids, str(os.getpid())).touch()
+    p = task.parameters if isinstance(task.parameters, dict) else {}
+    if "started" in p:
+        Path(p["started"]).write_text(str(task.attempts))
+    if "gate" in p and (task.attempts == 1 or not p.get("gate_first_only")):
+        while not Path(p["gate"]).exists():
+            time.sleep(0.01)
+    if "sleep_s" in p:
+        time.sleep(p["sleep_s"])
+    if "raise" in p:
+        raise ValueError(p["raise"])
+    if "signal" in p:
+        os.kill(os.getpid(), getattr(signal, p["signal"]))
+        time.sleep(10)
+    if p.get("unserializable"):
+        return {1, 2}
+    return p.get("result", f"done at attempt {task.attempts}")
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(message)s"
+    )
+    url, queue = sys.argv[1], sys.argv[2]
+    runner = sys.argv[3] if len(sys.argv) > 3 else "fork"
+    client = Client(url)
+    try:
+        module = forking_runner if runner == "fork" else inprocess_runner
+        return module.run(client, queue, task_function)
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
