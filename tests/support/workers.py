@@ -99,21 +99,19 @@ class WorkerSpawner:
     def task_pids(self) -> list[int]:
         return [int(p.name) for p in self.pids_dir.iterdir()]
 
+    def alive_task_pids(self) -> list[int]:
+        return [pid for pid in self.task_pids() if _is_test_worker(pid)]
+
     def kill_all(self) -> None:
         for worker in self.started:
             if worker.process.poll() is None:
                 worker.process.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 worker.process.wait(10)
-        for pid in self.task_pids():
-            if _is_test_worker(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        wait_until(
-            lambda: not [p for p in self.task_pids() if _is_test_worker(p)],
-            timeout=10,
-            what="task processes to die",
-        )
+        for pid in self.alive_task_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not self.alive_task_pids(), timeout=10, what="task processes to die")
 
 
 def _is_test_worker(pid: int) -> bool:
