@@ -37,7 +37,8 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClus
     try:
         yield cluster
     finally:
-        cluster.stop()
+        # The logs stay in pytest's temporary directory (which keeps the last few runs).
+        cluster.stop(remove_state=False)
 
 
 @pytest.fixture(scope="session")
