@@ -18,16 +18,17 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from types import FrameType
 from typing import Protocol
 
 from blueque.client import Client
 from blueque.connection import REDIS_DOWN
-from blueque.errors import StopNow
+from blueque.errors import CorruptTaskError, StopNow
 from blueque.keys import PROTOCOL_VERSION, registry_key
-from blueque.outcome import TaskFunction
+from blueque.outcome import TaskFunction, error_info
 from blueque.queue import Queue
-from blueque.serialization import decode
+from blueque.serialization import decode, encode
 from blueque.settings import WorkerSettings
 from blueque.task import Task
 
@@ -125,11 +126,19 @@ class Worker:
             id=task_id,
             queue=self.queue.name,
             status="running",
-            parameters=decode(begun.parameters, "parameters"),
+            parameters=None,
             attempts=begun.attempt,
             worker=self.id,
             _queue=self.queue,
         )
+        try:
+            task = replace(task, parameters=decode(begun.parameters, "parameters"))
+        except CorruptTaskError as exc:
+            # Parameters nobody can read: the task fails, the worker goes on.
+            log.warning("task %s: %s", task_id, exc)
+            self.record(task, "failed", encode(error_info(exc)))
+            self.tasks_done += 1
+            return
         self.current = task
         try:
             self.runner.execute(self, task)

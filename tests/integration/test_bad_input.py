@@ -1,0 +1,185 @@
+"""Bad input and bad conditions: payloads that are not JSON, unknown or malformed ids and
+names, Redis down (for a caller, and for a worker that must lose nothing), corrupt hashes."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from blueque import (
+    Client,
+    ConnectionFailedError,
+    CorruptTaskError,
+    InvalidNameError,
+    PayloadError,
+    Queue,
+    TaskNotFoundError,
+)
+from blueque.keys import new_task_id
+from tests.support.redis_servers import RedisServer, free_port
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerSpawner
+
+Q = "bad.q"
+
+
+@pytest.fixture
+def queue(client: Client) -> Queue:
+    return client.get_queue(Q)
+
+
+@pytest.mark.parametrize("bad", [object(), {1, 2}, math.nan, {"k": b"bytes"}])
+def test_parameters_that_are_not_json_are_refused(queue: Queue, bad: object) -> None:
+    with pytest.raises(PayloadError, match="parameters must be JSON-serializable"):
+        queue.enqueue(bad)
+    with pytest.raises(PayloadError):
+        queue.enqueue_many([1, bad, 3])  # all or nothing
+    with pytest.raises(PayloadError):
+        queue.schedule(bad, delay=10)
+    stats = queue.stats()
+    assert (stats.pending, stats.scheduled, stats.totals["enqueued"]) == (0, 0, 0)
+
+
+def test_json_values_round_trip_and_a_string_stays_a_string(queue: Queue) -> None:
+    values = ["plain text", "", 0, -1.5, None, True, [1, [2]], {"ü": {"x": None}}]
+    ids = queue.enqueue_many(values)
+    assert [queue.get_task(t).parameters for t in ids] == values
+    raw = queue.client.redis.hget(queue.keys.task(ids[0]), "parameters")
+    assert raw == '"plain text"'
+
+
+def test_unknown_task_ids(client: Client, queue: Queue) -> None:
+    unknown = new_task_id(Q)
+    for call in (client.get_task, queue.cancel, queue.retry, queue.delete):
+        with pytest.raises(TaskNotFoundError, match=re.escape(unknown)):
+            call(unknown)
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["", "nocolon", "bad.q:xyz", "bad.q:" + "0" * 31, "a b:" + "0" * 32]
+)
+def test_malformed_task_ids(client: Client, bad_id: str) -> None:
+    with pytest.raises(InvalidNameError, match="invalid task id"):
+        client.get_task(bad_id)
+
+
+def test_task_id_of_another_queue(client: Client) -> None:
+    other = client.get_queue("other.q").enqueue(1)
+    with pytest.raises(InvalidNameError, match="does not belong"):
+        client.get_queue(Q).get_task(other)
+    with pytest.raises(InvalidNameError):
+        client.get_queue(Q).cancel(other)
+
+
+@pytest.mark.parametrize("name", ["", "a b", "{tag}", "a:b", "x" * 201, "é", None, 7])
+def test_invalid_queue_names(client: Client, name: object) -> None:
+    with pytest.raises(InvalidNameError, match="invalid queue name"):
+        client.get_queue(name)  # type: ignore[arg-type]
+    assert client.queues() == []
+
+
+def test_invalid_worker_id(queue: Queue) -> None:
+    with pytest.raises(InvalidNameError, match="invalid worker id"):
+        queue.drain("no/slashes")
+
+
+def test_corrupt_task_hash_is_a_clear_error(client: Client, queue: Queue) -> None:
+    bad_json, no_state = queue.enqueue_many([1, 2])
+    client.redis.hset(queue.keys.task(bad_json), "parameters", "{not json")
+    client.redis.hdel(queue.keys.task(no_state), "state")
+    with pytest.raises(CorruptTaskError, match="parameters is not valid JSON"):
+        client.get_task(bad_json)
+    with pytest.raises(CorruptTaskError, match=f"task {re.escape(no_state)} is corrupt"):
+        client.get_task(no_state)
+
+
+def test_redis_down_is_a_clear_error() -> None:
+    with Client(hostname="127.0.0.1", port=free_port()) as client:
+        queue = client.get_queue(Q)
+        with pytest.raises(
+            ConnectionFailedError, match="Redis unreachable while trying to enqueue"
+        ):
+            queue.enqueue(1)
+        with pytest.raises(ConnectionFailedError, match="read task"):
+            client.get_task(new_task_id(Q))
+        with pytest.raises(ConnectionFailedError, match="stats"):
+            queue.stats()
+        with pytest.raises(ConnectionFailedError):
+            client.ping()
+
+
+# -- with real workers, on the standalone server --------------------------------------------
+
+
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """A server of this test alone, since the test takes it down."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_result_that_is_not_json_fails_the_task(
+    client_standalone: Client, redis_url: str, workers: WorkerSpawner
+) -> None:
+    queue = client_standalone.get_queue(Q)
+    bad, good = queue.enqueue_many([{"unserializable": True}, {"result": "fine"}])
+    workers.start(redis_url, Q)
+    task = client_standalone.get_task(bad).wait(20)
+    assert task.status == "failed" and task.error is not None
+    assert task.error["type"] == "blueque.errors.PayloadError"
+    assert "result must be JSON-serializable" in task.error["message"]
+    assert client_standalone.get_task(good).wait(20).result == "fine"
+
+
+def test_worker_fails_a_corrupt_task_and_goes_on(
+    client_standalone: Client, redis_url: str, workers: WorkerSpawner
+) -> None:
+    queue = client_standalone.get_queue(Q)
+    corrupt, good = queue.enqueue_many([1, {"result": "after corrupt"}])
+    client_standalone.redis.hset(queue.keys.task(corrupt), "parameters", "{not json")
+    worker = workers.start(redis_url, Q)
+    assert client_standalone.get_task(good).wait(20).result == "after corrupt"
+    fields = client_standalone.redis.hgetall(queue.keys.task(corrupt))
+    assert fields["state"] == "failed", fields
+    assert "CorruptTaskError" in fields["error"]
+    assert worker.process.poll() is None, worker.output()
+
+
+def test_worker_rides_out_a_redis_outage_and_loses_nothing(
+    own_server: RedisServer, workers: WorkerSpawner, tmp_path: Path
+) -> None:
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    with Client(own_server.url) as client:
+        queue = client.get_queue(Q)
+        task_id = queue.enqueue({"gate": str(gate), "started": str(started), "result": "kept"})
+        worker = workers.start(own_server.url, Q, env={"BLUEQUE_RECONNECT_MAX_DELAY_S": "0.4"})
+        wait_until(started.exists, 20, what="the task to start")
+        client.redis.save()  # the outage keeps the data: the server restarts from this dump
+
+    own_server.kill()
+    gate.touch()  # the task finishes while Redis is down: its result must wait, not vanish
+    retries = wait_until(
+        lambda: re.findall(r"retrying in (\d+\.\d) s", worker.output())[3:], 20, what="retries"
+    )
+    assert worker.process.poll() is None, worker.output()
+    delays = [float(d) for d in re.findall(r"retrying in (\d+\.\d) s", worker.output())]
+    assert delays[0] < delays[1] < delays[2] and max(delays) <= 0.4, delays  # backoff, capped
+    assert retries
+
+    own_server.process = None
+    own_server.start()  # same port, same directory: the dump is loaded
+    with Client(own_server.url) as client:
+        queue = client.get_queue(Q)
+        task = client.get_task(task_id).wait(20)
+        assert (task.status, task.result, task.attempts) == ("complete", "kept", 1)
+        after = queue.enqueue({"result": "after the outage"})
+        assert client.get_task(after).wait(20).result == "after the outage"
+        assert worker.process.poll() is None
+        assert queue.stats().totals["stale"] == 0
