@@ -1,0 +1,62 @@
+"""Per-queue settings: validation of what is written, defaults from the Lua prelude."""
+
+from __future__ import annotations
+
+import pytest
+
+from blueque import Client, ConfigError
+from blueque.config import parse_config, validate_settings
+
+
+def test_valid_settings_become_strings() -> None:
+    assert validate_settings({"max_attempts": 5, "retry_delay_s": 0.5, "keep_finished": 0}) == {
+        "max_attempts": "5",
+        "retry_delay_s": "0.5",
+        "keep_finished": "0",
+    }
+    assert validate_settings({"max_attempts": 2.0}) == {"max_attempts": "2"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"max_atempts": 3}, "unknown queue setting 'max_atempts'"),
+        ({"max_attempts": 0}, "max_attempts must be >= 1"),
+        ({"max_attempts": 1.5}, "max_attempts must be a whole number"),
+        ({"finished_ttl_s": "week"}, "finished_ttl_s must be a number"),
+        ({"retry_backoff": 0.5}, "retry_backoff must be >= 1"),
+        ({"keep_finished": -1}, "keep_finished must be >= 0"),
+        ({"retry_max": None}, "retry_max must be a number"),
+    ],
+)
+def test_invalid_settings(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate_settings(settings)
+
+
+def test_parse_config() -> None:
+    raw = {
+        "max_attempts": "3",
+        "keep_finished": "10",
+        "finished_ttl_s": "60",
+        "retry_max": "0",
+        "retry_delay_s": "1.5",
+        "retry_backoff": "2",
+    }
+    config = parse_config(raw)
+    assert (config.max_attempts, config.retry_delay_s) == (3, 1.5)
+    assert config.as_dict()["finished_ttl_s"] == 60
+
+
+def test_defaults_and_writes_through_the_scripts(fake_client: Client) -> None:
+    queue = fake_client.get_queue("cfg.q")
+    defaults = queue.config()
+    assert (defaults.max_attempts, defaults.keep_finished, defaults.retry_max) == (3, 10000, 0)
+    assert defaults.finished_ttl_s == 7 * 24 * 3600
+    updated = queue.set_config(max_attempts=7, retry_delay_s=2.5)
+    assert (updated.max_attempts, updated.retry_delay_s) == (7, 2.5)
+    assert updated.keep_finished == defaults.keep_finished
+    with pytest.raises(ConfigError):
+        queue.set_config(max_attempts=7, bogus=1)
+    assert queue.config() == updated  # nothing written by the refused call
+    assert fake_client.queues() == ["cfg.q"]

@@ -1,0 +1,74 @@
+"""Key naming, name validation and task ids."""
+
+from __future__ import annotations
+
+import pytest
+from redis.crc import key_slot
+
+from blueque import InvalidNameError
+from blueque.keys import (
+    new_task_id,
+    queue_keys,
+    queue_of_task,
+    registry_key,
+    sanitize_worker_id,
+    validate_queue_name,
+    validate_worker_id,
+)
+
+
+@pytest.mark.parametrize("name", ["a", "emails", "video.transcode", "a-b_c.1", "x" * 200])
+def test_valid_queue_names(name: str) -> None:
+    assert validate_queue_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", " ", "a b", "{a}", "a}", "a:b", "a/b", "é", "x" * 201])
+def test_invalid_queue_names(name: str) -> None:
+    with pytest.raises(InvalidNameError, match="invalid queue name"):
+        validate_queue_name(name)
+    with pytest.raises(InvalidNameError):
+        queue_keys(name)
+
+
+def test_invalid_worker_ids() -> None:
+    assert validate_worker_id("pod-abc.1_2") == "pod-abc.1_2"
+    for bad in ("", "a b", "a:b", "{w}"):
+        with pytest.raises(InvalidNameError, match="invalid worker id"):
+            validate_worker_id(bad)
+
+
+def test_sanitize_worker_id_makes_any_host_or_pod_name_valid() -> None:
+    assert sanitize_worker_id("node 1:{x}") == "node-1--x-"
+    assert sanitize_worker_id("") == "worker"
+    assert len(sanitize_worker_id("a" * 500)) == 200
+    validate_worker_id(sanitize_worker_id("ü/ß host:1"))
+
+
+def test_task_ids_name_their_queue_and_sort_by_creation() -> None:
+    ids = [new_task_id("q.1") for _ in range(200)]
+    assert len(set(ids)) == 200
+    assert all(queue_of_task(t) == "q.1" for t in ids)
+    # The first 12 hex digits are a millisecond clock: non-decreasing in creation order.
+    clocks = [t.split(":")[1][:12] for t in ids]
+    assert clocks == sorted(clocks)
+
+
+@pytest.mark.parametrize("bad", ["", "q", "q:", "q:123", "q:" + "g" * 32, "a b:" + "0" * 32, 5])
+def test_malformed_task_ids(bad: object) -> None:
+    with pytest.raises(InvalidNameError, match="invalid task id"):
+        queue_of_task(bad)  # type: ignore[arg-type]
+
+
+def test_every_key_of_a_queue_is_in_one_cluster_slot() -> None:
+    k = queue_keys("emails")
+    keys = [
+        k.pending, k.scheduled, k.complete, k.failed, k.cancelled, k.stats, k.config, k.events,
+        k.workers, k.draining, k.task(new_task_id("emails")), k.worker("w1"),
+        k.worker_tasks("w1"), k.worker_alive("w1"),
+    ]  # fmt: skip
+    assert all(key.startswith("blueque:{emails}:") for key in keys)
+    assert len(set(keys)) == len(keys)
+    assert {key_slot(key.encode()) for key in keys} == {key_slot(b"{emails}")}
+    assert k.finished("failed") == k.failed
+    assert queue_keys("emails", namespace="other").pending == "other:{emails}:pending"
+    assert registry_key() == "blueque:queues"

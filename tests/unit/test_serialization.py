@@ -1,0 +1,72 @@
+"""JSON payloads: values stay values, a string stays a string, bad input is a clear error."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from blueque import CorruptTaskError, PayloadError, Task
+from blueque.outcome import call_task_function, error_info
+from blueque.serialization import decode, encode
+
+
+@pytest.mark.parametrize(
+    "value", ["text", "", 0, 1.5, -3, None, True, [1, "a", None], {"k": {"ü": [1]}}]
+)
+def test_round_trip(value: object) -> None:
+    assert decode(encode(value)) == value
+
+
+def test_a_string_is_stored_as_a_json_string() -> None:
+    assert encode("some data to process") == '"some data to process"'
+    assert encode({"a": 1, "b": [1, 2]}) == '{"a":1,"b":[1,2]}'
+    assert encode("é") == '"é"'
+
+
+@pytest.mark.parametrize("value", [object(), {1}, b"bytes", math.nan, math.inf, {(1, 2): 3}])
+def test_not_json_is_a_payload_error(value: object) -> None:
+    with pytest.raises(PayloadError, match="result must be JSON-serializable"):
+        encode(value, "result")
+
+
+def test_undecodable_text_is_a_corrupt_task() -> None:
+    assert decode(None) is None
+    with pytest.raises(CorruptTaskError, match="parameters is not valid JSON"):
+        decode("{nope", "parameters")
+
+
+def _task(parameters: object) -> Task:
+    return Task(id="q:" + "0" * 32, queue="q", status="running", parameters=parameters, attempts=1)
+
+
+def test_error_info_keeps_type_message_and_traceback() -> None:
+    try:
+        raise KeyError("missing thing")
+    except KeyError as exc:
+        info = error_info(exc)
+    assert info["type"] == "KeyError"
+    assert info["message"] == "'missing thing'"
+    assert "Traceback" in info["traceback"] and "missing thing" in info["traceback"]
+    assert error_info(PayloadError("x"))["type"] == "blueque.errors.PayloadError"
+
+
+def test_call_task_function_outcomes() -> None:
+    assert call_task_function(lambda t: {"echo": t.parameters}, _task(7)) == (
+        "complete",
+        '{"echo":7}',
+    )
+
+    def boom(task: Task) -> None:
+        raise RuntimeError("boom")
+
+    outcome, payload = call_task_function(boom, _task(1))
+    assert outcome == "failed" and decode(payload)["message"] == "boom"
+
+    def leaves(task: Task) -> None:
+        raise SystemExit(3)
+
+    assert call_task_function(leaves, _task(1))[0] == "failed"
+    outcome, payload = call_task_function(lambda t: {1, 2}, _task(1))
+    assert outcome == "failed"
+    assert decode(payload)["type"] == "blueque.errors.PayloadError"
