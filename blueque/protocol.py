@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any, cast
 
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from blueque.keys import QueueKeys
 
@@ -49,12 +50,32 @@ class Scripts:
     """The scripts registered on one Redis client (EVALSHA, loaded on first use)."""
 
     def __init__(self, redis: Any) -> None:
+        self._redis = redis
         self._scripts: dict[str, Script] = {
             name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES
         }
 
     def run(self, name: str, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
         return self._scripts[name](keys=list(keys), args=list(args))
+
+    def run_then(
+        self, name: str, keys: Sequence[str], args: Sequence[str | int | float], then: Sequence[Any]
+    ) -> tuple[Any, Any]:
+        """Runs a script, then one more command, in one round trip (a pipeline without
+        MULTI: Redis runs both in order). Returns both answers; raises the first error.
+        A script the server did not know (after a restart) is loaded and run alone, after
+        the command: rare, and each of the two still does what it says."""
+        script = self._scripts[name]
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        pipe.execute_command(*then)
+        first, second = pipe.execute(raise_on_error=False)
+        if isinstance(first, NoScriptError):
+            first = self.run(name, keys, args)  # loads it (a restarted or flushed server)
+        for reply in (first, second):
+            if isinstance(reply, Exception):
+                raise reply
+        return first, second
 
 
 @dataclass(frozen=True)
@@ -102,8 +123,14 @@ class Transitions:
         return Begun(str(reply[0]))
 
     def finish(self, worker_id: str, task_id: str, attempt: int, outcome: str, payload: str) -> str:
+        keys = self._finish_keys(worker_id, task_id)
+        return str(
+            self.scripts.run("finish", keys, [worker_id, task_id, attempt, outcome, payload])
+        )
+
+    def _finish_keys(self, worker_id: str, task_id: str) -> list[str]:
         k = self.keys
-        keys = [
+        return [
             k.worker_tasks(worker_id),
             k.worker(worker_id),
             k.stats,
@@ -115,9 +142,27 @@ class Transitions:
             k.config,
             k.scheduled,
         ]
-        return str(
-            self.scripts.run("finish", keys, [worker_id, task_id, attempt, outcome, payload])
+
+    def finish_then_claim(
+        self,
+        worker_id: str,
+        task_id: str,
+        attempt: int,
+        outcome: str,
+        payload: str,
+        claim_timeout_s: float,
+    ) -> tuple[str, str | None]:
+        """`finish`, and the worker's next claim (the `BLMOVE` pending -> its in-progress list
+        it would send next) in the same round trip. Redis runs the claim after the finish, so
+        the worker still holds at most one task. Returns (finish's answer, the claimed task
+        id, or None when nothing came within the timeout)."""
+        k = self.keys
+        keys = self._finish_keys(worker_id, task_id)
+        claim = ("BLMOVE", k.pending, k.worker_tasks(worker_id), "LEFT", "RIGHT", claim_timeout_s)
+        state, claimed = self.scripts.run_then(
+            "finish", keys, [worker_id, task_id, attempt, outcome, payload], claim
         )
+        return str(state), claimed
 
     def requeue_worker(self, worker_id: str, reason: str) -> tuple[int, int]:
         k = self.keys

@@ -211,7 +211,7 @@ class _Handover:
         self.done = True
         outcome, payload = message
         try:
-            worker.record(task, outcome, payload)
+            worker.record(task, outcome, payload, then_claim=True)
         except StopNow:
             raise
         except Exception:
@@ -275,7 +275,7 @@ class InProcessRunner:
             outcome, payload = call_task_function(worker.fn, task)
         finally:
             self._busy.clear()
-        worker.record(task, outcome, payload)
+        worker.record(task, outcome, payload, then_claim=True)
 
     def _ensure_heartbeat_thread(self, worker: Worker) -> None:
         if self._thread is None or not self._thread.is_alive():

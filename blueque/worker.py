@@ -23,7 +23,7 @@ from types import FrameType
 from typing import Protocol
 
 from blueque.client import Client
-from blueque.connection import REDIS_DOWN
+from blueque.connection import REDIS_DOWN, is_cluster
 from blueque.errors import CorruptTaskError, StopNow
 from blueque.keys import PROTOCOL_VERSION, registry_key
 from blueque.outcome import TaskFunction, error_info
@@ -68,6 +68,7 @@ class Worker:
         self._last_heartbeat = 0.0
         self._last_promote = 0.0
         self._check_own_list = True
+        self._early_claim: tuple[str | None] | None = None  # a claim sent with a finish
         self._wake_r = -1
 
     # -- the loop --------------------------------------------------------------------------
@@ -105,7 +106,7 @@ class Worker:
         self._check_own_list = False
 
     def _step(self) -> None:
-        if self.draining:
+        if self.draining and self._early_claim is None:
             self.sleep(self.settings.claim_timeout_s)
             self.heartbeat()
             return
@@ -153,6 +154,10 @@ class Worker:
             self.transitions.promote_due()
 
     def _claim(self) -> str | None:
+        if self._early_claim is not None:
+            (early,) = self._early_claim
+            self._early_claim = None
+            return early
         if self._check_own_list:
             # After a lost connection a claim may have moved a task to us unseen.
             held: str | None = self.client.redis.lindex(self.keys.worker_tasks(self.id), 0)
@@ -202,15 +207,38 @@ class Worker:
             return self.heartbeat()
         return False
 
-    def record(self, task: Task, outcome: str, payload: str) -> str:
+    def record(self, task: Task, outcome: str, payload: str, *, then_claim: bool = False) -> str:
         """Writes a task's outcome, retrying while Redis is unreachable: a result is never
-        dropped because of an outage. Returns the task's new state, or 'stale'."""
+        dropped because of an outage. Returns the task's new state, or 'stale'.
+
+        With `then_claim` (the worker process, right before its loop would claim again), the
+        next claim goes out in the same round trip as the finish, when nothing else (a stop,
+        a drain, a heartbeat or promotion that is due) would come first."""
         delay = 0.1
+        claim = then_claim
         while True:
             try:
-                state = self.transitions.finish(self.id, task.id, task.attempts, outcome, payload)
+                if claim and self._may_claim_with_finish():
+                    # Until the answer is read, the claim may have run unseen: after any
+                    # error, the next claim looks in this worker's own list first.
+                    self._check_own_list = True
+                    state, next_id = self.transitions.finish_then_claim(
+                        self.id,
+                        task.id,
+                        task.attempts,
+                        outcome,
+                        payload,
+                        self.settings.claim_timeout_s,
+                    )
+                    self._early_claim = (next_id,)
+                    self._check_own_list = False
+                else:
+                    state = self.transitions.finish(
+                        self.id, task.id, task.attempts, outcome, payload
+                    )
                 break
             except REDIS_DOWN as exc:
+                claim = False
                 if self.signals >= 2:
                     raise StopNow from exc
                 log.warning("cannot record %s (%s); retrying in %.1f s", task.id, exc, delay)
@@ -219,6 +247,19 @@ class Worker:
         if state == "stale":
             log.warning("task %s: late result dropped (requeued while it ran)", task.id)
         return state
+
+    def _may_claim_with_finish(self) -> bool:
+        s = self.settings
+        now = time.monotonic()
+        return (
+            self.signals == 0
+            and not self.draining
+            and not (s.max_tasks and self.tasks_done + 1 >= s.max_tasks)
+            and now - self._last_heartbeat < s.heartbeat_interval_s
+            and not (s.promote_interval_s and now - self._last_promote >= s.promote_interval_s)
+            and not self._check_own_list
+            and not is_cluster(self.client.redis)  # a cluster pipeline is not one round trip
+        )
 
     # -- signals and waiting ---------------------------------------------------------------
 
