@@ -24,14 +24,17 @@ from bench.harness import System
 from bench.huey_system import HueySystem
 from bench.rq_system import RqSystem
 
-KINDS = ("enqueue", "enqueue_many", "inprocess", "fork", "latency")
+KINDS = ("enqueue", "enqueue_many", "inprocess", "fork", "latency", "latency_held")
 METRICS = {
-    "enqueue": ("enqueue",),
-    "enqueue_many": ("enqueue_many",),
-    "inprocess": ("worker.inprocess",),
-    "fork": ("worker.fork",),
+    "enqueue": ("enqueue", "redis_cpu_us.enqueue"),
+    "enqueue_many": ("enqueue_many", "redis_cpu_us.enqueue_many"),
+    "inprocess": ("worker.inprocess", "redis_cpu_us.worker.inprocess"),
+    "fork": ("worker.fork", "redis_cpu_us.worker.fork"),
     "latency": tuple(
         f"latency.{f}" for f in harness.Latency.__dataclass_fields__ if f != "samples"
+    ),
+    "latency_held": tuple(
+        f"latency_held.{f}" for f in harness.Latency.__dataclass_fields__ if f != "samples"
     ),
 }
 WORKER_MODES = {
@@ -84,15 +87,17 @@ def main(argv: list[str]) -> int:
         }
         for name in names:
             systems[name] = factories[name](server.url)
+        cpu = harness.RedisCpu(server.url)
         try:
             for rnd in range(args.rounds):
                 order = names[rnd % len(names) :] + names[: rnd % len(names)]
                 for kind in kinds:
                     for name in order:
-                        _measure(args, systems[name], kind, rnd, results)
+                        _measure(args, systems[name], kind, rnd, results, cpu)
         finally:
             for system in systems.values():
                 system.close()
+            cpu.close()
     load_after = harness.machine_load()
     elapsed = time.monotonic() - started
     print(f"\n# {args.rounds} round(s) in {elapsed:.0f} s; before: {load_before}")
@@ -118,30 +123,39 @@ def main(argv: list[str]) -> int:
 
 
 def _measure(
-    args: argparse.Namespace, system: System, kind: str, rnd: int, results: dict[str, list[float]]
+    args: argparse.Namespace,
+    system: System,
+    kind: str,
+    rnd: int,
+    results: dict[str, list[float]],
+    cpu: harness.RedisCpu,
 ) -> None:
     name = system.name
     tag = f"r{rnd}-{int(time.time() * 1000) % 10**8}"
     values: dict[str, float] = {}
-    if kind == "enqueue_many" and not isinstance(system, BluequeSystem):
-        return  # neither peer has an atomic bulk enqueue of the same kind
+    if kind in ("enqueue_many", "latency_held") and not isinstance(system, BluequeSystem):
+        return  # neither peer has an atomic bulk enqueue of the same kind; a diagnostic
     if kind in ("inprocess", "fork") and kind not in WORKER_MODES[name]:
         return
     try:
         if kind == "enqueue":
-            values["enqueue"] = harness.enqueue_rate(system, f"bench.enq.{tag}", args.tasks)
+            values["enqueue"], values["redis_cpu_us.enqueue"] = harness.enqueue_rate(
+                system, f"bench.enq.{tag}", args.tasks, cpu
+            )
         elif kind == "enqueue_many":
             assert isinstance(system, BluequeSystem)
+            cpu_before = cpu()
             seconds = system.enqueue_many(f"bench.many.{tag}", args.many, args.batch)
             values["enqueue_many"] = args.many / seconds
+            values["redis_cpu_us.enqueue_many"] = (cpu() - cpu_before) / args.many * 1e6
         elif kind in ("inprocess", "fork"):
             n = args.tasks if kind == "inprocess" else args.fork_tasks
             profile = None
             if args.profile is not None and name == "blueque" and rnd == 0:
                 args.profile.mkdir(parents=True, exist_ok=True)
                 profile = args.profile / f"blueque-{kind}.txt"
-            values[f"worker.{kind}"] = harness.worker_rate(
-                system, kind, f"bench.{kind}.{tag}", n, args.timeout, profile, args.native
+            values[f"worker.{kind}"], values[f"redis_cpu_us.worker.{kind}"] = harness.worker_rate(
+                system, kind, f"bench.{kind}.{tag}", n, args.timeout, cpu, profile, args.native
             )
         elif kind == "latency":
             lat = harness.latency(
@@ -150,6 +164,20 @@ def _measure(
             for field, value in asdict(lat).items():
                 if field != "samples":
                     values[f"latency.{field}"] = value
+        elif kind == "latency_held":
+            assert isinstance(system, BluequeSystem)
+            lat = harness.latency(
+                system,
+                "inprocess",
+                f"bench.held.{tag}",
+                args.samples,
+                20,
+                args.timeout,
+                system.latency_sample_subscribed,
+            )
+            for field, value in asdict(lat).items():
+                if field != "samples":
+                    values[f"latency_held.{field}"] = value
     except Exception:
         print(f"! {name} {kind} failed:", file=sys.stderr)
         traceback.print_exc()

@@ -10,8 +10,10 @@ import time
 from typing import Any
 
 from blueque import Client, Task, forking_runner, inprocess_runner
+from blueque.events import EventStream
 
 PREFILL_BATCH = 1000
+FINISHED_EVENTS = frozenset({"complete", "failed", "cancelled"})
 
 
 def noop(task: Task) -> float:
@@ -24,6 +26,7 @@ class BluequeSystem:
     def __init__(self, url: str) -> None:
         self.url = url
         self.client = Client(url)
+        self._subscriptions: dict[str, EventStream] = {}
 
     def enqueue(self, queue: str, n: int) -> float:
         q = self.client.get_queue(queue)
@@ -60,10 +63,30 @@ class BluequeSystem:
         t_done = time.time()
         return t0, float(task.result), t_done
 
+    def latency_sample_subscribed(self, queue: str) -> tuple[float, float, float]:
+        """A diagnostic, not the public wait: the queue's event subscription is opened once
+        and kept, as `Task.wait` could do, instead of a new one per wait."""
+        q = self.client.get_queue(queue)
+        events = self._subscriptions.get(queue)
+        if events is None:
+            events = self._subscriptions[queue] = q.events().__enter__()
+        t0 = time.time()
+        task_id = q.enqueue(None)
+        while True:
+            event = events.next(timeout=10)
+            if event is None:
+                raise TimeoutError(f"task {task_id} not finished within 10 s")
+            if event.get("task") == task_id and event.get("event") in FINISHED_EVENTS:
+                break
+        task = self.client.get_task(task_id)  # the result, read as Task.wait reads it
+        return t0, float(task.result), time.time()
+
     def worker_command(self, mode: str, queue: str) -> list[str]:
         return [sys.executable, "-m", "bench.blueque_system", "worker", mode, self.url, queue]
 
     def close(self) -> None:
+        for events in self._subscriptions.values():
+            events.__exit__(None, None, None)
         self.client.close()
 
 

@@ -14,10 +14,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+import redis
 
 from tests.support.redis_servers import RedisServer
 
@@ -58,6 +60,21 @@ class System(Protocol):
     def worker_command(self, mode: str, queue: str) -> list[str]: ...
 
     def close(self) -> None: ...
+
+
+class RedisCpu:
+    """CPU seconds the redis-server has used so far (user + system, from INFO cpu): what a
+    measurement cost the server, whatever commands or scripts it ran."""
+
+    def __init__(self, url: str) -> None:
+        self._redis = redis.Redis.from_url(url)
+
+    def __call__(self) -> float:
+        info = self._redis.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    def close(self) -> None:
+        self._redis.close()
 
 
 @contextlib.contextmanager
@@ -143,9 +160,12 @@ def wait_until(predicate: Any, deadline: float, what: str, poll_s: float = 0.02)
 # -- the measurements ------------------------------------------------------------------------
 
 
-def enqueue_rate(system: System, queue: str, n: int) -> float:
-    """Tasks per second, one producer, one enqueue call per task, no worker running."""
-    return n / system.enqueue(queue, n)
+def enqueue_rate(system: System, queue: str, n: int, cpu: RedisCpu) -> tuple[float, float]:
+    """Tasks per second, one producer, one enqueue call per task, no worker running; and
+    the server's CPU microseconds per task."""
+    cpu_before = cpu()
+    rate = n / system.enqueue(queue, n)
+    return rate, (cpu() - cpu_before) / n * 1e6
 
 
 def worker_rate(
@@ -154,14 +174,16 @@ def worker_rate(
     queue: str,
     n: int,
     timeout_s: float,
+    cpu: RedisCpu,
     profile_to: Path | None = None,
     profile_native: bool = False,
-) -> float:
+) -> tuple[float, float]:
     """No-op tasks per second through one worker: n tasks are queued before it starts, and
     the rate is taken between the first and the last task's start (n - 1 full cycles), so
-    the worker's start-up is not counted."""
+    the worker's start-up is not counted. Also the server's CPU microseconds per task."""
     first, last = system.prefill(queue, n)
     deadline = time.monotonic() + timeout_s
+    cpu_before = cpu()
     with worker_process(system.worker_command(mode, queue), profile_to, profile_native) as proc:
         t_last: float = wait_until(
             lambda: _alive_or_raise(proc) and system.started_at(last),
@@ -169,8 +191,9 @@ def worker_rate(
             f"{system.name} {mode} worker to run {n} tasks",
         )
         t_first = system.started_at(first)
+        cpu_us = (cpu() - cpu_before) / n * 1e6
     assert t_first is not None
-    return (n - 1) / (t_last - t_first)
+    return (n - 1) / (t_last - t_first), cpu_us
 
 
 def _alive_or_raise(proc: subprocess.Popen[bytes]) -> bool:
@@ -189,9 +212,17 @@ class Latency:
 
 
 def latency(
-    system: System, mode: str, queue: str, samples: int, warmup: int, timeout_s: float
+    system: System,
+    mode: str,
+    queue: str,
+    samples: int,
+    warmup: int,
+    timeout_s: float,
+    sample: Callable[[str], tuple[float, float, float]] | None = None,
 ) -> Latency:
-    """Enqueue-to-start and enqueue-to-done with an idle worker, one task at a time."""
+    """Enqueue-to-start and enqueue-to-done with an idle worker, one task at a time
+    (`sample`: another way than the system's own `latency_sample` to take one)."""
+    take = sample or system.latency_sample
     deadline = time.monotonic() + timeout_s
     to_start: list[float] = []
     to_done: list[float] = []
@@ -200,7 +231,7 @@ def latency(
             _alive_or_raise(proc)
             if time.monotonic() > deadline:
                 raise BenchTimeoutError(f"{system.name} latency: {i} samples in {timeout_s} s")
-            t0, t_start, t_done = system.latency_sample(queue)
+            t0, t_start, t_done = take(queue)
             if i >= warmup:
                 to_start.append((t_start - t0) * 1000)
                 to_done.append((t_done - t0) * 1000)
