@@ -8,10 +8,11 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
-from blueque import Client, Queue
+from blueque import Client, Queue, WaitTimeoutError
 from blueque.keys import sanitize_worker_id
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess, WorkerSpawner
@@ -28,8 +29,14 @@ def queue(redis_url: str) -> Iterator[Queue]:
         client.close()
 
 
-def finished(queue: Queue, task_id: str, timeout: float = 20.0) -> dict[str, object]:
-    task = queue.client.get_task(task_id).wait(timeout)
+def finished(
+    queue: Queue, task_id: str, worker: WorkerProcess | None = None, timeout: float = 20.0
+) -> dict[str, object]:
+    try:
+        task = queue.client.get_task(task_id).wait(timeout)
+    except WaitTimeoutError:
+        log = worker.output() if worker else "(no worker given)"
+        raise AssertionError(f"task {task_id} did not finish; worker log:\n{log}") from None
     return {"status": task.status, "result": task.result, "error": task.error}
 
 
@@ -217,11 +224,11 @@ def test_inprocess_runner_basic_cycle(queue: Queue, redis_url: str, workers: Wor
         [{"result": "in process"}, {"raise": "nope"}, {"result": "still alive"}]
     )
     worker = workers.start(redis_url, Q, runner="inprocess", env={"BLUEQUE_WORKER_ID": "inproc"})
-    assert finished(queue, ok_id)["result"] == "in process"
-    failed = queue.client.get_task(bad_id).wait(20)
-    assert failed.status == "failed" and failed.error is not None
-    assert failed.error["type"] == "ValueError"
-    assert finished(queue, last_id)["result"] == "still alive"
+    assert finished(queue, ok_id, worker)["result"] == "in process"
+    failed = finished(queue, bad_id, worker)
+    assert failed["status"] == "failed"
+    assert failed["error"] == {"type": "ValueError", "message": "nope", "traceback": ANY}
+    assert finished(queue, last_id, worker)["result"] == "still alive"
     assert [w.runner for w in queue.workers()] == ["inprocess"]
     worker.signal(signal.SIGTERM)
     assert worker.wait_exit(10) == 0, worker.output()

@@ -16,6 +16,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from redis.cluster import RedisCluster
+
+from blueque import Client
+from blueque.connection import is_cluster
 from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,6 +54,7 @@ class WorkerProcess:
 class WorkerSpawner:
     directory: Path
     started: list[WorkerProcess] = field(default_factory=list)
+    urls: set[str] = field(default_factory=set)
 
     @property
     def pids_dir(self) -> Path:
@@ -68,6 +73,7 @@ class WorkerSpawner:
     ) -> WorkerProcess:
         """Starts a worker (or, with `script`, any Python file) as a subprocess."""
         log = self.directory / f"worker-{len(self.started)}.log"
+        self.urls.add(url)
         full_env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
@@ -112,6 +118,19 @@ class WorkerSpawner:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         wait_until(lambda: not self.alive_task_pids(), timeout=10, what="task processes to die")
+        for url in self.urls:
+            # A killed worker's BLMOVE stays blocked in Redis until the server notices the
+            # closed socket; a task pushed meanwhile (by the next test) would be moved into
+            # the dead worker's list. So wait until the server has let go of it.
+            wait_until(lambda url=url: _blocked_clients(url) == 0, 10, what="blocked claims")
+
+
+def _blocked_clients(url: str) -> int:
+    with Client(url) as client:
+        if is_cluster(client.redis):
+            infos = client.redis.info("clients", target_nodes=RedisCluster.ALL_NODES)
+            return sum(int(info["blocked_clients"]) for info in infos.values())
+        return int(client.redis.info("clients")["blocked_clients"])
 
 
 def _is_test_worker(pid: int) -> bool:
