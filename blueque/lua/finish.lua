@@ -9,7 +9,8 @@
 -- Returns the state the task is now in: complete, failed, cancelled or scheduled (an
 -- automatic retry of a failed task), or 'stale' when the task is no longer this worker's at
 -- this attempt (it was requeued): then nothing is written but the stats 'stale' counter.
--- Repeating a finish whose reply was lost returns the same state and changes nothing.
+-- Repeating a finish whose reply was lost returns the same state and changes nothing
+-- (also 'scheduled', for a failure that became an automatic retry).
 local tasks, worker, stats, events, tk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local indexes = {complete = KEYS[6], failed = KEYS[7], cancelled = KEYS[8]}
 local cfg, scheduled = KEYS[9], KEYS[10]
@@ -25,6 +26,11 @@ if outcome == 'failed' and cancel == '1' then outcome = 'cancelled' end
 if indexes[outcome] and state == outcome and holder == wid and attempts == attempt and
     redis.call('ZSCORE', indexes[outcome], id) then
   -- This worker's finish already ran (its reply was lost): answer the same, count nothing.
+  return state
+end
+if outcome == 'failed' and state == 'scheduled' and holder == wid and attempts == attempt and
+    redis.call('ZSCORE', scheduled, id) then
+  -- The same, for a failure that became an automatic retry.
   return state
 end
 if state ~= 'running' or attempts ~= attempt or not redis.call('LPOS', tasks, id) then

@@ -394,3 +394,34 @@ def test_info_lists_every_used_queue(client: Client) -> None:
     info = {s.queue: s for s in client.info()}
     assert (info["a.q"].pending, info["b.q"].pending) == (1, 0)
     assert client.get_queue("b.q").config().max_attempts == 5
+
+
+def test_repeated_finish_of_an_automatic_retry_is_idempotent(client: Client) -> None:
+    queue = client.get_queue("autoretry.q")
+    queue.set_config(retry_max=1, retry_delay_s=60)
+    task_id = queue.enqueue(1)
+    claim(queue, "w1")
+    queue.transitions.begin("w1", task_id, 1)
+    error = json.dumps({"type": "E", "message": "first"})
+    with queue.events() as events:
+        assert queue.transitions.finish("w1", task_id, 1, "failed", error) == "scheduled"
+        # The reply was lost; the worker sends the same finish again.
+        assert queue.transitions.finish("w1", task_id, 1, "failed", error) == "scheduled"
+        got = collect(events, 2, timeout_s=0.5)
+    assert names(got) == ["retry_scheduled"]
+    stats = queue.stats()
+    assert (stats.scheduled, stats.totals["retried"], stats.totals["stale"]) == (1, 1, 0)
+    task = client.get_task(task_id)
+    assert (task.status, task.retries) == ("scheduled", 1)
+    assert task.last_error is not None and task.last_error["message"] == "first"
+
+
+def test_cancel_requested_while_reserved_wins_at_requeue(client: Client) -> None:
+    queue = client.get_queue("cancel.q")
+    task_id = queue.enqueue(1)
+    claim(queue, "w1")
+    assert queue.cancel(task_id) == "requested"
+    assert queue.requeue_worker("w1") == (0, 0)
+    assert client.get_task(task_id).status == "cancelled"
+    stats = queue.stats()
+    assert (stats.pending, stats.reserved, stats.cancelled) == (0, 0, 1)
