@@ -14,6 +14,7 @@ import pytest
 
 from blueque import Client, Queue, WaitTimeoutError
 from blueque.keys import sanitize_worker_id
+from tests.support.redis_servers import RedisCluster
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerProcess, WorkerSpawner
 
@@ -233,3 +234,34 @@ def test_inprocess_runner_basic_cycle(queue: Queue, redis_url: str, workers: Wor
     worker.signal(signal.SIGTERM)
     assert worker.wait_exit(10) == 0, worker.output()
     assert queue.stats().totals["completed"] == 2
+
+
+@pytest.mark.parametrize("runner", ["fork", "inprocess"])
+def test_a_task_longer_than_the_heartbeat_ttl_is_never_reaped(
+    queue: Queue, redis_url: str, workers: WorkerSpawner, tmp_path: Path, runner: str
+) -> None:
+    started = tmp_path / "started"
+    task_id = queue.enqueue({"sleep_s": 2.0, "started": str(started), "result": "long"})
+    env = {"BLUEQUE_HEARTBEAT_INTERVAL_S": "0.1", "BLUEQUE_HEARTBEAT_TTL_S": "0.4"}
+    worker = workers.start(redis_url, Q, runner=runner, env=env)
+    wait_until(started.exists, 20, what="the task to start")
+    while not queue.client.get_task(task_id).finished:
+        assert queue.reap() == (0, 0, 0), "a live worker was reaped during a long task"
+        time.sleep(0.05)
+    task = queue.client.get_task(task_id)
+    assert (task.status, task.attempts, task.result) == ("complete", 1, "long")
+    assert worker.process.poll() is None
+
+
+def test_worker_on_a_redis_cluster(redis_cluster: RedisCluster, workers: WorkerSpawner) -> None:
+    redis_cluster.flush()
+    with Client(redis_cluster.url) as client:
+        queue = client.get_queue("cluster.q")
+        ids = queue.enqueue_many([{"result": i} for i in range(5)] + [{"raise": "on cluster"}])
+        worker = workers.start(redis_cluster.url, "cluster.q")
+        results = [finished(queue, t, worker) for t in ids]
+        assert [r["result"] for r in results[:5]] == list(range(5))
+        assert results[5]["status"] == "failed"
+        worker.signal(signal.SIGTERM)
+        assert worker.wait_exit(10) == 0, worker.output()
+        assert queue.workers() == []
