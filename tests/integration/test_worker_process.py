@@ -3,6 +3,7 @@ signals, identity and settings, both runners."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import time
@@ -265,3 +266,29 @@ def test_worker_on_a_redis_cluster(redis_cluster: RedisCluster, workers: WorkerS
         worker.signal(signal.SIGTERM)
         assert worker.wait_exit(10) == 0, worker.output()
         assert queue.workers() == []
+
+
+def test_task_process_that_exits_without_a_result_fails(
+    queue: Queue, redis_url: str, workers: WorkerSpawner
+) -> None:
+    gone, after = queue.enqueue_many([{"exit": 3}, {"result": "next"}])
+    worker = workers.start(redis_url, Q)
+    task = finished(queue, gone, worker)
+    assert task["status"] == "failed"
+    assert isinstance(task["error"], dict) and "status 3" in task["error"]["message"]
+    assert finished(queue, after, worker)["result"] == "next"
+
+
+def test_ctrl_c_to_the_process_group_reaches_only_the_parent(
+    queue: Queue, redis_url: str, workers: WorkerSpawner, tmp_path: Path
+) -> None:
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    task_id = queue.enqueue({"gate": str(gate), "started": str(started), "result": "survived"})
+    worker = workers.start(redis_url, Q)
+    wait_until(started.exists, 20, what="the task to start")
+    os.killpg(worker.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    time.sleep(0.3)
+    assert worker.process.poll() is None
+    gate.touch()
+    assert worker.wait_exit(20) == 0, worker.output()
+    assert finished(queue, task_id, worker)["result"] == "survived"

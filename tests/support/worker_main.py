@@ -7,6 +7,7 @@ needs. A dict parameter may hold:
   sleep_s: seconds to sleep
   raise: a message; the task raises ValueError(message)
   signal: a signal name; the task process kills itself with it
+  exit: a status; the task process leaves at once with it (os._exit)
   unserializable: true; the task returns a set (not JSON)
   result: what to return (default: the string "done at attempt N")
 Every task process writes its pid into $BLUEQUE_TEST_PIDS (a directory), so the spawner
@@ -45,6 +46,8 @@ def task_function(task: Task) -> Any:
     if "signal" in p:
         os.kill(os.getpid(), getattr(signal, p["signal"]))
         time.sleep(10)
+    if "exit" in p:
+        os._exit(p["exit"])
     if p.get("unserializable"):
         return {1, 2}
     return p.get("result", f"done at attempt {task.attempts}")

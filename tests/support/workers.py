@@ -97,6 +97,7 @@ class WorkerSpawner:
                 stderr=subprocess.STDOUT,
                 env=full_env,
                 cwd=REPO,
+                start_new_session=True,  # its own process group, as under an init
             )
         worker = WorkerProcess(process, log)
         self.started.append(worker)
