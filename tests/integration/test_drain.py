@@ -21,7 +21,7 @@ def check_event_log(events: list[dict[str, Any]]) -> tuple[int, int]:
     running: dict[str, str] = {}  # worker -> task
     drains = started = 0
     for e in events:
-        kind, worker = e["event"], e.get("worker")
+        kind, worker = e["event"], str(e.get("worker"))
         if kind == "drained":
             assert worker not in running, f"{worker} drained while running {running[worker]}"
             drained.add(worker)
@@ -39,7 +39,7 @@ def check_event_log(events: list[dict[str, Any]]) -> tuple[int, int]:
 
 
 def read_all(stream: Any, until: float) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     while time.monotonic() < until:
         event = stream.next(timeout=0.2)
         if event is None:

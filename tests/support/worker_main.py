@@ -61,8 +61,8 @@ def main() -> int:
     runner = sys.argv[3] if len(sys.argv) > 3 else "fork"
     client = Client(url)
     try:
-        module = forking_runner if runner == "fork" else inprocess_runner
-        return module.run(client, queue, task_function)
+        run = forking_runner.run if runner == "fork" else inprocess_runner.run
+        return run(client, queue, task_function)
     finally:
         client.close()
 

@@ -119,11 +119,10 @@ class WorkerSpawner:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         wait_until(lambda: not self.alive_task_pids(), timeout=10, what="task processes to die")
-        for url in self.urls:
-            # A killed worker's BLMOVE stays blocked in Redis until the server notices the
-            # closed socket; a task pushed meanwhile (by the next test) would be moved into
-            # the dead worker's list. So wait until the server has let go of it.
-            wait_until(lambda url=url: _blocked_clients(url) == 0, 10, what="blocked claims")
+        # A killed worker's BLMOVE stays blocked in Redis until the server notices the
+        # closed socket; a task pushed meanwhile (by the next test) would be moved into the
+        # dead worker's list. So wait until the servers have let go of them.
+        wait_until(lambda: all(_blocked_clients(url) == 0 for url in self.urls), 10, what="claims")
 
 
 def _blocked_clients(url: str) -> int:
