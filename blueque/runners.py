@@ -111,7 +111,8 @@ class ForkingRunner:
                         break
                     if handover.recorded:
                         # The task is finished; the child only exits now. The worker goes
-                        # on (its next claim overlaps that exit) and reaps it later.
+                        # on (its next claim overlaps that exit) and reaps it later: before
+                        # its next fork, or when a claim finds nothing.
                         self._exiting.append(pid)
                         return
                 except StopNow:
@@ -167,6 +168,9 @@ class ForkingRunner:
                 "message": f"task process exited with status {code} before recording a result",
             }
         worker.record(task, "failed", encode(error))
+
+    def idle(self) -> None:
+        self._reap_exited()
 
     def _reap_exited(self) -> None:
         for pid in list(self._exiting):
@@ -267,6 +271,9 @@ class InProcessRunner:
         self._busy = threading.Event()
         self._thread: threading.Thread | None = None
         self._worker: Worker | None = None
+
+    def idle(self) -> None:
+        pass
 
     def execute(self, worker: Worker, task: Task) -> None:
         self._ensure_heartbeat_thread(worker)

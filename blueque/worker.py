@@ -42,6 +42,10 @@ class Runner(Protocol):
 
     def execute(self, worker: Worker, task: Task) -> None: ...
 
+    def idle(self) -> None:
+        """Called when a claim found nothing: housekeeping between tasks."""
+        ...
+
 
 class Worker:
     def __init__(
@@ -113,7 +117,10 @@ class Worker:
         self.heartbeat_if_due()
         self._promote_if_due()
         task_id = self._claim()
-        if task_id is None or self.stopping:
+        if task_id is None:
+            self.runner.idle()
+            return
+        if self.stopping:
             return  # a task claimed during a stop is given back by _deregister, at no cost
         begun = self.transitions.begin(self.id, task_id, os.getpid())
         if begun.status == "draining":
