@@ -28,8 +28,20 @@ KINDS = ("enqueue", "enqueue_many", "inprocess", "fork", "latency", "latency_hel
 METRICS = {
     "enqueue": ("enqueue", "redis_cpu_us.enqueue"),
     "enqueue_many": ("enqueue_many", "redis_cpu_us.enqueue_many"),
-    "inprocess": ("worker.inprocess", "redis_cpu_us.worker.inprocess"),
-    "fork": ("worker.fork", "redis_cpu_us.worker.fork"),
+    "inprocess": (
+        "worker.inprocess",
+        "redis_cpu_us.worker.inprocess",
+        "worker_cpu_ms.inprocess",
+        "worker_sys_ms.inprocess",
+        "worker_faults.inprocess",
+    ),
+    "fork": (
+        "worker.fork",
+        "redis_cpu_us.worker.fork",
+        "worker_cpu_ms.fork",
+        "worker_sys_ms.fork",
+        "worker_faults.fork",
+    ),
     "latency": tuple(
         f"latency.{f}" for f in harness.Latency.__dataclass_fields__ if f != "samples"
     ),
@@ -154,9 +166,14 @@ def _measure(
             if args.profile is not None and name == "blueque" and rnd == 0:
                 args.profile.mkdir(parents=True, exist_ok=True)
                 profile = args.profile / f"blueque-{kind}.txt"
-            values[f"worker.{kind}"], values[f"redis_cpu_us.worker.{kind}"] = harness.worker_rate(
+            run = harness.worker_rate(
                 system, kind, f"bench.{kind}.{tag}", n, args.timeout, cpu, profile, args.native
             )
+            values[f"worker.{kind}"] = run.tasks_per_s
+            values[f"redis_cpu_us.worker.{kind}"] = run.redis_cpu_us
+            values[f"worker_cpu_ms.{kind}"] = run.worker_cpu_ms
+            values[f"worker_sys_ms.{kind}"] = run.worker_sys_ms
+            values[f"worker_faults.{kind}"] = run.worker_faults
         elif kind == "latency":
             lat = harness.latency(
                 system, "inprocess", f"bench.lat.{tag}", args.samples, 20, args.timeout

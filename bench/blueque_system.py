@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any
 
+from bench.harness import report_rusage
 from blueque import Client, Task, forking_runner, inprocess_runner
 from blueque.events import EventStream
 
@@ -92,9 +93,10 @@ class BluequeSystem:
 
 def worker_main(mode: str, url: str, queue: str) -> int:
     client = Client(url)
-    if mode == "fork":
-        return forking_runner.run(client, queue, noop)
-    return inprocess_runner.run(client, queue, noop)
+    with report_rusage():
+        if mode == "fork":
+            return forking_runner.run(client, queue, noop)
+        return inprocess_runner.run(client, queue, noop)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,13 @@ stopped by its pid.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -86,14 +89,47 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop()
 
 
+RUSAGE_ENV = "BENCH_RUSAGE_FILE"
+
+
+@contextlib.contextmanager
+def report_rusage() -> Iterator[None]:
+    """In a worker subprocess: writes the CPU time and page faults it and its reaped
+    children used while working (imports excluded) to the file the harness named."""
+    path = os.environ.get(RUSAGE_ENV)
+    before = _rusage()
+    try:
+        yield
+    finally:
+        if path:
+            after = _rusage()
+            Path(path).write_text(json.dumps({k: after[k] - before[k] for k in after}))
+
+
+def _rusage() -> dict[str, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "cpu_s": own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime,
+        "sys_s": own.ru_stime + kids.ru_stime,
+        "faults": float(own.ru_minflt + kids.ru_minflt),
+    }
+
+
 @contextlib.contextmanager
 def worker_process(
-    command: Sequence[str], profile_to: Path | None = None, profile_native: bool = False
+    command: Sequence[str],
+    profile_to: Path | None = None,
+    profile_native: bool = False,
+    rusage_to: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A worker subprocess in its own session, stopped by pid (SIGTERM, then SIGKILL).
 
-    With `profile_to`, py-spy records it (and its forked children) until it exits."""
+    With `profile_to`, py-spy records it (and its forked children) until it exits; with
+    `rusage_to`, it writes its resource usage there when it stops."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if rusage_to is not None:
+        env[RUSAGE_ENV] = str(rusage_to)
     proc = subprocess.Popen(
         list(command),
         cwd=ROOT,
@@ -168,6 +204,15 @@ def enqueue_rate(system: System, queue: str, n: int, cpu: RedisCpu) -> tuple[flo
     return rate, (cpu() - cpu_before) / n * 1e6
 
 
+@dataclass(frozen=True)
+class WorkerRun:
+    tasks_per_s: float
+    redis_cpu_us: float  # the server's CPU per task
+    worker_cpu_ms: float  # the worker's CPU per task (user + system), children included
+    worker_sys_ms: float  # of which in the kernel
+    worker_faults: float  # minor page faults per task, children included
+
+
 def worker_rate(
     system: System,
     mode: str,
@@ -177,14 +222,19 @@ def worker_rate(
     cpu: RedisCpu,
     profile_to: Path | None = None,
     profile_native: bool = False,
-) -> tuple[float, float]:
+) -> WorkerRun:
     """No-op tasks per second through one worker: n tasks are queued before it starts, and
     the rate is taken between the first and the last task's start (n - 1 full cycles), so
-    the worker's start-up is not counted. Also the server's CPU microseconds per task."""
+    the worker's start-up is not counted. Also what each task cost the server and the
+    worker (the worker's figures include its idle moments, a few per cent here)."""
     first, last = system.prefill(queue, n)
     deadline = time.monotonic() + timeout_s
     cpu_before = cpu()
-    with worker_process(system.worker_command(mode, queue), profile_to, profile_native) as proc:
+    fd, name = tempfile.mkstemp(prefix="bench-rusage-", suffix=".json")
+    os.close(fd)
+    rusage_file = Path(name)
+    command = system.worker_command(mode, queue)
+    with worker_process(command, profile_to, profile_native, rusage_file) as proc:
         t_last: float = wait_until(
             lambda: _alive_or_raise(proc) and system.started_at(last),
             deadline,
@@ -193,7 +243,18 @@ def worker_rate(
         t_first = system.started_at(first)
         cpu_us = (cpu() - cpu_before) / n * 1e6
     assert t_first is not None
-    return (n - 1) / (t_last - t_first), cpu_us
+    try:
+        used = json.loads(rusage_file.read_text() or "{}")
+    finally:
+        rusage_file.unlink()
+    nan = float("nan")
+    return WorkerRun(
+        (n - 1) / (t_last - t_first),
+        cpu_us,
+        used.get("cpu_s", nan) / n * 1000,
+        used.get("sys_s", nan) / n * 1000,
+        used.get("faults", nan) / n,
+    )
 
 
 def _alive_or_raise(proc: subprocess.Popen[bytes]) -> bool:

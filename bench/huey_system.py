@@ -13,6 +13,8 @@ from typing import Any
 
 from huey import RedisHuey  # type: ignore[import-untyped]
 
+from bench.harness import report_rusage
+
 
 def _noop() -> float:
     return time.time()
@@ -71,7 +73,9 @@ def worker_main(mode: str, url: str, queue: str) -> int:
     if mode != "inprocess":
         raise SystemExit(f"huey has no {mode} worker")
     huey, _ = make_huey(queue, url)
-    huey.create_consumer(workers=1, worker_type="thread").run()
+    consumer = huey.create_consumer(workers=1, worker_type="thread")
+    with report_rusage():
+        consumer.run()
     return 0
 
 

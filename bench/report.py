@@ -90,6 +90,12 @@ ROWS = (
     ("Redis CPU per enqueue_many task", "redis_cpu_us.enqueue_many", "us/task", "{:.0f}"),
     ("Redis CPU per task, in-process worker", "redis_cpu_us.worker.inprocess", "us/task", "{:.0f}"),
     ("Redis CPU per task, forking worker", "redis_cpu_us.worker.fork", "us/task", "{:.0f}"),
+    ("worker CPU per task, in-process", "worker_cpu_ms.inprocess", "ms/task", "{:.2f}"),
+    ("  of which kernel", "worker_sys_ms.inprocess", "ms/task", "{:.2f}"),
+    ("  page faults", "worker_faults.inprocess", "/task", "{:.0f}"),
+    ("worker CPU per task, forking (with children)", "worker_cpu_ms.fork", "ms/task", "{:.2f}"),
+    ("  of which kernel", "worker_sys_ms.fork", "ms/task", "{:.2f}"),
+    ("  page faults", "worker_faults.fork", "/task", "{:.0f}"),
 )
 
 SYSTEMS = ("blueque", "huey", "rq")

@@ -15,6 +15,8 @@ from redis import Redis
 from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 
+from bench.harness import report_rusage
+
 PREFILL_BATCH = 500
 
 
@@ -72,7 +74,8 @@ def worker_main(mode: str, url: str, queue: str) -> int:
     redis = Redis.from_url(url)
     cls = {"inprocess": SimpleWorker, "fork": Worker}[mode]
     worker = cls([queue], connection=redis)
-    worker.work(logging_level="WARNING", with_scheduler=False)
+    with report_rusage():
+        worker.work(logging_level="WARNING", with_scheduler=False)
     return 0
 
 
