@@ -22,9 +22,13 @@ local DEFAULTS = {
 }
 local TRIM_BATCH = 100     -- bounds the work one script spends on retention
 
+local NOW_MS  -- read once per script: one clock for every field a transition writes
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not NOW_MS then
+    local t = redis.call('TIME')
+    NOW_MS = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return NOW_MS
 end
 
 local function task_key(id) return PREFIX .. 'task:' .. id end
@@ -38,13 +42,15 @@ local function config(config_key, field)
   return DEFAULTS[field]
 end
 
--- One event per transition, on the queue's sharded channel (same slot as the queue).
+-- One event per transition, on the queue's sharded channel (same slot as the queue). The
+-- JSON is concatenated, not encoded: event names and states are fixed words, and task and
+-- worker ids are restricted to [A-Za-z0-9._:-], which need no escaping.
 local function emit(events_key, event, id, state, worker)
-  local msg = {event = event, ts = now_ms()}
-  if id then msg.task = id end
-  if state then msg.state = state end
-  if worker then msg.worker = worker end
-  redis.call('SPUBLISH', events_key, cjson.encode(msg))
+  local msg = '{"event":"' .. event .. '","ts":' .. string.format('%d', now_ms())
+  if id then msg = msg .. ',"task":"' .. id .. '"' end
+  if state then msg = msg .. ',"state":"' .. state .. '"' end
+  if worker then msg = msg .. ',"worker":"' .. worker .. '"' end
+  redis.call('SPUBLISH', events_key, msg .. '}')
 end
 
 -- Deletes finished tasks past the queue's retention from one finished index.

@@ -12,6 +12,7 @@ for i = 1, n do
   end
 end
 local now = now_ms()
+local due = {}
 for i = 1, n do
   local id, params, delay = ARGV[3 * i - 2], ARGV[3 * i - 1], tonumber(ARGV[3 * i])
   local tk = KEYS[4 + i]
@@ -23,9 +24,13 @@ for i = 1, n do
   else
     redis.call('HSET', tk, 'id', id, 'state', 'pending', 'parameters', params,
       'enqueued_at', now, 'queued_at', now, 'attempts', 0)
-    redis.call('RPUSH', pending, id)
+    due[#due + 1] = id
     emit(events, 'enqueued', id, 'pending')
   end
+end
+-- One RPUSH per 1000 ids (unpack's stack limit), in ARGV order: the batch keeps its order.
+for first = 1, #due, 1000 do
+  redis.call('RPUSH', pending, unpack(due, first, math.min(first + 999, #due)))
 end
 redis.call('HINCRBY', stats, 'enqueued', n)
 redis.call('HINCRBY', stats, 'live', n)
