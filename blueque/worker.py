@@ -34,6 +34,11 @@ from blueque.task import Task
 
 log = logging.getLogger("blueque.worker")
 
+# A stopping worker tries this long to deregister while Redis is unreachable, then leaves:
+# a stop must not wait for Redis (an idle worker exits within about a second), and a task it
+# claimed meanwhile is given back like a dead worker's (reap, the operator, a restart).
+STOP_PATIENCE_S = 1.0
+
 
 class Runner(Protocol):
     """Runs one begun task to its end and records its outcome through `worker.record`."""
@@ -84,10 +89,10 @@ class Worker:
                 "worker %s on queue %s (%s runner)", self.id, self.queue.name, self.runner.name
             )
             try:
-                self._with_redis(self._start)
+                self._with_redis(self._start, until_stopping=True)
                 while not self.stopping:
                     self._with_redis(self._step, until_stopping=True)
-                self._with_redis(self._deregister)
+                self._with_redis(self._deregister, patience_s=STOP_PATIENCE_S)
             except StopNow:
                 log.warning("worker %s stopped at once; its task stays in its list", self.id)
                 return 128 + signal.SIGTERM
@@ -311,16 +316,31 @@ class Worker:
             raise StopNow
         return [fd for fd in ready if fd != self._wake_r]
 
-    def _with_redis(self, action: Callable[[], None], *, until_stopping: bool = False) -> None:
+    def _with_redis(
+        self,
+        action: Callable[[], None],
+        *,
+        until_stopping: bool = False,
+        patience_s: float | None = None,
+    ) -> None:
         """Runs `action`, retrying with exponential backoff while Redis is unreachable; with
-        `until_stopping`, gives up once a stop was requested. A second signal always ends it."""
+        `until_stopping`, gives up once a stop was requested; with `patience_s`, after that
+        long. A second signal always ends it."""
         delay = 0.1
+        began = time.monotonic()
         while True:
             try:
                 action()
                 return
             except REDIS_DOWN as exc:
                 self._check_own_list = True
+                if patience_s is not None and time.monotonic() - began >= patience_s:
+                    log.warning(
+                        "Redis unreachable (%s); leaving without deregistering: what this"
+                        " worker holds is recovered as a dead worker's",
+                        exc,
+                    )
+                    return
                 log.warning("Redis unreachable (%s); retrying in %.1f s", exc, delay)
                 self.sleep(delay)
                 delay = min(delay * 2, self.settings.reconnect_max_delay_s)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import re
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,3 +185,18 @@ def test_worker_rides_out_a_redis_outage_and_loses_nothing(
         assert client.get_task(after).wait(20).result == "after the outage"
         assert worker.process.poll() is None
         assert queue.stats().totals["stale"] == 0
+
+
+def test_stopping_idle_worker_does_not_wait_for_redis(
+    own_server: RedisServer, workers: WorkerSpawner
+) -> None:
+    worker = workers.start(own_server.url, Q, env={"BLUEQUE_WORKER_ID": "leaver"})
+    with Client(own_server.url) as client:
+        wait_until(lambda: client.get_queue(Q).workers(), 10, what="the worker to register")
+    own_server.kill()
+    wait_until(lambda: "Redis unreachable" in worker.output(), 10, what="the worker to notice")
+    began = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit(10) == 0, worker.output()
+    assert time.monotonic() - began < 3.0
+    assert "leaving without deregistering" in worker.output()
