@@ -8,8 +8,10 @@ load hits them alike. Prints the absolute numbers and the ratios against issue 4
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import harness, report
+from bench import harness, profiles, report
 from bench.blueque_system import BluequeSystem
 from bench.harness import System
 from bench.huey_system import HueySystem
@@ -49,6 +51,7 @@ METRICS = {
         f"latency_held.{f}" for f in harness.Latency.__dataclass_fields__ if f != "samples"
     ),
 }
+PRODUCER_KINDS = ("enqueue", "enqueue_many", "latency")
 WORKER_MODES = {
     "blueque": ("inprocess", "fork"),
     "rq": ("inprocess", "fork"),
@@ -149,52 +152,14 @@ def _measure(
         return  # neither peer has an atomic bulk enqueue of the same kind; a diagnostic
     if kind in ("inprocess", "fork") and kind not in WORKER_MODES[name]:
         return
+    producer_profile: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if args.profile is not None and name == "blueque" and rnd == 0 and kind in PRODUCER_KINDS:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        out = args.profile / f"producer-{kind}.txt"
+        producer_profile = profiles.recording(os.getpid(), out, idle=True, native=args.native)
     try:
-        if kind == "enqueue":
-            values["enqueue"], values["redis_cpu_us.enqueue"] = harness.enqueue_rate(
-                system, f"bench.enq.{tag}", args.tasks, cpu
-            )
-        elif kind == "enqueue_many":
-            assert isinstance(system, BluequeSystem)
-            cpu_before = cpu()
-            seconds = system.enqueue_many(f"bench.many.{tag}", args.many, args.batch)
-            values["enqueue_many"] = args.many / seconds
-            values["redis_cpu_us.enqueue_many"] = (cpu() - cpu_before) / args.many * 1e6
-        elif kind in ("inprocess", "fork"):
-            n = args.tasks if kind == "inprocess" else args.fork_tasks
-            profile = None
-            if args.profile is not None and name == "blueque" and rnd == 0:
-                args.profile.mkdir(parents=True, exist_ok=True)
-                profile = args.profile / f"blueque-{kind}.txt"
-            run = harness.worker_rate(
-                system, kind, f"bench.{kind}.{tag}", n, args.timeout, cpu, profile, args.native
-            )
-            values[f"worker.{kind}"] = run.tasks_per_s
-            values[f"redis_cpu_us.worker.{kind}"] = run.redis_cpu_us
-            values[f"worker_cpu_ms.{kind}"] = run.worker_cpu_ms
-            values[f"worker_sys_ms.{kind}"] = run.worker_sys_ms
-            values[f"worker_faults.{kind}"] = run.worker_faults
-        elif kind == "latency":
-            lat = harness.latency(
-                system, "inprocess", f"bench.lat.{tag}", args.samples, 20, args.timeout
-            )
-            for field, value in asdict(lat).items():
-                if field != "samples":
-                    values[f"latency.{field}"] = value
-        elif kind == "latency_held":
-            assert isinstance(system, BluequeSystem)
-            lat = harness.latency(
-                system,
-                "inprocess",
-                f"bench.held.{tag}",
-                args.samples,
-                20,
-                args.timeout,
-                system.latency_sample_subscribed,
-            )
-            for field, value in asdict(lat).items():
-                if field != "samples":
-                    values[f"latency_held.{field}"] = value
+        with producer_profile:
+            _run(args, system, kind, tag, rnd, values, cpu)
     except Exception:
         print(f"! {name} {kind} failed:", file=sys.stderr)
         traceback.print_exc()
@@ -203,6 +168,63 @@ def _measure(
     print(f"round {rnd + 1} {name:8} {kind:12} {shown}", flush=True)
     for metric in METRICS[kind]:
         results.setdefault(f"{name}.{metric}", []).append(values.get(metric, math.nan))
+
+
+def _run(
+    args: argparse.Namespace,
+    system: System,
+    kind: str,
+    tag: str,
+    rnd: int,
+    values: dict[str, float],
+    cpu: harness.RedisCpu,
+) -> None:
+    name = system.name
+    if kind == "enqueue":
+        values["enqueue"], values["redis_cpu_us.enqueue"] = harness.enqueue_rate(
+            system, f"bench.enq.{tag}", args.tasks, cpu
+        )
+    elif kind == "enqueue_many":
+        assert isinstance(system, BluequeSystem)
+        cpu_before = cpu()
+        seconds = system.enqueue_many(f"bench.many.{tag}", args.many, args.batch)
+        values["enqueue_many"] = args.many / seconds
+        values["redis_cpu_us.enqueue_many"] = (cpu() - cpu_before) / args.many * 1e6
+    elif kind in ("inprocess", "fork"):
+        n = args.tasks if kind == "inprocess" else args.fork_tasks
+        profile = None
+        if args.profile is not None and name == "blueque" and rnd == 0:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            profile = args.profile / f"blueque-{kind}.txt"
+        run = harness.worker_rate(
+            system, kind, f"bench.{kind}.{tag}", n, args.timeout, cpu, profile, args.native
+        )
+        values[f"worker.{kind}"] = run.tasks_per_s
+        values[f"redis_cpu_us.worker.{kind}"] = run.redis_cpu_us
+        values[f"worker_cpu_ms.{kind}"] = run.worker_cpu_ms
+        values[f"worker_sys_ms.{kind}"] = run.worker_sys_ms
+        values[f"worker_faults.{kind}"] = run.worker_faults
+    elif kind == "latency":
+        lat = harness.latency(
+            system, "inprocess", f"bench.lat.{tag}", args.samples, 20, args.timeout
+        )
+        for field, value in asdict(lat).items():
+            if field != "samples":
+                values[f"latency.{field}"] = value
+    elif kind == "latency_held":
+        assert isinstance(system, BluequeSystem)
+        lat = harness.latency(
+            system,
+            "inprocess",
+            f"bench.held.{tag}",
+            args.samples,
+            20,
+            args.timeout,
+            system.latency_sample_subscribed,
+        )
+        for field, value in asdict(lat).items():
+            if field != "samples":
+                values[f"latency_held.{field}"] = value
 
 
 if __name__ == "__main__":
