@@ -243,7 +243,10 @@ def test_requeue_worker_running_costs_an_attempt_then_fails(client: Client) -> N
         claim(queue, "w1")
         assert queue.transitions.begin("w1", task_id, 1).attempt == attempt
         expected = (1, 0) if attempt == 1 else (0, 1)
-        assert queue.requeue_worker("w1", "pod deleted") == expected
+        with queue.events() as events:
+            assert queue.requeue_worker("w1", "pod deleted") == expected
+            got = collect(events, 2)
+        assert names(got) == ["requeued" if attempt == 1 else "failed", "worker_removed"]
         if attempt == 1:
             task = client.get_task(task_id)
             assert (task.status, task.attempts) == ("pending", 1)
@@ -357,7 +360,10 @@ def test_progress_is_fenced_by_attempt(client: Client) -> None:
     claim(queue, "w1")
     queue.transitions.begin("w1", task_id, 1)
     task = client.get_task(task_id)
-    assert task.set_progress({"done": 50})
+    with queue.events() as events:
+        assert task.set_progress({"done": 50})
+        got = collect(events, 1)
+    assert names(got) == ["progress"] and got[0]["task"] == task_id
     assert client.get_task(task_id).progress == {"done": 50}
     queue.requeue_worker("w1")
     assert not task.set_progress({"done": 60})
