@@ -292,3 +292,15 @@ def test_ctrl_c_to_the_process_group_reaches_only_the_parent(
     gate.touch()
     assert worker.wait_exit(20) == 0, worker.output()
     assert finished(queue, task_id, worker)["result"] == "survived"
+
+
+@pytest.mark.parametrize("runner", ["fork", "inprocess"])
+def test_large_parameters_and_results(
+    queue: Queue, redis_url: str, workers: WorkerSpawner, runner: str
+) -> None:
+    size = 3_000_000  # far beyond a pipe's buffer
+    task_id = queue.enqueue({"result_size": size, "blob": "p" * size})
+    worker = workers.start(redis_url, Q, runner=runner)
+    result = finished(queue, task_id, worker)
+    assert result["status"] == "complete"
+    assert result["result"] == "x" * size

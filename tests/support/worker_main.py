@@ -9,6 +9,7 @@ needs. A dict parameter may hold:
   signal: a signal name; the task process kills itself with it
   exit: a status; the task process leaves at once with it (os._exit)
   unserializable: true; the task returns a set (not JSON)
+  result_size: return a string of that many characters
   result: what to return (default: the string "done at attempt N")
 Every task process writes its pid into $BLUEQUE_TEST_PIDS (a directory), so the spawner
 fixture can kill task processes whose worker parent is gone.
@@ -48,6 +49,8 @@ def task_function(task: Task) -> Any:
         time.sleep(10)
     if "exit" in p:
         os._exit(p["exit"])
+    if "result_size" in p:
+        return "x" * p["result_size"]
     if p.get("unserializable"):
         return {1, 2}
     return p.get("result", f"done at attempt {task.attempts}")
