@@ -130,3 +130,22 @@ def test_stale_workers_late_finish_is_dropped(
     stats = queue.stats()
     assert (stats.totals["stale"], stats.totals["completed"]) == (1, 1)
     assert stale.process.poll() is None, stale.output()  # the stale worker lives on
+
+
+def test_orphaned_task_process_records_its_own_result(
+    queue: Queue, redis_url: str, workers: WorkerSpawner, tmp_path: Path
+) -> None:
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    task_id = queue.enqueue({"gate": str(gate), "started": str(started), "result": "orphan"})
+    worker = workers.start(redis_url, Q, env={**SHORT_TTL, "BLUEQUE_WORKER_ID": "parent"})
+    wait_until(started.exists, 20, what="the task to start")
+    worker.process.kill()  # the parent dies; its child runs on
+    worker.wait_exit(5)
+    assert workers.alive_task_pids()
+    gate.touch()
+    task = queue.client.get_task(task_id).wait(20)
+    assert (task.status, task.result, task.attempts) == ("complete", "orphan", 1)
+    # The dead worker is still reaped, with nothing left to give back.
+    wait_until(lambda: queue.reap() == (1, 0, 0), 10, what="the reap")
+    stats = queue.stats()
+    assert (stats.complete, stats.running, stats.workers, stats.totals["requeued"]) == (1, 0, 0, 0)
