@@ -12,6 +12,10 @@ from blueque import Client
 
 @pytest.fixture
 def fake_client() -> Iterator[Client]:
+    try:
+        import lupa  # noqa: F401 (fakeredis runs Lua scripts through it)
+    except ImportError:
+        pytest.fail("fakeredis cannot run Lua scripts: install fakeredis[lua] (./dev test does)")
     server = fakeredis.FakeServer()
     client = Client(redis=fakeredis.FakeRedis(server=server, decode_responses=True))
     try:
