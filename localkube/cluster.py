@@ -41,6 +41,11 @@ KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 _SERVICE_CIDR = "10.96.0.0/16"
 _SERVICE_IP = "10.96.0.1"
 _STATE_FILE = "state.json"
+_START_ATTEMPTS = 3
+
+
+class _PortTakenError(ClusterError):
+    """A component could not bind the port picked for it: another process took it first."""
 
 
 def default_state_dir() -> Path:
@@ -178,7 +183,21 @@ class LocalCluster:
         self.stop()
 
     def start(self, *, timeout_s: float = 120.0) -> None:
-        """Start every component and return once the API is healthy and the nodes are Ready."""
+        """Start every component and return once the API is healthy and the nodes are Ready.
+
+        Ports are picked free but bound a moment later by the components; if another process
+        takes one in between, the component exits with "address already in use" and the whole
+        start is retried on new ports.
+        """
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            try:
+                self._start_once(timeout_s)
+                return
+            except _PortTakenError:
+                if attempt == _START_ATTEMPTS:
+                    raise
+
+    def _start_once(self, timeout_s: float) -> None:
         binaries = self.binaries
         self._refuse_if_running()
         shutil.rmtree(self.state_dir, ignore_errors=True)
@@ -218,6 +237,9 @@ class LocalCluster:
             self._launch("kwok", self._kwok_argv(binaries, ports, kwok_config))
             self._create_nodes(admin)
             self._wait_ready(admin, ports, deadline)
+            # A health check answered by some other process on a stolen port must not pass
+            # for ours: every component must still be running now.
+            self._check_alive()
         except BaseException:
             self._stop_components()
             raise
@@ -266,10 +288,9 @@ class LocalCluster:
     def _check_alive(self) -> None:
         for component in self.state.components:
             if not is_alive(component):
-                raise ClusterError(
-                    f"{component.name} exited during start; last log lines:\n"
-                    + _tail(Path(component.log_file))
-                )
+                tail = _tail(Path(component.log_file))
+                error = _PortTakenError if "address already in use" in tail else ClusterError
+                raise error(f"{component.name} exited during start; last log lines:\n{tail}")
 
     def _wait(self, deadline: float, what: str, ready: Callable[[], bool]) -> None:
         while not ready():
