@@ -8,6 +8,7 @@ and makes every request visible in the test. It is not meant as the operator's c
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import ssl
@@ -45,11 +46,19 @@ class ApiClient:
         """The same server, authenticated by `token` instead of the client certificate."""
         return ApiClient(self.host, self.port, self.ca_file, token=token, timeout_s=self.timeout_s)
 
-    def _connect(self, timeout_s: float) -> http.client.HTTPSConnection:
+    @functools.cached_property
+    def _context(self) -> ssl.SSLContext:
+        # Built once per client: loading the CA and the key on every poll would cost more
+        # than the request itself.
         context = ssl.create_default_context(cafile=str(self.ca_file))
         if self.cert_file is not None and self.key_file is not None:
             context.load_cert_chain(str(self.cert_file), str(self.key_file))
-        return http.client.HTTPSConnection(self.host, self.port, context=context, timeout=timeout_s)
+        return context
+
+    def _connect(self, timeout_s: float) -> http.client.HTTPSConnection:
+        return http.client.HTTPSConnection(
+            self.host, self.port, context=self._context, timeout=timeout_s
+        )
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "localkube"}

@@ -7,7 +7,9 @@ leads its own session, so stopping it reaches any children it has.
 
 A process owned by a test session asks the kernel to kill it when its parent dies
 (PR_SET_PDEATHSIG): a pytest killed with SIGKILL leaves no control plane behind. Processes
-started by `python -m localkube up` outlive that command on purpose and skip this.
+started by `python -m localkube up` outlive that command on purpose and skip this. The kernel
+sends that signal when the *thread* that started the process ends, so start a cluster owned by
+a test session from a thread that lives as long as the session (pytest's main thread does).
 """
 
 from __future__ import annotations
