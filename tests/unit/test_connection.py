@@ -1,0 +1,44 @@
+"""Connection settings from keywords and URLs (no server needed: redis-py connects lazily)."""
+
+from __future__ import annotations
+
+import pytest
+
+from blueque import Client, ConfigError
+from blueque.connection import connect
+
+
+def test_keywords_of_the_original_client() -> None:
+    with Client(hostname="cache.internal", port=6380, db=2, password="pw") as client:
+        kwargs = client.redis.connection_pool.connection_kwargs
+        assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.internal", 6380, 2)
+        assert kwargs["password"] == "pw" and kwargs["decode_responses"] is True
+
+
+def test_url_forms() -> None:
+    r = connect("redis://:secret@10.0.0.5:6390/3")
+    try:
+        kwargs = r.connection_pool.connection_kwargs
+        assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("10.0.0.5", 6390, 3)
+        assert kwargs["password"] == "secret"
+        # No silent command retries: a retried script could apply a transition twice.
+        assert r.get_retry()._retries == 0
+    finally:
+        r.close()
+    tls = connect("rediss://h:6379/0")
+    try:
+        assert tls.connection_pool.connection_class.__name__ == "SSLConnection"
+    finally:
+        tls.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://localhost:6379", "unsupported Redis URL scheme 'http'"),
+        ("redis+sentinel://h1:26379,h2:26379", "needs the master name"),
+    ],
+)
+def test_bad_urls(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        connect(url)
