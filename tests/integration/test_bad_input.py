@@ -200,3 +200,19 @@ def test_stopping_idle_worker_does_not_wait_for_redis(
     assert worker.wait_exit(10) == 0, worker.output()
     assert time.monotonic() - began < 3.0
     assert "leaving without deregistering" in worker.output()
+
+
+def test_worker_started_before_redis_waits_for_it(
+    own_server: RedisServer, workers: WorkerSpawner
+) -> None:
+    own_server.kill()
+    worker = workers.start(own_server.url, Q, env={"BLUEQUE_RECONNECT_MAX_DELAY_S": "0.2"})
+    wait_until(
+        lambda: worker.output().count("Redis unreachable") >= 2, 20, what="connection retries"
+    )
+    assert worker.process.poll() is None
+    own_server.process = None
+    own_server.start()
+    with Client(own_server.url) as client:
+        task_id = client.get_queue(Q).enqueue({"result": "once Redis is up"})
+        assert client.get_task(task_id).wait(20).result == "once Redis is up"
