@@ -125,7 +125,7 @@ def test_sigterm_while_idle_exits_within_about_a_second(
     began = time.monotonic()
     worker.signal(signal.SIGTERM)
     assert worker.wait_exit(5) == 0, worker.output()
-    assert time.monotonic() - began < 1.8
+    assert time.monotonic() - began < 2.0
     assert queue.workers() == []
 
 
