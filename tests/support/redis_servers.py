@@ -151,7 +151,7 @@ class RedisCluster:
             for node in self.nodes:
                 c = redis.Redis(port=node.port)
                 try:
-                    states.append(c.cluster("info").get("cluster_state"))  # type: ignore[no-untyped-call]
+                    states.append(c.cluster("info").get("cluster_state"))
                 finally:
                     c.close()
             if all(s == "ok" for s in states):
