@@ -96,12 +96,13 @@ def test_result_is_recorded_and_parameters_arrive_intact(
     assert task.attempts == 1 and task.worker is not None
 
 
+@pytest.mark.parametrize("runner", ["fork", "inprocess"])
 def test_sigterm_while_busy_finishes_the_task_then_exits_0(
-    queue: Queue, redis_url: str, workers: WorkerSpawner, tmp_path: Path
+    queue: Queue, redis_url: str, workers: WorkerSpawner, tmp_path: Path, runner: str
 ) -> None:
     gate, started = tmp_path / "gate", tmp_path / "started"
     task_id = queue.enqueue({"gate": str(gate), "started": str(started), "result": "finished"})
-    worker = workers.start(redis_url, Q)
+    worker = workers.start(redis_url, Q, runner=runner)
     wait_until(started.exists, 20, what="the task to start")
     later_id = queue.enqueue("must stay pending")
     worker.signal(signal.SIGTERM)
