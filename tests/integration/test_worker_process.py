@@ -305,3 +305,20 @@ def test_large_parameters_and_results(
     result = finished(queue, task_id, worker)
     assert result["status"] == "complete"
     assert result["result"] == "x" * size
+
+
+def test_a_busy_worker_holds_one_task_and_prefetches_nothing(
+    queue: Queue, redis_url: str, workers: WorkerSpawner, tmp_path: Path
+) -> None:
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    first = queue.enqueue({"gate": str(gate), "started": str(started)})
+    rest = queue.enqueue_many([{"result": i} for i in range(3)])
+    worker = workers.start(redis_url, Q, env={"BLUEQUE_WORKER_ID": "single"})
+    wait_until(started.exists, 20, what="the task to start")
+    for _ in range(10):  # over a few heartbeats and claim timeouts
+        assert queue.client.redis.lrange(queue.keys.worker_tasks("single"), 0, -1) == [first]
+        stats = queue.stats()
+        assert (stats.running, stats.reserved, stats.pending) == (1, 0, 3)
+        time.sleep(0.05)
+    gate.touch()
+    assert [finished(queue, t, worker)["result"] for t in rest] == [0, 1, 2]
