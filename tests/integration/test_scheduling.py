@@ -13,6 +13,7 @@ import pytest
 from blueque import Client
 from tests.support.protocol import collect, names
 from tests.support.waiting import wait_until
+from tests.support.workers import WorkerSpawner
 
 
 def test_schedule_with_delay_then_promote(client: Client) -> None:
@@ -103,3 +104,20 @@ def test_concurrent_promoters_promote_each_task_exactly_once(
     stats = queue.stats()
     assert (stats.scheduled, stats.pending, stats.totals["promoted"]) == (0, count, count)
     assert {client.get_task(t).status for t in ids[::50]} == {"pending"}
+
+
+def test_idle_workers_promote_concurrently_and_each_task_runs_once(
+    client_standalone: Client, redis_url: str, workers: WorkerSpawner
+) -> None:
+    queue = client_standalone.get_queue("sched.q")
+    ids = [queue.schedule({"result": i}, delay=0.5) for i in range(60)]
+    with queue.events() as events:
+        for _ in range(3):
+            workers.start(redis_url, "sched.q", env={"BLUEQUE_PROMOTE_INTERVAL_S": "0.05"})
+        wait_until(lambda: queue.stats().complete == len(ids), 30, what="every task to run")
+        got = collect(events, 3 * len(ids) + 10, timeout_s=1)
+    promoted = Counter(e["task"] for e in got if e["event"] == "promoted")
+    started = Counter(e["task"] for e in got if e["event"] == "started")
+    assert promoted == Counter(ids) and started == Counter(ids)
+    assert [client_standalone.get_task(t).result for t in ids] == list(range(60))
+    assert queue.stats().totals["promoted"] == len(ids)
