@@ -22,13 +22,22 @@ local DEFAULTS = {
 }
 local TRIM_BATCH = 100     -- bounds the work one script spends on retention
 
-local NOW_MS  -- read once per script: one clock for every field a transition writes
+-- The server clock, read once per script: one time for every field a transition writes.
+local NOW_MS, NOW_EXACT_MS
+local function read_clock()
+  local t = redis.call('TIME')
+  NOW_EXACT_MS = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+  NOW_MS = math.floor(NOW_EXACT_MS)
+end
 local function now_ms()
-  if not NOW_MS then
-    local t = redis.call('TIME')
-    NOW_MS = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
+  if not NOW_MS then read_clock() end
   return NOW_MS
+end
+-- Milliseconds with a microsecond fraction: scores of the finished indexes, so that tasks
+-- finished within one millisecond still sort by when they finished.
+local function now_exact_ms()
+  if not NOW_EXACT_MS then read_clock() end
+  return NOW_EXACT_MS
 end
 
 local function task_key(id) return PREFIX .. 'task:' .. id end
@@ -74,7 +83,7 @@ end
 -- Moves a task that is not in any list or set into a finished index.
 local function finish_into(k, index_key, id, state, now, fields)
   redis.call('HSET', task_key(id), 'state', state, 'finished_at', now, unpack(fields))
-  redis.call('ZADD', index_key, now, id)
+  redis.call('ZADD', index_key, string.format('%.3f', now_exact_ms()), id)
   redis.call('HINCRBY', k.stats, 'live', -1)
   trim_finished(index_key, k.config, now)
 end
