@@ -29,10 +29,14 @@ def test_states_counters_and_events_of_a_completed_task(client: Client) -> None:
         assert stats.totals["enqueued"] == 1
         assert stats.oldest_pending_age_s is not None
 
+        queue.transitions.heartbeat("w1", 10_000, {"host": "h", "pid": 7})
+        assert [w.state for w in queue.workers()] == ["idle"]
         assert claim(queue, "w1") == task_id
         stats = queue.stats()
         assert (stats.pending, stats.reserved, stats.running) == (0, 1, 0)
-        assert client.get_task(task_id).status == "pending"  # reserved shows in stats only
+        assert client.get_task(task_id).status == "pending"  # reserved shows in stats...
+        (info,) = queue.workers()  # ...and in the worker that holds it
+        assert (info.state, info.holding, info.pid) == ("reserved", (task_id,), 7)
 
         begun = queue.transitions.begin("w1", task_id, 4242)
         assert (begun.status, begun.attempt, json.loads(begun.parameters or "")) == (
@@ -42,6 +46,7 @@ def test_states_counters_and_events_of_a_completed_task(client: Client) -> None:
         )
         task = client.get_task(task_id)
         assert (task.status, task.attempts, task.worker) == ("running", 1, "w1")
+        assert [(w.state, w.task) for w in queue.workers()] == [("busy", task_id)]
         stats = queue.stats()
         assert (stats.reserved, stats.running, stats.totals["started"]) == (0, 1, 1)
 
