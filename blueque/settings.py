@@ -58,6 +58,10 @@ class WorkerSettings:
                 raise ConfigError(f"{name} must be > 0")
         if self.heartbeat_ttl_s < 2 * self.heartbeat_interval_s:
             raise ConfigError("heartbeat_ttl_s must be at least twice heartbeat_interval_s")
+        if self.heartbeat_ttl_s < 2 * self.claim_timeout_s:
+            # An idle worker heartbeats between two blocking claims: a longer claim would let
+            # its heartbeat expire, and reap would take a live worker for dead.
+            raise ConfigError("heartbeat_ttl_s must be at least twice claim_timeout_s")
         if (
             self.cancel_grace_s < 0
             or self.reconnect_max_delay_s <= 0

@@ -322,3 +322,20 @@ def test_a_busy_worker_holds_one_task_and_prefetches_nothing(
         time.sleep(0.05)
     gate.touch()
     assert [finished(queue, t, worker)["result"] for t in rest] == [0, 1, 2]
+
+
+def test_an_idle_worker_is_never_reaped(
+    queue: Queue, redis_url: str, workers: WorkerSpawner
+) -> None:
+    env = {
+        "BLUEQUE_HEARTBEAT_INTERVAL_S": "0.1",
+        "BLUEQUE_HEARTBEAT_TTL_S": "0.5",
+        "BLUEQUE_CLAIM_TIMEOUT_S": "0.25",  # the longest claim the TTL allows
+    }
+    worker = workers.start(redis_url, Q, env=env)
+    registered(queue, worker)
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline:
+        assert queue.reap() == (0, 0, 0), "a live idle worker was reaped"
+        time.sleep(0.02)
+    assert [w.pid for w in queue.workers()] == [worker.pid]

@@ -62,6 +62,7 @@ def test_unparsable_values_name_the_variable(name: str, raw: str) -> None:
         {"BLUEQUE_CLAIM_TIMEOUT_S": "0"},
         {"BLUEQUE_HEARTBEAT_INTERVAL_S": "-1"},
         {"BLUEQUE_HEARTBEAT_INTERVAL_S": "10", "BLUEQUE_HEARTBEAT_TTL_S": "15"},
+        {"BLUEQUE_CLAIM_TIMEOUT_S": "20", "BLUEQUE_HEARTBEAT_TTL_S": "30"},
         {"BLUEQUE_MAX_TASKS": "-1"},
         {"BLUEQUE_CANCEL_GRACE_S": "-1"},
     ],
