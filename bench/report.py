@@ -161,6 +161,10 @@ def target_rows(results: Results) -> list[dict[str, object]]:
     return rows
 
 
+def _num(value: float, fmt: str) -> str:
+    return "-" if math.isnan(value) else fmt.format(value)
+
+
 def targets_table(results: Results) -> str:
     lines = ["| target | Blueque | peer | ratio | needed | |", "|---|---:|---:|---:|---|---|"]
     for row in target_rows(results):
@@ -168,7 +172,7 @@ def targets_table(results: Results) -> str:
         mark = "n/a" if met is None else ("reached" if met else "MISSED")
         ours, theirs, ratio = (float(row[k]) for k in ("ours", "theirs", "ratio"))  # type: ignore[arg-type]
         lines.append(
-            f"| {row['target']} | {ours:,.2f} | {theirs:,.2f} | {ratio:.2f}x"
-            f" | {row['needed']} | {mark} |"
+            f"| {row['target']} | {_num(ours, '{:,.2f}')} | {_num(theirs, '{:,.2f}')}"
+            f" | {_num(ratio, '{:.2f}x')} | {row['needed']} | {mark} |"
         )
     return "\n".join(lines)
