@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from blueque.connection import close, connect, redis_errors
+from blueque.events import SubscriberPool
 from blueque.keys import DEFAULT_NAMESPACE, queue_of_task, registry_key
 from blueque.protocol import Scripts
 from blueque.queue import Queue
@@ -47,6 +48,7 @@ class Client:
         )
         self.namespace = namespace
         self.scripts = Scripts(self.redis)
+        self.subscribers = SubscriberPool(self.redis)
         self._queues: dict[str, Queue] = {}
 
     def get_queue(self, name: str) -> Queue:
@@ -73,6 +75,7 @@ class Client:
             return bool(self.redis.ping())
 
     def close(self) -> None:
+        self.subscribers.close()
         close(self.redis)
 
     def __enter__(self) -> Client:

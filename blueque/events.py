@@ -5,11 +5,71 @@ Every transition script publishes one JSON event; see PROTOCOL.md "Events".
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from types import TracebackType
 from typing import Any
 
-from blueque.connection import redis_errors
+from blueque.connection import is_cluster, redis_errors
+
+CONFIRM_TIMEOUT_S = 5.0
+
+
+class SubscriberPool:
+    """Idle pub/sub connections of one client, kept for the next `Task.wait`.
+
+    Opening one costs several round trips (connect, HELLO, CLIENT SETINFO...), more than a
+    wait on an idle worker takes; a returned connection is unsubscribed first, so nothing
+    accumulates on it while it is idle. Cluster pub/sub objects are not kept: they hold one
+    connection per node and their unsubscribe bookkeeping is per node.
+    """
+
+    def __init__(self, redis: Any, keep: int = 4) -> None:
+        self._redis = redis
+        self._keep = 0 if is_cluster(redis) else keep
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+
+    def acquire(self) -> Any:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._redis.pubsub()
+
+    def release(self, pubsub: Any, channel: str) -> None:
+        """Unsubscribes and keeps the connection, or closes it when that fails or the pool
+        is full."""
+        with self._lock:
+            full = len(self._idle) >= self._keep
+        if not full:
+            try:
+                pubsub.sunsubscribe(channel)
+                if _await_reply(pubsub, "sunsubscribe"):
+                    with self._lock:
+                        self._idle.append(pubsub)
+                    return
+            except Exception:  # a broken connection is closed below, never reused
+                pass
+        with contextlib.suppress(Exception):
+            pubsub.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for pubsub in idle:
+            with contextlib.suppress(Exception):
+                pubsub.close()
+
+
+def _await_reply(pubsub: Any, kind: str) -> bool:
+    """Reads until the server confirms a (un)subscription; other messages are dropped."""
+    while True:
+        msg = pubsub.get_sharded_message(timeout=CONFIRM_TIMEOUT_S)
+        if msg is None:
+            return False
+        if msg.get("type") == kind:
+            return True
 
 
 class EventStream:
@@ -19,21 +79,21 @@ class EventStream:
     from Redis afterwards cannot miss an event published after that read.
     """
 
-    def __init__(self, redis: Any, channel: str) -> None:
-        self._redis = redis
+    def __init__(self, redis: Any, channel: str, pool: SubscriberPool | None = None) -> None:
+        self._pool = pool or SubscriberPool(redis, keep=0)
         self._channel = channel
         self._pubsub: Any = None
 
     def __enter__(self) -> EventStream:
         with redis_errors("subscribe to queue events"):
-            self._pubsub = self._redis.pubsub()
-            self._pubsub.ssubscribe(self._channel)
-            while True:
-                msg = self._pubsub.get_sharded_message(timeout=5.0)
-                if msg is not None and msg.get("type") == "ssubscribe":
-                    break
-                if msg is None:
+            self._pubsub = self._pool.acquire()
+            try:
+                self._pubsub.ssubscribe(self._channel)
+                if not _await_reply(self._pubsub, "ssubscribe"):
                     raise TimeoutError("no subscribe confirmation from Redis within 5 s")
+            except BaseException:
+                self._close()
+                raise
         return self
 
     def next(self, timeout: float | None) -> dict[str, Any] | None:
@@ -53,8 +113,16 @@ class EventStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._pubsub is not None:
-            try:
-                self._pubsub.close()
-            finally:
-                self._pubsub = None
+        if self._pubsub is None:
+            return
+        if exc_type is None:
+            self._pool.release(self._pubsub, self._channel)
+            self._pubsub = None
+        else:
+            self._close()
+
+    def _close(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                pubsub.close()

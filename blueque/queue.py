@@ -149,7 +149,7 @@ class Queue:
         ]
 
     def events(self) -> EventStream:
-        return EventStream(self.client.redis, self.keys.events)
+        return EventStream(self.client.redis, self.keys.events, self.client.subscribers)
 
     # -- steering --------------------------------------------------------------------------
 
