@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from blueque import Client
-from tests.support.cli_processes import BluequeRunner, pid_alive, poll
+from tests.support.cli_processes import BluequeRunner, pid_alive
 from tests.support.redis_servers import RedisCluster, free_port
+from tests.support.waiting import wait_until as poll
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from blueque import Client, Queue
-from tests.support.cli_processes import REPO, BluequeRunner, blueque_executable, pid_alive, poll
+from tests.support.cli_processes import REPO, BluequeRunner, blueque_executable, pid_alive
+from tests.support.waiting import wait_until as poll
 
 
 @pytest.fixture

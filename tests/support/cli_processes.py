@@ -15,28 +15,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[2]
 PIDS_ENV = "BLUEQUE_TEST_PIDS_DIR"
-
-T = TypeVar("T")
-
-
-def poll(predicate: Callable[[], T], timeout: float = 10.0, what: str = "") -> T:
-    """The predicate's first truthy value; fails the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(0.02)
 
 
 def blueque_executable() -> str:

@@ -19,7 +19,7 @@ from blueque import Client, Queue, WorkerSettings
 from blueque.cli import cli
 from blueque.cli import processes as cli_processes
 from blueque.cli.app import State
-from tests.support.cli_processes import poll
+from tests.support.waiting import wait_until as poll
 
 Invoke = Callable[..., Result]
 
