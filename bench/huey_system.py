@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from huey import RedisHuey  # type: ignore[import-untyped]
+from huey import RedisHuey
 
 from bench.harness import report_rusage
 
