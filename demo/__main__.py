@@ -167,7 +167,7 @@ def main() -> int:
             live.update(render(queue, log))
         s = queue.stats()
         done, failed = s.totals["completed"], s.totals["failed"]
-        print(f"done: {done} complete, {failed} failed, {s.pending} still pending")
+        print(f"\ndone: {done} complete, {failed} failed, {s.pending} still pending")
         client.close()
     except KeyboardInterrupt:
         print("interrupted")
