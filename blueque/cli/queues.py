@@ -207,4 +207,40 @@ def requeue(state: State, queue: str, worker_id: str | None, all_dead: bool, for
         click.echo(f"{result['workers']} worker(s): {requeued} task(s) requeued, {failed} failed")
 
 
-COMMANDS = (info, workers, config, requeue)
+@click.command()
+@click.argument("queue")
+@click.argument("worker_id")
+@json_option
+@pass_state
+def drain(state: State, queue: str, worker_id: str) -> None:
+    """Stop WORKER_ID from taking tasks, once it is idle (the scale-down handshake).
+
+    Succeeds only while the worker holds no task (exit 1 otherwise: try again when it is
+    idle); from then on the worker begins nothing until `undrain`, so it can be stopped or
+    removed without cutting a task off."""
+    q = state.client().get_queue(queue)
+    drained = q.drain(worker_id)
+    if state.json:
+        echo_json({"queue": q.name, "worker": worker_id, "draining": drained})
+    if not drained:
+        raise UserError(f"worker {worker_id} holds a task: not drained (try again when idle)")
+    if not state.json:
+        click.echo(f"worker {worker_id} is draining: it takes no more tasks")
+
+
+@click.command()
+@click.argument("queue")
+@click.argument("worker_id")
+@json_option
+@pass_state
+def undrain(state: State, queue: str, worker_id: str) -> None:
+    """Let a drained WORKER_ID take tasks again."""
+    q = state.client().get_queue(queue)
+    was = q.undrain(worker_id)
+    if state.json:
+        echo_json({"queue": q.name, "worker": worker_id, "was_draining": was})
+    else:
+        click.echo(f"worker {worker_id} {'undrained' if was else 'was not draining'}")
+
+
+COMMANDS = (info, workers, config, requeue, drain, undrain)

@@ -211,3 +211,29 @@ def test_cli_on_a_cluster(redis_cluster: RedisCluster, tmp_path: Path) -> None:
         assert info["queues"][0]["complete"] == 1
     finally:
         bq.kill_all()
+
+
+def test_drain_and_undrain_a_live_worker(bq: BluequeRunner, redis_url: str, tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    bq.worker("drain.q", "steps", "--worker-id", "w-drain")
+    client = Client(redis_url)
+    try:
+        queue = client.get_queue("drain.q")
+        busy = queue.enqueue({"steps": 1, "release": str(release)})
+        poll(lambda: client.get_task(busy).status == "running", what="the first task running")
+        # Busy: the handshake refuses, and the worker keeps its task.
+        assert "holds a task" in user_error(bq.run("drain", "drain.q", "w-drain"))
+        release.touch()
+        assert ok(bq.run("wait", busy, "--timeout", "10")).strip() == "done"
+        poll(lambda: bq.run("drain", "drain.q", "w-drain").returncode == 0, what="drained")
+        workers = json.loads(ok(bq.run("--json", "workers", "drain.q")))
+        assert [(w["id"], w["draining"]) for w in workers] == [("w-drain", True)]
+        # Drained: a new task waits, untouched, for as long as the worker stays drained.
+        waiting = queue.enqueue({"steps": 1, "release": str(release)})
+        with pytest.raises(AssertionError, match="timed out"):
+            poll(lambda: client.get_task(waiting).status != "pending", timeout=1.5)
+        assert queue.stats().pending == 1
+        assert "undrained" in ok(bq.run("undrain", "drain.q", "w-drain"))
+        assert ok(bq.run("wait", waiting, "--timeout", "10")).strip() == "done"
+    finally:
+        client.close()
