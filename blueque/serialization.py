@@ -11,9 +11,13 @@ from typing import Any
 from blueque.errors import CorruptTaskError, PayloadError
 
 
+# One encoder for every call: json.dumps with non-default options builds a new one each time.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode(value: Any, what: str = "value") -> str:
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"{what} must be JSON-serializable: {exc}") from exc
 
