@@ -10,7 +10,6 @@ from typing import Any
 
 from blueque.errors import CorruptTaskError, PayloadError
 
-
 # One encoder for every call: json.dumps with non-default options builds a new one each time.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
