@@ -58,34 +58,59 @@ class Scripts:
     def run(self, name: str, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
         return self._scripts[name](keys=list(keys), args=list(args))
 
-    def run_then(
-        self, name: str, keys: Sequence[str], args: Sequence[str | int | float], then: Sequence[Any]
-    ) -> tuple[Any, Any]:
-        """Runs a script, then one more command, in one round trip (a pipeline without
-        MULTI: Redis runs both in order). Returns both answers; raises the first error.
-        A script the server did not know (after a restart) is loaded and run alone, after
-        the command: rare, and each of the two still does what it says."""
-        script = self._scripts[name]
+    def run_pipeline(self, calls: Sequence[Call]) -> list[Any]:
+        """Runs scripts and plain commands in one round trip (a pipeline without MULTI:
+        Redis runs them in order). Returns every answer; raises the first error.
+
+        A script the server did not know yet (first use, or a restarted or flushed server)
+        fails there while the commands after it ran: then that script and every script after
+        it run again, alone and in order, which is right as long as those later scripts are
+        idempotent for the caller (a worker's begin of its own head task is)."""
         pipe = self._redis.pipeline(transaction=False)
-        pipe.evalsha(script.sha, len(keys), *keys, *args)
-        pipe.execute_command(*then)
-        first, second = pipe.execute(raise_on_error=False)
-        if isinstance(first, NoScriptError):
-            first = self.run(name, keys, args)  # loads it (a restarted or flushed server)
-        for reply in (first, second):
+        for call in calls:
+            if isinstance(call, ScriptCall):
+                script = self._scripts[call.name]
+                pipe.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+            else:
+                pipe.execute_command(*call)
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        unknown = [isinstance(r, NoScriptError) for r in replies]
+        if any(unknown):
+            for i in range(unknown.index(True), len(calls)):
+                call = calls[i]
+                if isinstance(call, ScriptCall):
+                    replies[i] = self.run(call.name, call.keys, call.args)  # loads it
+        for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        return first, second
+        return replies
+
+
+@dataclass(frozen=True)
+class ScriptCall:
+    name: str
+    keys: Sequence[str]
+    args: Sequence[str | int | float]
+
+
+Call = ScriptCall | tuple[Any, ...]
 
 
 @dataclass(frozen=True)
 class Begun:
     """What `begin` answered: `status` is 'ok' (then attempt and parameters are set),
-    'draining', 'gone', 'cancelled' or 'missing'."""
+    'draining', 'gone', 'cancelled', 'missing' or 'empty' (nothing was claimed)."""
 
     status: str
+    task_id: str = ""
     attempt: int = 0
     parameters: str | None = None
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> Begun:
+        if reply[0] == "ok":
+            return cls("ok", str(reply[3]), int(reply[1]), reply[2])
+        return cls(str(reply[0]), str(reply[1]))
 
 
 @dataclass(frozen=True)
@@ -104,7 +129,13 @@ class Transitions:
             args += [task_id, parameters, delay_ms]
         return int(self.scripts.run("enqueue", keys, args))
 
-    def begin(self, worker_id: str, task_id: str, pid: int) -> Begun:
+    def begin(self, worker_id: str, task_id: str | None, pid: int) -> Begun:
+        """Begins `task_id`, or with None the task at the head of the worker's own list."""
+        return Begun.from_reply(self.scripts.run(*self._begin_call(worker_id, task_id, pid)))
+
+    def _begin_call(
+        self, worker_id: str, task_id: str | None, pid: int
+    ) -> tuple[str, list[str], list[str | int]]:
         k = self.keys
         keys = [
             k.worker_tasks(worker_id),
@@ -113,14 +144,25 @@ class Transitions:
             k.pending,
             k.stats,
             k.events,
-            k.task(task_id),
             k.cancelled,
             k.config,
         ]
-        reply = self.scripts.run("begin", keys, [worker_id, task_id, pid])
-        if reply[0] == "ok":
-            return Begun("ok", int(reply[1]), reply[2])
-        return Begun(str(reply[0]))
+        if task_id is not None:
+            keys.append(k.task(task_id))
+        return "begin", keys, [worker_id, task_id or "", pid]
+
+    def _claim_calls(self, worker_id: str, pid: int, claim_timeout_s: float) -> list[Call]:
+        """The claim (`BLMOVE` pending -> the worker's list) and the begin of what it brought,
+        to send in one round trip. The worker's list must be empty (one task at a time)."""
+        k = self.keys
+        claim = ("BLMOVE", k.pending, k.worker_tasks(worker_id), "LEFT", "RIGHT", claim_timeout_s)
+        return [claim, ScriptCall(*self._begin_call(worker_id, None, pid))]
+
+    def claim_and_begin(self, worker_id: str, pid: int, claim_timeout_s: float) -> Begun:
+        """Claims and begins in one round trip; status 'empty' when nothing came within the
+        timeout."""
+        _, begun = self.scripts.run_pipeline(self._claim_calls(worker_id, pid, claim_timeout_s))
+        return Begun.from_reply(begun)
 
     def finish(self, worker_id: str, task_id: str, attempt: int, outcome: str, payload: str) -> str:
         keys = self._finish_keys(worker_id, task_id)
@@ -143,26 +185,28 @@ class Transitions:
             k.scheduled,
         ]
 
-    def finish_then_claim(
+    def finish_claim_begin(
         self,
         worker_id: str,
         task_id: str,
         attempt: int,
         outcome: str,
         payload: str,
+        pid: int,
         claim_timeout_s: float,
-    ) -> tuple[str, str | None]:
-        """`finish`, and the worker's next claim (the `BLMOVE` pending -> its in-progress list
-        it would send next) in the same round trip. Redis runs the claim after the finish, so
-        the worker still holds at most one task. Returns (finish's answer, the claimed task
-        id, or None when nothing came within the timeout)."""
-        k = self.keys
-        keys = self._finish_keys(worker_id, task_id)
-        claim = ("BLMOVE", k.pending, k.worker_tasks(worker_id), "LEFT", "RIGHT", claim_timeout_s)
-        state, claimed = self.scripts.run_then(
-            "finish", keys, [worker_id, task_id, attempt, outcome, payload], claim
+    ) -> tuple[str, Begun]:
+        """`finish`, then the worker's next claim and its begin, in one round trip. Redis runs
+        the claim after the finish, so the worker still holds at most one task. Returns
+        (finish's answer, what begin answered: status 'empty' when nothing came)."""
+        finish = ScriptCall(
+            "finish",
+            self._finish_keys(worker_id, task_id),
+            [worker_id, task_id, attempt, outcome, payload],
         )
-        return str(state), claimed
+        state, _, begun = self.scripts.run_pipeline(
+            [finish, *self._claim_calls(worker_id, pid, claim_timeout_s)]
+        )
+        return str(state), Begun.from_reply(begun)
 
     def requeue_worker(self, worker_id: str, reason: str) -> tuple[int, int]:
         k = self.keys

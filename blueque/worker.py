@@ -27,6 +27,7 @@ from blueque.connection import REDIS_DOWN, is_cluster
 from blueque.errors import CorruptTaskError, StopNow
 from blueque.keys import PROTOCOL_VERSION, registry_key
 from blueque.outcome import TaskFunction, error_info
+from blueque.protocol import Begun
 from blueque.queue import Queue
 from blueque.serialization import decode, encode
 from blueque.settings import WorkerSettings
@@ -77,7 +78,7 @@ class Worker:
         self._last_heartbeat = 0.0
         self._last_promote = 0.0
         self._check_own_list = True
-        self._early_claim: tuple[str | None] | None = None  # a claim sent with a finish
+        self._early: Begun | None = None  # a claim and begin sent along with a finish
         self._wake_r = -1
 
     # -- the loop --------------------------------------------------------------------------
@@ -115,19 +116,17 @@ class Worker:
         self._check_own_list = False
 
     def _step(self) -> None:
-        if self.draining and self._early_claim is None:
+        if self.draining and self._early is None:
             self.sleep(self.settings.claim_timeout_s)
             self.heartbeat()
             return
         self.heartbeat_if_due()
         self._promote_if_due()
-        task_id = self._claim()
-        if task_id is None:
+        begun = self._claim_and_begin()
+        if begun is None:
             self.runner.idle()
             return
-        if self.stopping:
-            return  # a task claimed during a stop is given back by _deregister, at no cost
-        begun = self.transitions.begin(self.id, task_id, os.getpid())
+        task_id = begun.task_id
         if begun.status == "draining":
             log.info("worker %s is draining: claims nothing until undrained", self.id)
             self.draining = True
@@ -165,11 +164,30 @@ class Worker:
             self._last_promote = time.monotonic()
             self.transitions.promote_due()
 
+    def _claim_and_begin(self) -> Begun | None:
+        """Claims a task and begins it; None when nothing came within the claim timeout (or
+        a stop came first). Claim and begin go out in one round trip where they can (not on
+        a Cluster, whose pipelines are not one round trip, and not when this worker's own
+        list must be looked at first)."""
+        if self._early is not None:
+            begun, self._early = self._early, None
+            return None if begun.status == "empty" else begun
+        if self._check_own_list or is_cluster(self.client.redis):
+            task_id = self._claim()
+            if task_id is None or self.stopping:
+                return None  # a task claimed during a stop is given back by _deregister
+            return self.transitions.begin(self.id, task_id, os.getpid())
+        # Until the answer is read, the claim may have run unseen: after any error, the next
+        # claim looks in this worker's own list first. A stop that comes during this claim
+        # lets the task it brings run: it was claimed and begun before the worker saw it.
+        self._check_own_list = True
+        begun = self.transitions.claim_and_begin(
+            self.id, os.getpid(), self.settings.claim_timeout_s
+        )
+        self._check_own_list = False
+        return None if begun.status == "empty" else begun
+
     def _claim(self) -> str | None:
-        if self._early_claim is not None:
-            (early,) = self._early_claim
-            self._early_claim = None
-            return early
         if self._check_own_list:
             # After a lost connection a claim may have moved a task to us unseen.
             held: str | None = self.client.redis.lindex(self.keys.worker_tasks(self.id), 0)
@@ -224,8 +242,8 @@ class Worker:
         dropped because of an outage. Returns the task's new state, or 'stale'.
 
         With `then_claim` (the worker process, right before its loop would claim again), the
-        next claim goes out in the same round trip as the finish, when nothing else (a stop,
-        a drain, a heartbeat or promotion that is due) would come first."""
+        next claim and its begin go out in the same round trip as the finish, when nothing
+        else (a stop, a drain, a heartbeat or promotion that is due) would come first."""
         delay = 0.1
         claim = then_claim
         while True:
@@ -234,15 +252,15 @@ class Worker:
                     # Until the answer is read, the claim may have run unseen: after any
                     # error, the next claim looks in this worker's own list first.
                     self._check_own_list = True
-                    state, next_id = self.transitions.finish_then_claim(
+                    state, self._early = self.transitions.finish_claim_begin(
                         self.id,
                         task.id,
                         task.attempts,
                         outcome,
                         payload,
+                        os.getpid(),
                         self.settings.claim_timeout_s,
                     )
-                    self._early_claim = (next_id,)
                     self._check_own_list = False
                 else:
                     state = self.transitions.finish(

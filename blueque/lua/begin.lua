@@ -1,43 +1,50 @@
 -- begin: marks a claimed task running, or refuses. Runs right after the worker's
--- BLMOVE pending -> its in-progress list.
+-- BLMOVE pending -> its in-progress list (in the same pipeline, when ARGV[2] is empty).
 -- KEYS[1] worker's in-progress list  KEYS[2] worker hash  KEYS[3] draining set
--- KEYS[4] pending list  KEYS[5] stats hash  KEYS[6] events channel  KEYS[7] task hash
--- KEYS[8] cancelled zset  KEYS[9] config hash
--- ARGV[1] worker id  ARGV[2] task id  ARGV[3] pid of the process that runs the task
--- Returns {'ok', attempt, parameters} when the task is now running at that attempt (also when
--- this worker's earlier begin of it ran but the reply was lost), or:
---   {'draining'}  the worker is draining: the task went back to the head of pending, no
---                 attempt counted; the worker must claim nothing until undrained
---   {'gone'}      the task is not in this worker's list (already requeued): a stale worker;
---                 nothing changes but the stats 'stale' counter and a 'stale' event
---   {'cancelled'} cancel was requested while it was reserved: it is now cancelled
---   {'missing'}   the task hash no longer exists (deleted): it was dropped from the list
+-- KEYS[4] pending list  KEYS[5] stats hash  KEYS[6] events channel  KEYS[7] cancelled zset
+-- KEYS[8] config hash  KEYS[9] task hash (only when ARGV[2] names the task)
+-- ARGV[1] worker id  ARGV[2] task id, or empty for the task at the head of the worker's list
+-- ARGV[3] pid of the process that runs the task
+-- Returns {'ok', attempt, parameters, id} when the task is now running at that attempt (also
+-- when this worker's earlier begin of it ran but the reply was lost), or:
+--   {'draining', id}  the worker is draining: the task went back to the head of pending, no
+--                     attempt counted; the worker must claim nothing until undrained
+--   {'gone', id}      the task is not in this worker's list (already requeued): a stale
+--                     worker; nothing changes but the stats 'stale' counter and a 'stale' event
+--   {'cancelled', id} cancel was requested while it was reserved: it is now cancelled
+--   {'missing', id}   the task hash no longer exists (deleted): it was dropped from the list
+--   {'empty', ''}     ARGV[2] was empty and the worker's list is empty (the claim timed out)
 local tasks, worker, draining, pending, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local events, tk, cancelled = KEYS[6], KEYS[7], KEYS[8]
-local k = {stats = stats, config = KEYS[9]}
+local events, cancelled = KEYS[6], KEYS[7]
+local k = {stats = stats, config = KEYS[8]}
 local wid, id, pid = ARGV[1], ARGV[2], ARGV[3]
+local tk = KEYS[9]
 
-if not redis.call('LPOS', tasks, id) then
+if id == '' then
+  id = redis.call('LINDEX', tasks, 0)
+  if not id then return {'empty', ''} end
+  tk = task_key(id)
+elseif not redis.call('LPOS', tasks, id) then
   redis.call('HINCRBY', stats, 'stale', 1)
   emit(events, 'stale', id, redis.call('HGET', tk, 'state') or nil, wid)
-  return {'gone'}
+  return {'gone', id}
 end
 if redis.call('SISMEMBER', draining, wid) == 1 then
   redis.call('LREM', tasks, 1, id)
   redis.call('LPUSH', pending, id)
   redis.call('HINCRBY', stats, 'refused', 1)
   emit(events, 'refused', id, 'pending', wid)
-  return {'draining'}
+  return {'draining', id}
 end
 local state, cancel, params, holder, attempts = unpack(redis.call('HMGET', tk, 'state',
   'cancel_requested', 'parameters', 'worker', 'attempts'))
 if state == 'running' and holder == wid then
   -- This worker's begin already ran (its reply was lost): answer the same, count nothing.
-  return {'ok', tonumber(attempts), params}
+  return {'ok', tonumber(attempts), params, id}
 end
 if not state then
   redis.call('LREM', tasks, 1, id)
-  return {'missing'}
+  return {'missing', id}
 end
 local now = now_ms()
 if cancel == '1' then
@@ -45,7 +52,7 @@ if cancel == '1' then
   finish_into(k, cancelled, id, 'cancelled', now, {})
   redis.call('HINCRBY', stats, 'cancelled', 1)
   emit(events, 'cancelled', id, 'cancelled', wid)
-  return {'cancelled'}
+  return {'cancelled', id}
 end
 local attempt = redis.call('HINCRBY', tk, 'attempts', 1)
 redis.call('HSET', tk, 'state', 'running', 'worker', wid, 'pid', pid, 'started_at', now)
@@ -53,4 +60,4 @@ redis.call('HSET', worker, 'task', id, 'task_started_at', now)
 redis.call('HINCRBY', stats, 'running', 1)
 redis.call('HINCRBY', stats, 'started', 1)
 emit(events, 'started', id, 'running', wid)
-return {'ok', attempt, params}
+return {'ok', attempt, params, id}
