@@ -77,9 +77,7 @@ def run_worker(client: Client, fn: Callable[[Task], Any], flaky: tuple[str, str]
 
 
 @pytest.mark.parametrize("when", ["no reply", "reply lost"])
-@pytest.mark.parametrize(
-    "method", ["claim_and_begin", "finish", "finish_claim_begin", "heartbeat"]
-)
+@pytest.mark.parametrize("method", ["claim_and_begin", "finish", "finish_claim_begin", "heartbeat"])
 def test_connection_failures_lose_nothing(fake_client: Client, method: str, when: str) -> None:
     queue = fake_client.get_queue("loop.q")
     ids = queue.enqueue_many([{"n": i} for i in range(3)])
