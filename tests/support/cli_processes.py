@@ -20,6 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 PIDS_ENV = "BLUEQUE_TEST_PIDS_DIR"
+DEFAULT_STOP = signal.SIGTERM  # (the class below has a method named `signal`)
 
 
 def blueque_executable() -> str:
@@ -45,7 +46,7 @@ def pid_alive(pid: int) -> bool:
 
 @dataclass
 class Background:
-    """A `blueque` command left running."""
+    """A process left running, its output in a log file."""
 
     process: subprocess.Popen[bytes]
     log: Path
@@ -57,16 +58,22 @@ class Background:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        """Sends `sig` and waits for the exit status."""
+    def signal(self, sig: int) -> None:
         self.process.send_signal(sig)
+
+    def wait_exit(self, timeout: float = 10.0) -> int:
+        """The exit status; fails the test, with the process's output, after `timeout`."""
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(
-                f"{self.pid} still running {timeout} s after {signal.Signals(sig).name};"
-                f" output:\n{self.output()}"
+                f"{self.pid} still running after {timeout} s; output:\n{self.output()}"
             ) from None
+
+    def stop(self, sig: int = DEFAULT_STOP, timeout: float = 10.0) -> int:
+        """Sends `sig` and waits for the exit status."""
+        self.signal(sig)
+        return self.wait_exit(timeout)
 
 
 @dataclass

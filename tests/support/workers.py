@@ -20,34 +20,15 @@ from redis.cluster import RedisCluster
 
 from blueque import Client
 from blueque.connection import REDIS_DOWN, is_cluster
+from tests.support.cli_processes import Background
 from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER_MAIN = REPO / "tests" / "support" / "worker_main.py"
 
 
-@dataclass
-class WorkerProcess:
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def signal(self, sig: int) -> None:
-        self.process.send_signal(sig)
-
-    def wait_exit(self, timeout: float = 10.0) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"worker {self.pid} still running after {timeout} s; its log:\n{self.output()}"
-            ) from None
+class WorkerProcess(Background):
+    """A worker started by `WorkerSpawner`."""
 
 
 @dataclass
