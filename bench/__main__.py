@@ -25,6 +25,7 @@ from bench.blueque_system import BluequeSystem
 from bench.harness import System
 from bench.huey_system import HueySystem
 from bench.rq_system import RqSystem
+from tests.support.redis_servers import RedisServer
 
 KINDS = ("enqueue", "enqueue_many", "inprocess", "fork", "latency", "latency_held")
 METRICS = {
@@ -92,7 +93,7 @@ def main(argv: list[str]) -> int:
     load_before = harness.machine_load()
     print(f"# {platform.platform()}, Python {platform.python_version()}; {load_before}")
     started = time.monotonic()
-    with harness.redis_server() as server:
+    with RedisServer() as server:
         print(f"# redis-server on {server.url}")
         systems: dict[str, System] = {}
         factories: dict[str, Callable[[str], System]] = {

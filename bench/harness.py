@@ -24,8 +24,6 @@ from typing import Any, Protocol
 
 import redis
 
-from tests.support.redis_servers import RedisServer
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -78,15 +76,6 @@ class RedisCpu:
 
     def close(self) -> None:
         self._redis.close()
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 RUSAGE_ENV = "BENCH_RUSAGE_FILE"

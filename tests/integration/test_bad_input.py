@@ -120,11 +120,8 @@ def test_redis_down_is_a_clear_error() -> None:
 @pytest.fixture
 def own_server() -> Iterator[RedisServer]:
     """A server of this test alone, since the test takes it down."""
-    server = RedisServer().start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_result_that_is_not_json_fails_the_task(

@@ -39,7 +39,7 @@ def require(binary: str) -> str:
 
 @dataclass
 class RedisServer:
-    """One redis-server process."""
+    """One redis-server process; `with RedisServer() as server:` stops it even on failure."""
 
     port: int = field(default_factory=free_port)
     cluster: bool = False
@@ -96,6 +96,12 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
             self.process.wait(10)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -166,6 +172,12 @@ class RedisCluster:
                 c.flushall()
             finally:
                 c.close()
+
+    def __enter__(self) -> RedisCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def stop(self) -> None:
         for node in self.nodes:
