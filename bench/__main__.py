@@ -25,7 +25,7 @@ from bench.blueque_system import BluequeSystem
 from bench.harness import System
 from bench.huey_system import HueySystem
 from bench.rq_system import RqSystem
-from tests.support.redis_servers import RedisServer
+from devtools.redis_servers import RedisServer
 
 KINDS = ("enqueue", "enqueue_many", "inprocess", "fork", "latency", "latency_held")
 METRICS = {

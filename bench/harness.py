@@ -3,7 +3,7 @@
 Each system module implements `System`; the functions here drive it the same way for all
 three, so a difference in the numbers is a difference of the systems, not of the harness.
 Every loop is bounded in count and in time (`deadline`), and every process started here is
-stopped by its pid.
+stopped by its pid (`devtools.processes`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ import contextlib
 import json
 import os
 import resource
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,11 +21,11 @@ from typing import Any, Protocol
 
 import redis
 
+from bench import profiles
+from devtools.errors import ProcessError, WaitTimeoutError
+from devtools.processes import Process, wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class BenchTimeoutError(RuntimeError):
-    """A measurement did not finish within its time bound."""
 
 
 class System(Protocol):
@@ -111,75 +108,29 @@ def worker_process(
     profile_to: Path | None = None,
     profile_native: bool = False,
     rusage_to: Path | None = None,
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A worker subprocess in its own session, stopped by pid (SIGTERM, then SIGKILL).
+) -> Iterator[Process]:
+    """A worker subprocess, stopped by pid (SIGTERM, then SIGKILL); its output goes to a log
+    file that is removed once the worker has stopped without an error in the block.
 
-    With `profile_to`, py-spy records it (and its forked children) until it exits; with
+    With `profile_to`, py-spy records it (and its forked children) while the block runs; with
     `rusage_to`, it writes its resource usage there when it stops."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if rusage_to is not None:
         env[RUSAGE_ENV] = str(rusage_to)
-    proc = subprocess.Popen(
-        list(command),
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    spy: subprocess.Popen[bytes] | None = None
-    if profile_to is not None:
-        spy_cmd = [
-            str(Path(sys.executable).parent / "py-spy"),
-            "record",
-            "--pid",
-            str(proc.pid),
-            "--subprocesses",
-            "--rate",
-            "1000",
-            "--format",
-            "raw",
-            "-o",
-            str(profile_to),
-        ]
-        if profile_native:
-            spy_cmd.append("--native")
-        spy = subprocess.Popen(spy_cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        time.sleep(0.5)  # py-spy attaches before the first task is enqueued
+    fd, log_name = tempfile.mkstemp(prefix="bench-worker-", suffix=".log")
+    os.close(fd)
+    proc = Process.start("bench worker", command, log_file=Path(log_name), cwd=ROOT, env=env)
     try:
-        yield proc
+        if profile_to is None:
+            yield proc
+        else:
+            with profiles.recording(
+                proc.pid, profile_to, native=profile_native, subprocesses=True, rate_hz=1000
+            ):
+                yield proc
     finally:
-        stop_process(proc)
-        if spy is not None:
-            try:
-                spy.wait(30)  # it writes its output once the worker is gone
-            except subprocess.TimeoutExpired:
-                spy.send_signal(signal.SIGINT)
-                stop_process(spy)
-
-
-def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait(grace_s)
-
-
-def wait_until(predicate: Any, deadline: float, what: str, poll_s: float = 0.02) -> Any:
-    """Polls `predicate` until it returns something other than None, until `deadline`
-    (time.monotonic)."""
-    while True:
-        value = predicate()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchTimeoutError(f"timed out waiting for {what}")
-        time.sleep(poll_s)
+        proc.stop(grace_s=5.0)
+    proc.log_file.unlink()
 
 
 # -- the measurements ------------------------------------------------------------------------
@@ -224,10 +175,15 @@ def worker_rate(
     rusage_file = Path(name)
     command = system.worker_command(mode, queue)
     with worker_process(command, profile_to, profile_native, rusage_file) as proc:
-        t_last: float = wait_until(
-            lambda: _alive_or_raise(proc) and system.started_at(last),
-            deadline,
-            f"{system.name} {mode} worker to run {n} tasks",
+
+        def last_started() -> float | None:
+            _alive_or_raise(proc)
+            return system.started_at(last)
+
+        t_last = wait_until(
+            last_started,
+            deadline - time.monotonic(),
+            what=f"{system.name} {mode} worker to run {n} tasks",
         )
         t_first = system.started_at(first)
         cpu_us = (cpu() - cpu_before) / n * 1e6
@@ -246,10 +202,10 @@ def worker_rate(
     )
 
 
-def _alive_or_raise(proc: subprocess.Popen[bytes]) -> bool:
-    if proc.poll() is not None:
-        raise RuntimeError(f"worker exited early with status {proc.returncode}")
-    return True
+def _alive_or_raise(proc: Process) -> None:
+    status = proc.poll()
+    if status is not None:
+        raise ProcessError(f"worker exited early with status {status}:\n{proc.tail()}")
 
 
 @dataclass(frozen=True)
@@ -280,7 +236,7 @@ def latency(
         for i in range(warmup + samples):
             _alive_or_raise(proc)
             if time.monotonic() > deadline:
-                raise BenchTimeoutError(f"{system.name} latency: {i} samples in {timeout_s} s")
+                raise WaitTimeoutError(f"{system.name} latency: {i} samples in {timeout_s} s")
             t0, t_start, t_done = take(queue)
             if i >= warmup:
                 to_start.append((t_start - t0) * 1000)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from devtools.errors import WaitTimeoutError
+from devtools.processes import Process
 
 
 def py_spy() -> str:
@@ -24,22 +26,30 @@ def py_spy() -> str:
 
 
 @contextlib.contextmanager
-def recording(pid: int, out: Path, *, idle: bool, native: bool = False) -> Iterator[None]:
-    """py-spy records process `pid` (this process too) until the block ends."""
-    cmd = [py_spy(), "record", "--pid", str(pid), "--rate", "500", "--format", "raw"]
+def recording(
+    pid: int,
+    out: Path,
+    *,
+    idle: bool = False,
+    native: bool = False,
+    subprocesses: bool = False,
+    rate_hz: int = 500,
+) -> Iterator[None]:
+    """py-spy records process `pid` (this process too; with `subprocesses`, its children as
+    well) into `out` until the block ends; py-spy's own messages go to `out` + ".log"."""
+    cmd = [py_spy(), "record", "--pid", str(pid), "--rate", str(rate_hz), "--format", "raw"]
     cmd += ["-o", str(out), *(["--idle"] if idle else []), *(["--native"] if native else [])]
-    spy = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    cmd += ["--subprocesses"] if subprocesses else []
+    spy = Process.start("py-spy", cmd, log_file=out.with_name(out.name + ".log"))
     time.sleep(0.5)  # attached before the measured work starts
     try:
         yield
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            spy.send_signal(signal.SIGINT)  # py-spy writes its output and exits
+        spy.signal(signal.SIGINT)  # py-spy writes its output and exits
         try:
-            spy.wait(30)
-        except subprocess.TimeoutExpired:
+            spy.wait_exit(30)
+        except WaitTimeoutError:
             spy.kill()
-            spy.wait(5)
 
 
 def summarize(path: Path, top: int = 20, only: str | None = None) -> str:

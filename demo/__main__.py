@@ -1,8 +1,8 @@
 """`./dev demo`: a real redis-server, three `blueque worker` processes and a producer, with
 a live view of the queue, its workers and its events.
 
-Everything it starts it stops (workers with SIGTERM, so running tasks finish; then Redis),
-whether it ends on time, on Ctrl-C, or on an error.
+Everything it starts it stops by pid (workers with SIGTERM, so running tasks finish; then
+Redis), whether it ends on time, on Ctrl-C, or on an error.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
 from collections import deque
@@ -23,17 +21,19 @@ from rich.panel import Panel
 from rich.table import Table
 
 from blueque import Client, Queue
-from tests.support.redis_servers import RedisServer
+from devtools.processes import Process, stop_all
+from devtools.redis_servers import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUE = "demo.videos"
 
 
-def start_workers(url: str, count: int) -> list[subprocess.Popen[bytes]]:
+def start_workers(url: str, count: int, log_dir: Path) -> list[Process]:
     blueque = Path(sys.executable).parent / "blueque"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BLUEQUE_CANCEL_GRACE_S": "2"}
     return [
-        subprocess.Popen(
+        Process.start(
+            f"demo-worker-{i}",
             [
                 str(blueque),
                 "--url",
@@ -45,25 +45,12 @@ def start_workers(url: str, count: int) -> list[subprocess.Popen[bytes]]:
                 "--worker-id",
                 f"demo-worker-{i}",
             ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            log_file=log_dir / f"demo-worker-{i}.log",
             cwd=ROOT,
+            env=env,
         )
         for i in range(count)
     ]
-
-
-def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    for w in workers:
-        if w.poll() is None:
-            w.send_signal(signal.SIGTERM)  # busy workers finish their task first
-    for w in workers:
-        try:
-            w.wait(30)
-        except subprocess.TimeoutExpired:
-            w.kill()
-            w.wait()
 
 
 def produce(queue: Queue, tick: int, n: int) -> tuple[int, str | None]:
@@ -140,11 +127,11 @@ def main() -> int:
     args = parser.parse_args()
 
     server = RedisServer().start()
-    workers: list[subprocess.Popen[bytes]] = []
+    workers: list[Process] = []
     try:
         client = Client(server.url)
         queue = client.get_queue(QUEUE)
-        workers = start_workers(server.url, args.workers)
+        workers = start_workers(server.url, args.workers, server.directory)
         log: deque[str] = deque(maxlen=8)
         log.append(f"redis-server on {server.url}; {args.workers} workers started")
         n, tick, deadline = 0, 0, time.monotonic() + args.seconds
@@ -163,7 +150,7 @@ def main() -> int:
                 tick += 1
             log.append("stopping workers (SIGTERM: running tasks finish first)")
             live.update(render(queue, log))
-            stop_workers(workers)
+            stop_all(workers, grace_s=30)
             live.update(render(queue, log))
         s = queue.stats()
         done, failed = s.totals["completed"], s.totals["failed"]
@@ -172,7 +159,7 @@ def main() -> int:
     except KeyboardInterrupt:
         print("interrupted")
     finally:
-        stop_workers(workers)
+        stop_all(workers, grace_s=30)
         server.stop()
     return 0
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from blueque import Client
 from tests.support.workers import WorkerSpawner
 
 
@@ -18,13 +17,3 @@ def workers(tmp_path: Path) -> Iterator[WorkerSpawner]:
         yield spawner
     finally:
         spawner.kill_all()
-
-
-@pytest.fixture
-def client_standalone(redis_url: str) -> Iterator[Client]:
-    """A client of the flushed standalone server (for tests that need no cluster run)."""
-    c = Client(redis_url)
-    try:
-        yield c
-    finally:
-        c.close()

@@ -22,8 +22,8 @@ from blueque import (
     TaskNotFoundError,
 )
 from blueque.keys import new_task_id
-from tests.support.redis_servers import RedisServer, free_port
-from tests.support.waiting import wait_until
+from devtools.processes import free_port, wait_until
+from devtools.redis_servers import RedisServer
 from tests.support.workers import WorkerSpawner
 
 Q = "bad.q"
@@ -148,7 +148,7 @@ def test_worker_fails_a_corrupt_task_and_goes_on(
     fields = client_standalone.redis.hgetall(queue.keys.task(corrupt))
     assert fields["state"] == "failed", fields
     assert "CorruptTaskError" in fields["error"]
-    assert worker.process.poll() is None, worker.output()
+    assert worker.poll() is None, worker.output()
 
 
 def test_worker_rides_out_a_redis_outage_and_loses_nothing(
@@ -167,12 +167,11 @@ def test_worker_rides_out_a_redis_outage_and_loses_nothing(
     retries = wait_until(
         lambda: re.findall(r"retrying in (\d+\.\d) s", worker.output())[3:], 20, what="retries"
     )
-    assert worker.process.poll() is None, worker.output()
+    assert worker.poll() is None, worker.output()
     delays = [float(d) for d in re.findall(r"retrying in (\d+\.\d) s", worker.output())]
     assert delays[0] < delays[1] < delays[2] and max(delays) <= 0.4, delays  # backoff, capped
     assert retries
 
-    own_server.process = None
     own_server.start()  # same port, same directory: the dump is loaded
     with Client(own_server.url) as client:
         queue = client.get_queue(Q)
@@ -180,7 +179,7 @@ def test_worker_rides_out_a_redis_outage_and_loses_nothing(
         assert (task.status, task.result, task.attempts) == ("complete", "kept", 1)
         after = queue.enqueue({"result": "after the outage"})
         assert client.get_task(after).wait(20).result == "after the outage"
-        assert worker.process.poll() is None
+        assert worker.poll() is None
         assert queue.stats().totals["stale"] == 0
 
 
@@ -207,8 +206,7 @@ def test_worker_started_before_redis_waits_for_it(
     wait_until(
         lambda: worker.output().count("Redis unreachable") >= 2, 20, what="connection retries"
     )
-    assert worker.process.poll() is None
-    own_server.process = None
+    assert worker.poll() is None
     own_server.start()
     with Client(own_server.url) as client:
         task_id = client.get_queue(Q).enqueue({"result": "once Redis is up"})

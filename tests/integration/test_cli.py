@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from blueque import Client
-from tests.support.cli_processes import BluequeRunner, pid_alive
-from tests.support.redis_servers import RedisCluster, free_port
-from tests.support.waiting import wait_until as poll
+from devtools.errors import WaitTimeoutError
+from devtools.processes import free_port
+from devtools.processes import wait_until as poll
+from devtools.redis_servers import RedisCluster
+from tests.support.cli_processes import BluequeRunner
 
 
 @pytest.fixture
@@ -95,7 +97,8 @@ def test_worker_stops_on_sigterm_and_deregisters(bq: BluequeRunner, redis_url: s
     worker = bq.worker("stop.q", "echo", "--worker-id", "w-stop")
     listed = poll(lambda: json.loads(ok(bq.run("--json", "workers", "stop.q"))), what="worker")
     assert [(w["id"], w["state"], w["alive"]) for w in listed] == [("w-stop", "idle", True)]
-    assert worker.stop(signal.SIGTERM) == 0
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit() == 0
     assert json.loads(ok(bq.run("--json", "workers", "stop.q"))) == []
 
 
@@ -105,10 +108,11 @@ def test_worker_exits_with_the_workers_status_on_a_second_signal(
     task_id = ok(bq.run("enqueue", "stop2.q", "{}")).strip()
     worker = bq.worker("stop2.q", "hang", "--worker-id", "w-stop2")
     poll(lambda: status(bq, task_id)["progress"], what="task running")
-    worker.process.send_signal(signal.SIGTERM)  # first: finish the task, then stop
+    worker.signal(signal.SIGTERM)  # first: finish the task, then stop
     poll(lambda: "finishing the current task" in worker.output(), what="first signal seen")
-    assert worker.process.poll() is None
-    assert worker.stop(signal.SIGTERM) == 128 + signal.SIGTERM  # second: stop at once
+    assert worker.poll() is None
+    worker.signal(signal.SIGTERM)  # second: stop at once
+    assert worker.wait_exit() == 128 + signal.SIGTERM
     # The task stays in the worker's list, for recovery.
     assert [w["holding"] for w in json.loads(ok(bq.run("--json", "workers", "stop2.q")))] == [
         [task_id]
@@ -152,7 +156,8 @@ def test_scheduler_promotes_due_tasks_reaps_dead_workers_and_stops(
         assert reaped.attempts == 1 and reaped.last_error is not None
         assert reaped.last_error["type"] == "WorkerLost"
         assert queue.workers() == []
-        assert scheduler.stop(signal.SIGTERM) == 0
+        scheduler.signal(signal.SIGTERM)
+        assert scheduler.wait_exit() == 0
         assert "promoted 1" in scheduler.output()
     finally:
         client.close()
@@ -163,11 +168,8 @@ def test_requeue_a_dead_workers_task(bq: BluequeRunner, redis_url: str) -> None:
     worker = bq.worker("rq.q", "hang", "--worker-id", "w-dead", "--heartbeat-ttl", "1")
     poll(lambda: status(bq, task_id)["progress"], what="task running")
     assert "is alive" in user_error(bq.run("requeue", "rq.q", "w-dead"))
-    worker.process.kill()
-    worker.process.wait(10)
-    for pid in bq.task_pids():  # the orphaned task process: a real dead pod takes it along
-        if pid_alive(pid):
-            subprocess.run(["kill", "-9", str(pid)], check=False)
+    worker.kill()
+    bq.task_pids.kill_all()  # the orphaned task process: a real dead pod takes it along
 
     def dead() -> bool:
         listed = json.loads(ok(bq.run("--json", "workers", "rq.q")))
@@ -193,7 +195,8 @@ def test_info_watch_json_follows_the_queue(bq: BluequeRunner) -> None:
         return any(doc["queues"][0]["pending"] == 1 for doc in lines())  # type: ignore[index]
 
     poll(pending_seen, what="a frame with the new task")
-    assert watch.stop(signal.SIGINT) == 0
+    watch.signal(signal.SIGINT)
+    assert watch.wait_exit() == 0
 
 
 @pytest.mark.cluster
@@ -230,8 +233,8 @@ def test_drain_and_undrain_a_live_worker(bq: BluequeRunner, redis_url: str, tmp_
         assert [(w["id"], w["draining"]) for w in workers] == [("w-drain", True)]
         # Drained: a new task waits, untouched, for as long as the worker stays drained.
         waiting = queue.enqueue({"steps": 1, "release": str(release)})
-        with pytest.raises(AssertionError, match="timed out"):
-            poll(lambda: client.get_task(waiting).status != "pending", timeout=1.5)
+        with pytest.raises(WaitTimeoutError):
+            poll(lambda: client.get_task(waiting).status != "pending", timeout_s=1.5)
         assert queue.stats().pending == 1
         assert "undrained" in ok(bq.run("undrain", "drain.q", "w-drain"))
         assert ok(bq.run("wait", waiting, "--timeout", "10")).strip() == "done"

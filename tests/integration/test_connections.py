@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from blueque import Client, ConfigError, ConnectionFailedError
-from tests.support.redis_servers import RedisServer, free_port
+from devtools.processes import free_port
+from devtools.redis_servers import RedisServer
 
 
 def roundtrip(client: Client, db: int | None = None) -> None:
@@ -89,7 +90,7 @@ def test_sentinel(server: list[RedisServer]) -> None:
 
 
 def test_cluster_url_forms(redis_cluster: object) -> None:
-    from tests.support.redis_servers import RedisCluster
+    from devtools.redis_servers import RedisCluster
 
     assert isinstance(redis_cluster, RedisCluster)
     redis_cluster.flush()

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from blueque import Client, Queue
-from tests.support.waiting import wait_until
-from tests.support.workers import WorkerProcess, WorkerSpawner
+from devtools.processes import Process, wait_until
+from tests.support.workers import WorkerSpawner
 
 Q = "crash.q"
 SHORT_TTL = {"BLUEQUE_HEARTBEAT_INTERVAL_S": "0.1", "BLUEQUE_HEARTBEAT_TTL_S": "0.5"}
@@ -27,16 +27,16 @@ def queue(redis_url: str) -> Iterator[Queue]:
         client.close()
 
 
-def kill_mid_task(worker: WorkerProcess, workers: WorkerSpawner, started: Path) -> None:
+def kill_mid_task(worker: Process, workers: WorkerSpawner, started: Path) -> None:
     """SIGKILLs the worker parent and its task child once the task runs."""
     wait_until(started.exists, 20, what="the task to start")
-    children = workers.alive_task_pids()
+    children = workers.task_pids.alive()
     assert children, "no task process found"
-    worker.process.kill()
+    worker.kill()
     worker.wait_exit(5)
     for pid in children:
         os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not workers.alive_task_pids(), 5, what="the task process to die")
+    wait_until(lambda: not workers.task_pids.alive(), 5, what="the task process to die")
 
 
 def test_killed_worker_is_reaped_and_the_task_completes_at_attempt_2(
@@ -129,7 +129,7 @@ def test_stale_workers_late_finish_is_dropped(
     )
     stats = queue.stats()
     assert (stats.totals["stale"], stats.totals["completed"]) == (1, 1)
-    assert stale.process.poll() is None, stale.output()  # the stale worker lives on
+    assert stale.poll() is None, stale.output()  # the stale worker lives on
 
 
 def test_orphaned_task_process_records_its_own_result(
@@ -139,9 +139,9 @@ def test_orphaned_task_process_records_its_own_result(
     task_id = queue.enqueue({"gate": str(gate), "started": str(started), "result": "orphan"})
     worker = workers.start(redis_url, Q, env={**SHORT_TTL, "BLUEQUE_WORKER_ID": "parent"})
     wait_until(started.exists, 20, what="the task to start")
-    worker.process.kill()  # the parent dies; its child runs on
+    worker.kill()  # the parent dies; its child runs on
     worker.wait_exit(5)
-    assert workers.alive_task_pids()
+    assert workers.task_pids.alive()
     gate.touch()
     task = queue.client.get_task(task_id).wait(20)
     assert (task.status, task.result, task.attempts) == ("complete", "orphan", 1)

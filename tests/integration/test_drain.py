@@ -10,8 +10,8 @@ import time
 from typing import Any
 
 from blueque import Client, Queue
+from devtools.processes import wait_until
 from tests.support.protocol import claim
-from tests.support.waiting import wait_until
 from tests.support.workers import WorkerSpawner
 
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.redis_servers import RedisServer
-from tests.support.waiting import wait_until
+from devtools.processes import wait_until
+from devtools.redis_servers import RedisServer
 from tests.support.workers import WorkerSpawner
 
 WORKER = """\

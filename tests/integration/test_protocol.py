@@ -15,8 +15,8 @@ from blueque import (
     TaskNotFoundError,
     WaitTimeoutError,
 )
+from devtools.processes import wait_until
 from tests.support.protocol import claim, collect, names, run_one
-from tests.support.waiting import wait_until
 
 
 def test_states_counters_and_events_of_a_completed_task(client: Client) -> None:
@@ -222,7 +222,7 @@ def test_retention_finished_ttl(client: Client) -> None:
         run_one(queue, "w1")  # finish applies retention
         return not client.redis.exists(queue.keys.task(first))
 
-    wait_until(first_trimmed, timeout=5, interval=0.2, what="the expired task to be deleted")
+    wait_until(first_trimmed, timeout_s=5, interval_s=0.2, what="the expired task to be deleted")
     assert client.redis.zscore(queue.keys.complete, first) is None
 
 
@@ -276,7 +276,7 @@ def test_reap_requeues_workers_whose_heartbeat_expired(client: Client) -> None:
     queue.transitions.begin("live", live_task, 1)
     assert queue.reap() == (0, 0, 0)  # both alive still
     assert {w.id for w in queue.workers() if w.alive} == {"dead", "live"}
-    wait_until(lambda: not client.redis.exists(queue.keys.worker_alive("dead")), timeout=5)
+    wait_until(lambda: not client.redis.exists(queue.keys.worker_alive("dead")), timeout_s=5)
     assert queue.reap() == (1, 1, 0)
     assert client.get_task(dead_task).status == "pending"
     assert client.get_task(live_task).status == "running"

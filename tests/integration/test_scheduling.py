@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from blueque import Client
+from devtools.processes import wait_until
 from tests.support.protocol import collect, names
-from tests.support.waiting import wait_until
 from tests.support.workers import WorkerSpawner
 
 
@@ -27,7 +27,7 @@ def test_schedule_with_delay_then_promote(client: Client) -> None:
         assert promoted == 0
         assert next_due == int(task.due_at.timestamp() * 1000)
         assert client.redis.llen(queue.keys.pending) == 0
-        wait_until(lambda: queue.promote_due()[0] == 1, 5, interval=0.05, what="promotion")
+        wait_until(lambda: queue.promote_due()[0] == 1, 5, interval_s=0.05, what="promotion")
         got = collect(events, 2)
     assert names(got) == ["scheduled", "promoted"]
     assert client.get_task(task_id).status == "pending"
@@ -47,7 +47,7 @@ def test_schedule_with_eta(client: Client) -> None:
     due_at = client.get_task(later).due_at
     assert due_at is not None and abs((due_at - now).total_seconds() - 3600) < 5
     assert [t.id for t in queue.tasks("scheduled")] == [soon, later]
-    wait_until(lambda: queue.promote_due()[0] == 1, 5, interval=0.05, what="promotion")
+    wait_until(lambda: queue.promote_due()[0] == 1, 5, interval_s=0.05, what="promotion")
     assert client.redis.lrange(queue.keys.pending, 0, -1) == [past, soon]
     assert client.get_task(later).status == "scheduled"
 

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from blueque import Client, Queue
-from tests.support.cli_processes import REPO, BluequeRunner, blueque_executable, pid_alive
-from tests.support.waiting import wait_until as poll
+from devtools.processes import pid_running
+from devtools.processes import wait_until as poll
+from tests.support.cli_processes import REPO, BluequeRunner, blueque_executable
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def test_cancel_stops_a_hung_task_with_sigkill_after_the_grace_and_frees_the_wor
     after = run_ok(bq, "enqueue", "cancel.q", task_of("echo", "next")).strip()
     progress = poll(lambda: client.get_task(hung).progress, what="hung task running")
     child = int(progress["pid"])
-    assert pid_alive(child) and client.get_task(hung).status == "running"
+    assert pid_running(child) and client.get_task(hung).status == "running"
 
     queue = client.get_queue("cancel.q")
     with queue.events() as events:
@@ -98,11 +99,11 @@ def test_cancel_stops_a_hung_task_with_sigkill_after_the_grace_and_frees_the_wor
     assert task.status == "cancelled"
     assert task.error is not None and task.error["signal"] == "SIGKILL"
     assert task.error["type"] == "Cancelled"
-    poll(lambda: not pid_alive(child), what="the task process to be gone")
+    poll(lambda: not pid_running(child), what="the task process to be gone")
     # The same worker, still running, took the next task.
     done = client.get_task(after)
     assert done.status == "complete" and done.result == "next" and done.worker == "w-cancel"
-    assert worker.process.poll() is None
+    assert worker.poll() is None
     log = worker.output()
     assert log.index("SIGTERM to its process group") < log.index("after the cancel grace: SIGKILL")
     assert client.get_queue("cancel.q").stats().cancelled == 1
@@ -130,8 +131,8 @@ def test_cancel_a_task_that_obeys_sigterm_ends_it_before_the_grace(
     task = client.get_task(task_id)
     assert task.error is not None and task.error["signal"] == "SIGTERM"
     assert "after the cancel grace" not in worker.output()
-    poll(lambda: not pid_alive(child), what="the task process to be gone")
-    assert worker.process.poll() is None
+    poll(lambda: not pid_running(child), what="the task process to be gone")
+    assert worker.poll() is None
 
 
 def test_cancel_wins_over_a_failure_the_signal_caused_and_is_not_retried(
@@ -150,7 +151,7 @@ def test_cancel_wins_over_a_failure_the_signal_caused_and_is_not_retried(
     assert task.error is not None and task.error["message"] == "interrupted by SIGTERM"
     stats = client.get_queue("cancel3.q").stats()
     assert (stats.cancelled, stats.failed, stats.scheduled) == (1, 0, 0)
-    assert worker.process.poll() is None
+    assert worker.poll() is None
 
 
 def test_finish_records_a_failure_after_a_cancel_request_as_cancelled(backend_url: str) -> None:

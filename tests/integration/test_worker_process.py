@@ -15,9 +15,9 @@ import pytest
 
 from blueque import Client, Queue, WaitTimeoutError
 from blueque.keys import sanitize_worker_id
-from tests.support.redis_servers import RedisCluster
-from tests.support.waiting import wait_until
-from tests.support.workers import WorkerProcess, WorkerSpawner
+from devtools.processes import Process, wait_until
+from devtools.redis_servers import RedisCluster
+from tests.support.workers import WorkerSpawner
 
 Q = "work.q"
 
@@ -32,7 +32,7 @@ def queue(redis_url: str) -> Iterator[Queue]:
 
 
 def finished(
-    queue: Queue, task_id: str, worker: WorkerProcess | None = None, timeout: float = 20.0
+    queue: Queue, task_id: str, worker: Process | None = None, timeout: float = 20.0
 ) -> dict[str, object]:
     try:
         task = queue.client.get_task(task_id).wait(timeout)
@@ -42,14 +42,14 @@ def finished(
     return {"status": task.status, "result": task.result, "error": task.error}
 
 
-def registered(queue: Queue, worker: WorkerProcess, timeout: float = 10.0) -> str:
+def registered(queue: Queue, worker: Process, timeout: float = 10.0) -> str:
     """Waits until the worker process registered; returns its worker id."""
 
     def find() -> str | None:
         for info in queue.workers():
             if info.pid == worker.pid:
                 return info.id
-        if worker.process.poll() is not None:
+        if worker.poll() is not None:
             raise AssertionError(f"worker exited early:\n{worker.output()}")
         return None
 
@@ -82,7 +82,7 @@ def test_task_killed_by_a_signal_fails_and_the_worker_takes_the_next(
     assert killed.error is not None and killed.error.get("signal") == sig
     assert sig in killed.error["message"]
     assert finished(queue, next_id)["result"] == "next one"
-    assert worker.process.poll() is None, worker.output()
+    assert worker.poll() is None, worker.output()
 
 
 def test_result_is_recorded_and_parameters_arrive_intact(
@@ -107,7 +107,7 @@ def test_sigterm_while_busy_finishes_the_task_then_exits_0(
     later_id = queue.enqueue("must stay pending")
     worker.signal(signal.SIGTERM)
     time.sleep(0.3)  # give a broken worker the chance to stop early (a negative check)
-    assert worker.process.poll() is None, "the worker left while its task ran"
+    assert worker.poll() is None, "the worker left while its task ran"
     gate.touch()
     assert worker.wait_exit(20) == 0, worker.output()
     assert finished(queue, task_id)["result"] == "finished"
@@ -143,8 +143,8 @@ def test_second_sigterm_stops_at_once_and_leaves_the_task_for_recovery(
     assert worker.wait_exit(5) == 128 + signal.SIGTERM, worker.output()
     assert queue.client.get_task(task_id).status == "running"
     assert queue.client.redis.lrange(queue.keys.worker_tasks("twice"), 0, -1) == [task_id]
-    assert workers.task_pids(), "the task never ran in a child"
-    wait_until(lambda: not workers.alive_task_pids(), 5, what="the task's child to be killed")
+    assert workers.task_pids.all(), "the task never ran in a child"
+    wait_until(lambda: not workers.task_pids.alive(), 5, what="the task's child to be killed")
 
 
 def test_worker_id_from_env_pod_name_or_host_and_pid(
@@ -209,7 +209,7 @@ def test_cancel_stops_a_running_task(
     assert task.status == "cancelled"
     assert task.error is not None and task.error.get("signal") == "SIGTERM"
     assert finished(queue, next_id)["result"] == "after cancel"
-    assert worker.process.poll() is None
+    assert worker.poll() is None
 
 
 def test_idle_worker_promotes_due_scheduled_tasks(
@@ -252,7 +252,7 @@ def test_a_task_longer_than_the_heartbeat_ttl_is_never_reaped(
         time.sleep(0.05)
     task = queue.client.get_task(task_id)
     assert (task.status, task.attempts, task.result) == ("complete", 1, "long")
-    assert worker.process.poll() is None
+    assert worker.poll() is None
 
 
 def test_worker_on_a_redis_cluster(redis_cluster: RedisCluster, workers: WorkerSpawner) -> None:
@@ -289,7 +289,7 @@ def test_ctrl_c_to_the_process_group_reaches_only_the_parent(
     wait_until(started.exists, 20, what="the task to start")
     os.killpg(worker.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     time.sleep(0.3)
-    assert worker.process.poll() is None
+    assert worker.poll() is None
     gate.touch()
     assert worker.wait_exit(20) == 0, worker.output()
     assert finished(queue, task_id, worker)["result"] == "survived"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from localkube import PINNED, ApiClient, ApiError, LocalCluster
-from localkube.api import PATCH_MERGE, Json
+from devtools.localkube import PINNED, ApiClient, ApiError, LocalCluster
+from devtools.localkube.api import PATCH_MERGE, Json
 
 pytestmark = pytest.mark.kube
 

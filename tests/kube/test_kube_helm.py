@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from localkube import ApiClient, LocalCluster
+from devtools.localkube import ApiClient, LocalCluster
 
 pytestmark = pytest.mark.kube
 

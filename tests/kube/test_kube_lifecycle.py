@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import localkube.cluster
-import localkube.processes
-from localkube import LocalCluster
-from localkube.processes import is_alive
+import devtools.localkube.cluster
+import devtools.processes
+from devtools.localkube import LocalCluster
 
 pytestmark = pytest.mark.kube
 
@@ -30,14 +29,14 @@ def test_a_second_cluster_starts_beside_the_first_and_down_leaves_no_process(
             "kube-scheduler",
             "kwok",
         }
-        assert all(is_alive(c) for c in components)
+        assert all(c.alive() for c in components)
         assert second.state.apiserver_port != kube_cluster.state.apiserver_port
         assert second.admin_client().healthy()
 
         # `down` runs in another process: it only has state.json to go by.
         LocalCluster.attach(state_dir).stop()
 
-        assert not any(is_alive(c) for c in components)
+        assert not any(c.alive() for c in components)
         assert not state_dir.exists()
         assert kube_cluster.admin_client().healthy(), "stopping one cluster hurt the other"
     finally:
@@ -52,14 +51,14 @@ def test_start_retries_on_new_ports_when_a_picked_port_is_taken(
     squatter.listen()
     taken: int = squatter.getsockname()[1]
     handed_out: list[int] = []
-    real_free_port = localkube.processes.free_port
+    real_free_port = devtools.processes.free_port
 
     def first_one_taken() -> int:
         port = taken if not handed_out else real_free_port()
         handed_out.append(port)
         return port
 
-    monkeypatch.setattr(localkube.cluster, "free_port", first_one_taken)
+    monkeypatch.setattr(devtools.localkube.cluster, "free_port", first_one_taken)
     cluster = LocalCluster(tmp_path / "retry", binaries=kube_cluster.binaries, node_count=1)
     try:
         with squatter:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from localkube import ApiClient
-from localkube.api import PATCH_JSON, Json
+from devtools.localkube import ApiClient
+from devtools.localkube.api import PATCH_JSON, Json
 
 pytestmark = pytest.mark.kube
 

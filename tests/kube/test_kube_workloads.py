@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from localkube import ApiClient
-from localkube.api import Json
+from devtools.localkube import ApiClient
+from devtools.localkube.api import Json
 
 pytestmark = pytest.mark.kube
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from localkube.build import _default_binary_name, staging_modules, wrapper_go_mod
-from localkube.versions import PINNED, Versions
+from devtools.localkube.build import _default_binary_name, staging_modules, wrapper_go_mod
+from devtools.localkube.versions import PINNED, Versions
 
 KUBERNETES_GO_MOD = """module k8s.io/kubernetes
 

@@ -11,15 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from blueque import Task
-
-PIDS_ENV = "BLUEQUE_TEST_PIDS_DIR"
-
-
-def _register_pid() -> None:
-    # So that the test's teardown can kill a task process its worker left behind.
-    directory = os.environ.get(PIDS_ENV)
-    if directory:
-        (Path(directory) / str(os.getpid())).touch()
+from tests.support.task_pids import register_pid
 
 
 def echo(task: Task) -> Any:
@@ -36,7 +28,7 @@ def hang(task: Task) -> None:
     """Reports its pid as progress, then sleeps forever. With {"ignore_sigterm": true} it
     ignores SIGTERM, so only SIGKILL stops it; with {"raise_on_sigterm": true} SIGTERM makes
     it raise (as a task that cleans up on SIGTERM does), so it records its own failure."""
-    _register_pid()
+    register_pid()
     params = task.parameters if isinstance(task.parameters, dict) else {}
     if params.get("ignore_sigterm"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -54,7 +46,7 @@ def _raise_interrupted(signum: int, frame: object) -> None:
 def steps(task: Task) -> str:
     """Reports progress {"step": i, "of": n} for each step, then waits (up to 30 s) for the
     file named by "release" before returning "done"."""
-    _register_pid()
+    register_pid()
     params = task.parameters
     total = int(params["steps"])
     for i in range(1, total + 1):

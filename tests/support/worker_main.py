@@ -11,8 +11,8 @@ needs. A dict parameter may hold:
   unserializable: true; the task returns a set (not JSON)
   result_size: return a string of that many characters
   result: what to return (default: the string "done at attempt N")
-Every task process writes its pid into $BLUEQUE_TEST_PIDS (a directory), so the spawner
-fixture can kill task processes whose worker parent is gone.
+Every task process writes its pid into $BLUEQUE_TEST_PIDS_DIR (a directory), so the spawner
+fixture can kill task processes whose worker parent is gone (see task_pids.py).
 """
 
 from __future__ import annotations
@@ -28,12 +28,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from blueque import Client, Task, forking_runner, inprocess_runner
+from tests.support.task_pids import register_pid
 
 
 def task_function(task: Task) -> Any:
-    pids = os.environ.get("BLUEQUE_TEST_PIDS")
-    if pids:
-        Path(pids, str(os.getpid())).touch()
+    register_pid()
     p = task.parameters if isinstance(task.parameters, dict) else {}
     if "started" in p:
         Path(p["started"]).write_text(str(task.attempts))

@@ -19,7 +19,7 @@ from blueque import Client, Queue, WorkerSettings
 from blueque.cli import cli
 from blueque.cli import processes as cli_processes
 from blueque.cli.app import State
-from tests.support.waiting import wait_until as poll
+from devtools.processes import wait_until as poll
 
 Invoke = Callable[..., Result]
 
@@ -298,7 +298,7 @@ def test_requeue_all_dead_reaps_expired_heartbeats(invoke: Invoke, client: Clien
     queue.enqueue_many(["dead", "alive"])
     dead_task = simulate_running(queue, "dead", ttl_ms=1)
     simulate_running(queue, "alive")
-    poll(lambda: not client.redis.exists(queue.keys.worker_alive("dead")), timeout=5)
+    poll(lambda: not client.redis.exists(queue.keys.worker_alive("dead")), timeout_s=5)
     doc = json.loads(ok(invoke("--json", "requeue", "q", "--all-dead")))
     assert doc == {"queue": "q", "workers": 1, "requeued": 1, "failed": 0}
     assert client.get_task(dead_task).status == "pending"
@@ -316,10 +316,10 @@ def test_scheduler_once_promotes_due_tasks_and_reaps(invoke: Invoke, client: Cli
     later = queue.schedule("later", delay=3600)
     queue.enqueue("held")
     simulate_running(queue, "gone", ttl_ms=1)
-    poll(lambda: not client.redis.exists(queue.keys.worker_alive("gone")), timeout=5)
+    poll(lambda: not client.redis.exists(queue.keys.worker_alive("gone")), timeout_s=5)
     due_at = client.get_task(due).due_at
     assert due_at is not None
-    poll(lambda: datetime.now(UTC) > due_at, timeout=5)
+    poll(lambda: datetime.now(UTC) > due_at, timeout_s=5)
     client.redis.sadd("blueque:queues", "bad{name}")  # garbage must not stop the pass
     doc = json.loads(ok(invoke("--json", "scheduler", "--once")))
     assert doc["queues"]["q"] == {"promoted": 1, "reaped_workers": 1, "requeued": 1, "failed": 0}

@@ -12,14 +12,14 @@ import functools
 import http.client
 import json
 import ssl
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from localkube.errors import ApiError
+from devtools.localkube.errors import ApiError
+from devtools.processes import wait_until
 
 __all__ = ["PATCH_JSON", "PATCH_MERGE", "PATCH_STRATEGIC", "ApiClient", "Json"]
 
@@ -157,24 +157,27 @@ class ApiClient:
         what: str = "",
         poll_s: float = 0.1,
     ) -> Json:
-        """Poll `path` until `condition(object)` is true; 404, 429 and 503 count as not yet."""
-        deadline = time.monotonic() + timeout_s
-        last: Json | str = "never fetched"
-        while True:
+        """Poll `path` until `condition(object)` is true; 404, 429 and 503 count as not yet.
+
+        WaitTimeoutError (a TimeoutError) after `timeout_s`, with the object last seen."""
+        last: list[Json | str] = ["never fetched"]
+
+        def fetched() -> Json | None:
             try:
                 obj = self.get(path)
-                last = obj
-                if condition(obj):
-                    return obj
             except ApiError as exc:
                 # 429 "storage is (re)initializing" is what a freshly established CRD answers
                 # for a moment; 404 is "not created yet".
                 if exc.status not in (404, 429, 503):
                     raise
-                last = f"HTTP {exc.status}"
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"timed out after {timeout_s} s waiting for {what or path}; last seen: "
-                    f"{json.dumps(last)[:2000]}"
-                )
-            time.sleep(poll_s)
+                last[0] = f"HTTP {exc.status}"
+                return None
+            last[0] = obj
+            return obj if condition(obj) else None
+
+        return wait_until(
+            fetched,
+            timeout_s,
+            interval_s=poll_s,
+            what=lambda: f"{what or path}; last seen: {json.dumps(last[0])[:2000]}",
+        )

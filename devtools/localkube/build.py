@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from localkube.errors import BuildError, MissingBinariesError
-from localkube.versions import PINNED, Versions
+from devtools.localkube.errors import BuildError, MissingBinariesError
+from devtools.localkube.versions import PINNED, Versions
 
 __all__ = ["Binaries", "build", "cache_dir", "find_binaries"]
 
@@ -101,7 +101,7 @@ def find_binaries(versions: Versions = PINNED) -> Binaries:
     if not (bin_dir / _STAMP).is_file():
         raise MissingBinariesError(
             f"control-plane binaries for {versions.key} are not built in {bin_dir}: "
-            "run `python -m localkube build` (./dev test does this; a cold build takes "
+            "run `python -m devtools.localkube build` (./dev test does this; a cold build takes "
             "tens of minutes)"
         )
     return Binaries(

@@ -1,38 +1,36 @@
-"""Real redis-server processes for the tests: standalone and a 3-master cluster.
+"""Local redis-server processes: one standalone server, or a 3-master Redis Cluster.
 
-Each server runs on a free loopback port with its own temporary directory and no
-persistence; `stop()` ends it by pid (never by name) and waits for it, even after a failure.
+Each server runs on a free loopback port with its own temporary directory and no persistence
+(unless the caller asks for it), as a `devtools.processes.Process`: `stop()` ends it by pid and
+waits for it, and `with RedisServer() as server:` does so even after a failure. Used by the test
+fixtures, the demo and the benchmarks.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from devtools.errors import ProcessError
+from devtools.processes import Process, free_port, wait_until
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+__all__ = ["RedisCluster", "RedisServer", "require"]
 
 
 def require(binary: str) -> str:
+    """The path of `binary`, or ProcessError saying how to install it."""
     path = shutil.which(binary)
     if path is None:
-        raise RuntimeError(
-            f"{binary} is not installed: run ./dev test (it installs redis-server and redis-tools)"
+        raise ProcessError(
+            f"{binary} is not installed: run ./dev setup (it installs redis-server and redis-tools)"
         )
     return path
 
@@ -44,7 +42,7 @@ class RedisServer:
     port: int = field(default_factory=free_port)
     cluster: bool = False
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="blueque-redis-")))
-    process: subprocess.Popen[bytes] | None = None
+    process: Process | None = None
     extra_args: list[str] = field(default_factory=list)
     """More redis-server options (a password, TLS, a unix socket, sentinel mode...)."""
     config_text: str | None = None
@@ -69,33 +67,55 @@ class RedisServer:
             # An explicit bus port: the default (port + 10000) may be taken or above 65535.
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
             args += ["--cluster-port", str(free_port())]
-        self.process = subprocess.Popen([*args, *self.extra_args], stdin=subprocess.DEVNULL)
-        self._wait_ready()
+        self.process = Process.start(
+            f"redis-server:{self.port}",
+            [*args, *self.extra_args],
+            log_file=self.directory / "stdout.log",
+            cwd=self.directory,
+        )
+        self._wait_ready(self.process)
         return self
 
-    def _wait_ready(self, timeout_s: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout_s
+    def _wait_ready(self, process: Process, timeout_s: float = 10.0) -> None:
         client = redis.Redis(
             **{"port": self.port, "socket_connect_timeout": 0.2, **self.ping_kwargs}
         )
+
+        def answers() -> bool:
+            if not process.alive():
+                log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
+                raise ProcessError(
+                    f"redis-server on port {self.port} exited:\n{process.tail()}\n{log}"
+                )
+            with contextlib.suppress(redis.exceptions.ConnectionError):
+                return bool(client.ping())
+            return False
+
         try:
-            while time.monotonic() < deadline:
-                if self.process is not None and self.process.poll() is not None:
-                    log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"redis-server on port {self.port} exited:\n{log}")
-                with contextlib.suppress(redis.exceptions.ConnectionError):
-                    if client.ping():
-                        return
-                time.sleep(0.02)
+            wait_until(answers, timeout_s, what=f"redis-server on port {self.port} to answer")
         finally:
             client.close()
-        raise RuntimeError(f"redis-server on port {self.port} not ready after {timeout_s} s")
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Stops the server abruptly (an outage), keeping its port for a restart."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(10)
+    def kill(self) -> None:
+        """Stops the server abruptly (an outage), keeping its port and directory: `start()`
+        brings it back with the data it last saved."""
+        if self.process is not None:
+            self.process.kill()
+        self.process = None
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[redis.Redis]:
+        """A plain client of this server (for set-up and checks, never on a hot path)."""
+        client = redis.Redis(port=self.port, **self.ping_kwargs)
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def flush(self) -> None:
+        """Empties every database."""
+        with self.connection() as client:
+            client.flushall()
 
     def __enter__(self) -> RedisServer:
         return self.start()
@@ -104,13 +124,8 @@ class RedisServer:
         self.stop()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        if self.process is not None:
+            self.process.stop()
         self.process = None
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -151,27 +166,18 @@ class RedisCluster:
         return self
 
     def _wait_ok(self, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            states = []
+        def all_ok() -> bool:
             for node in self.nodes:
-                c = redis.Redis(port=node.port)
-                try:
-                    states.append(c.cluster("info").get("cluster_state"))
-                finally:
-                    c.close()
-            if all(s == "ok" for s in states):
-                return
-            time.sleep(0.1)
-        raise RuntimeError("redis cluster did not reach cluster_state:ok")
+                with node.connection() as client:
+                    if client.cluster("info").get("cluster_state") != "ok":
+                        return False
+            return True
+
+        wait_until(all_ok, timeout_s, interval_s=0.1, what="redis cluster_state:ok on every node")
 
     def flush(self) -> None:
         for node in self.nodes:
-            c = redis.Redis(port=node.port)
-            try:
-                c.flushall()
-            finally:
-                c.close()
+            node.flush()
 
     def __enter__(self) -> RedisCluster:
         return self.start()
@@ -183,14 +189,3 @@ class RedisCluster:
         for node in self.nodes:
             node.stop()
         self.nodes.clear()
-
-
-def pids_alive(pids: list[int]) -> list[int]:
-    alive = []
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-            alive.append(pid)
-        except ProcessLookupError:
-            pass
-    return alive

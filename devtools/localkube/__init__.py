@@ -2,21 +2,22 @@
 
 No container engine is needed: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 KWOK (fake kubelets) and Helm are compiled once from the Go module proxy into a cache outside
-the repository (`localkube.build`) and run as plain loopback processes (`localkube.cluster`).
-Not part of the blueque wheel: it is test and demo tooling.
+the repository (`devtools.localkube.build`) and run as plain loopback processes
+(`devtools.localkube.cluster`, through `devtools.processes`). Not part of the blueque wheel: it
+is test and demo tooling.
 """
 
-from localkube.api import ApiClient
-from localkube.build import Binaries, build, find_binaries
-from localkube.cluster import LocalCluster, default_state_dir
-from localkube.errors import (
+from devtools.localkube.api import ApiClient
+from devtools.localkube.build import Binaries, build, find_binaries
+from devtools.localkube.cluster import LocalCluster, default_state_dir
+from devtools.localkube.errors import (
     ApiError,
     BuildError,
     ClusterError,
     LocalKubeError,
     MissingBinariesError,
 )
-from localkube.versions import PINNED, Versions
+from devtools.localkube.versions import PINNED, Versions
 
 __all__ = [
     "PINNED",

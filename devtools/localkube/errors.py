@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from devtools.errors import DevtoolsError
+
 __all__ = ["ApiError", "BuildError", "ClusterError", "LocalKubeError", "MissingBinariesError"]
 
 
-class LocalKubeError(Exception):
+class LocalKubeError(DevtoolsError):
     """Base of every error raised by localkube."""
 
 

@@ -8,14 +8,13 @@ carry the annotation `kwok.x-k8s.io/node=fake`, and pods scheduled onto them bec
 Ready at once; deleted pods disappear at once (no grace period is simulated).
 
 Two owners are supported. A test session owns its cluster: the processes die with the Python
-process even when it is killed. `python -m localkube up` leaves the cluster running in the
-background, and `down`/`status` find it again through `state.json`.
+process even when it is killed. `python -m devtools.localkube up` leaves the cluster running in
+the background, and `down`/`status` find it again through `state.json`.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import shutil
@@ -24,16 +23,17 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from localkube.api import ApiClient, Json
-from localkube.build import Binaries, find_binaries
-from localkube.errors import ApiError, ClusterError
-from localkube.pki import ClientCert, Pki, create_pki
-from localkube.processes import Component, free_port, is_alive, rss_bytes, start, stop
+from devtools.errors import ProcessError
+from devtools.localkube.api import ApiClient, Json
+from devtools.localkube.build import Binaries, find_binaries
+from devtools.localkube.errors import ApiError, ClusterError
+from devtools.localkube.pki import ClientCert, Pki, create_pki
+from devtools.processes import Process, free_port, wait_until
 
 __all__ = ["KWOK_NODE_ANNOTATION", "ClusterState", "LocalCluster", "default_state_dir"]
 
@@ -49,7 +49,7 @@ class _PortTakenError(ClusterError):
 
 
 def default_state_dir() -> Path:
-    """Where `python -m localkube up` keeps its cluster, so `down` and `status` find it."""
+    """Where `python -m devtools.localkube up` keeps its cluster, so `down` and `status` find it."""
     root = os.environ.get("BLUEQUE_CACHE_DIR") or str(Path.home() / ".cache" / "blueque")
     return Path(root) / "run" / "localkube"
 
@@ -66,19 +66,21 @@ class ClusterState:
     admin_cert_file: str
     admin_key_file: str
     nodes: list[str]
-    components: list[Component] = field(default_factory=list)
+    components: list[Process] = field(default_factory=list)
     started_at: float = 0.0
     ready_after_s: float = 0.0
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
+        data = asdict(replace(self, components=[]))
+        data["components"] = [c.to_json() for c in self.components]
+        tmp.write_text(json.dumps(data, indent=2))
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> ClusterState:
         data: dict[str, Any] = json.loads(path.read_text())
-        data["components"] = [Component(**c) for c in data.get("components", [])]
+        data["components"] = [Process.from_json(c) for c in data.get("components", [])]
         return cls(**data)
 
 
@@ -162,11 +164,11 @@ class LocalCluster:
         return done.stdout
 
     def alive(self) -> dict[str, bool]:
-        return {c.name: is_alive(c) for c in self.state.components}
+        return {c.name: c.alive() for c in self.state.components}
 
     def rss_bytes(self) -> int:
         """Resident memory of all component processes together."""
-        return sum(rss_bytes(c) for c in self.state.components if is_alive(c))
+        return sum(c.rss_bytes() for c in self.state.components)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -261,16 +263,18 @@ class LocalCluster:
         if not path.is_file():
             return
         previous = ClusterState.load(path)
-        running = [c.name for c in previous.components if is_alive(c)]
+        running = [c.name for c in previous.components if c.alive()]
         if running:
             raise ClusterError(
                 f"a cluster is already running from {self.state_dir} ({', '.join(running)}); "
-                "stop it first (python -m localkube down)"
+                "stop it first (python -m devtools.localkube down)"
             )
 
     def _launch(self, name: str, argv: list[str]) -> None:
         log = self.state_dir / "logs" / f"{name}.log"
-        component = start(name, argv, log, owned_by_caller=self.owned_by_caller, cwd=self.state_dir)
+        component = Process.start(
+            name, argv, log_file=log, cwd=self.state_dir, die_with_parent=self.owned_by_caller
+        )
         self.state.components.append(component)
         # Recorded at once, so that `down` can stop a cluster whose start failed half-way.
         self.state.save(self.state_dir / _STATE_FILE)
@@ -279,25 +283,25 @@ class LocalCluster:
         errors = []
         for component in reversed(self.state.components):
             try:
-                stop(component)
-            except ClusterError as exc:
+                component.stop()
+            except ProcessError as exc:
                 errors.append(str(exc))
         if errors:
             raise ClusterError("; ".join(errors))
 
     def _check_alive(self) -> None:
         for component in self.state.components:
-            if not is_alive(component):
-                tail = _tail(Path(component.log_file))
+            if not component.alive():
+                tail = component.tail()
                 error = _PortTakenError if "address already in use" in tail else ClusterError
                 raise error(f"{component.name} exited during start; last log lines:\n{tail}")
 
     def _wait(self, deadline: float, what: str, ready: Callable[[], bool]) -> None:
-        while not ready():
+        def alive_and_ready() -> bool:
             self._check_alive()
-            if time.monotonic() > deadline:
-                raise ClusterError(f"timed out waiting for {what}")
-            time.sleep(0.1)
+            return ready()
+
+        wait_until(alive_and_ready, deadline - time.monotonic(), interval_s=0.1, what=what)
 
     def _write_kubeconfig(self, user: str, server: str, pki: Pki, cert: ClientCert) -> Path:
         # JSON is YAML: kubectl, client-go, Kopf and the Python clients all read it.
@@ -505,9 +509,3 @@ def _https_ok(port: int) -> bool:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return "(no log)"

@@ -1,4 +1,4 @@
-"""`python -m localkube build|up|down|status`: the local control plane for people.
+"""`python -m devtools.localkube build|up|down|status`: the local control plane for people.
 
 `up` leaves the cluster running in the background with its state in `default_state_dir()`
 (or `--state-dir`), so that `down` and `status` from another shell find it. Errors are one line
@@ -12,10 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from localkube.build import build, cache_dir
-from localkube.cluster import LocalCluster, default_state_dir
-from localkube.errors import LocalKubeError
-from localkube.versions import PINNED
+from devtools.errors import DevtoolsError
+from devtools.localkube.build import build, cache_dir
+from devtools.localkube.cluster import LocalCluster, default_state_dir
+from devtools.localkube.errors import LocalKubeError
+from devtools.localkube.versions import PINNED
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -64,7 +65,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m localkube", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devtools.localkube", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_build = sub.add_parser("build", help=f"build the binaries into {cache_dir()} if missing")
     p_build.add_argument("--jobs", type=int, default=None, help="go build -p (default: CPUs)")
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except LocalKubeError as exc:
+    except DevtoolsError as exc:
         print(f"localkube: {exc}", file=sys.stderr)
         return 1
     return code

@@ -1,0 +1,126 @@
+"""The pytest fixtures over devtools, loaded once by `tests/conftest.py` (`pytest_plugins`).
+
+Redis: `redis_server` and `redis_cluster` start once per session; `redis_url`, `backend_url`,
+`client` and `client_standalone` hand each test a flushed server. `backend_url` (and so
+`client`) is parametrized over a standalone server and a 3-master Redis Cluster, so every
+protocol test runs on both.
+
+Kubernetes: `kube_cluster` is one local control plane per session, started only by the tests
+that ask for it; `kubeconfig`, `kube_admin` and `kube_namespace` (a fresh namespace per test)
+build on it. Missing binaries fail the test with the command that builds them; they never
+skip it.
+
+Load this module only through `pytest_plugins` in the root conftest: a fixture module imported
+by two conftests defines its fixtures twice (and would start two of each server).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from blueque import Client
+from devtools.localkube.api import ApiClient
+from devtools.localkube.build import find_binaries
+from devtools.localkube.cluster import LocalCluster
+from devtools.localkube.errors import ApiError, MissingBinariesError
+from devtools.redis_servers import RedisCluster, RedisServer
+
+# -- Redis --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    with RedisCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A flushed standalone server's URL."""
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def backend_url(request: pytest.FixtureRequest) -> str:
+    """A flushed server's URL: standalone, then a 3-master cluster."""
+    if request.param == "standalone":
+        url: str = request.getfixturevalue("redis_url")
+        return url
+    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+    cluster.flush()
+    return cluster.url
+
+
+@pytest.fixture
+def client(backend_url: str) -> Iterator[Client]:
+    """A client of each flushed server in turn (standalone, cluster)."""
+    with Client(backend_url) as c:
+        yield c
+
+
+@pytest.fixture
+def client_standalone(redis_url: str) -> Iterator[Client]:
+    """A client of the flushed standalone server (for tests that need no cluster run)."""
+    with Client(redis_url) as c:
+        yield c
+
+
+# -- Kubernetes ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A running control plane with 3 Ready KWOK nodes, stopped when the session ends."""
+    try:
+        binaries = find_binaries()
+    except MissingBinariesError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    cluster = LocalCluster(tmp_path_factory.mktemp("localkube"), binaries=binaries)
+    cluster.start()  # stops whatever it started if it fails
+    try:
+        yield cluster
+    finally:
+        # The logs stay in pytest's temporary directory (which keeps the last few runs).
+        cluster.stop(remove_state=False)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(kube_cluster: LocalCluster) -> Path:
+    """Path of the admin kubeconfig (group system:masters) for kubectl, Kopf or any client."""
+    return kube_cluster.kubeconfig
+
+
+@pytest.fixture
+def kube_admin(kube_cluster: LocalCluster) -> ApiClient:
+    """A REST client authenticated as the cluster admin."""
+    return kube_cluster.admin_client()
+
+
+@pytest.fixture
+def kube_namespace(kube_admin: ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace of this test's own, deleted afterwards (deletion is not awaited)."""
+    stem = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{stem}-{secrets.token_hex(3)}"
+    kube_admin.create(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+    try:
+        yield name
+    finally:
+        try:
+            kube_admin.delete(f"/api/v1/namespaces/{name}")
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
