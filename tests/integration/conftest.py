@@ -1,4 +1,5 @@
-"""Fixtures of the integration tests: worker subprocesses that never outlive their test."""
+"""Fixtures of the integration tests: worker and `blueque` subprocesses that never outlive their
+test (`workers` runs tests/support/worker_main.py, `bq` the real console script)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli_processes import BluequeRunner
 from tests.support.workers import WorkerSpawner
 
 
@@ -17,3 +19,12 @@ def workers(tmp_path: Path) -> Iterator[WorkerSpawner]:
         yield spawner
     finally:
         spawner.kill_all()
+
+
+@pytest.fixture
+def bq(redis_url: str, tmp_path: Path) -> Iterator[BluequeRunner]:
+    runner = BluequeRunner(redis_url, tmp_path)
+    try:
+        yield runner
+    finally:
+        runner.kill_all()

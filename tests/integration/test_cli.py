@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,6 @@ from devtools.processes import free_port
 from devtools.processes import wait_until as poll
 from devtools.redis_servers import RedisCluster
 from tests.support.cli_processes import BluequeRunner
-
-
-@pytest.fixture
-def bq(redis_url: str, tmp_path: Path) -> Iterator[BluequeRunner]:
-    runner = BluequeRunner(redis_url, tmp_path)
-    try:
-        yield runner
-    finally:
-        runner.kill_all()
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:

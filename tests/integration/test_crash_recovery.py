@@ -3,8 +3,6 @@ reap (heartbeat expired) or by the same worker restarting; fencing of a stale wo
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,13 +28,9 @@ def queue(redis_url: str) -> Iterator[Queue]:
 def kill_mid_task(worker: Process, workers: WorkerSpawner, started: Path) -> None:
     """SIGKILLs the worker parent and its task child once the task runs."""
     wait_until(started.exists, 20, what="the task to start")
-    children = workers.task_pids.alive()
-    assert children, "no task process found"
+    assert workers.task_pids.alive(), "no task process found"
     worker.kill()
-    worker.wait_exit(5)
-    for pid in children:
-        os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not workers.task_pids.alive(), 5, what="the task process to die")
+    workers.task_pids.kill_all()
 
 
 def test_killed_worker_is_reaped_and_the_task_completes_at_attempt_2(

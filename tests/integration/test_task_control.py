@@ -23,15 +23,6 @@ from tests.support.cli_processes import REPO, BluequeRunner, blueque_executable
 
 
 @pytest.fixture
-def bq(redis_url: str, tmp_path: Path) -> Iterator[BluequeRunner]:
-    runner = BluequeRunner(redis_url, tmp_path)
-    try:
-        yield runner
-    finally:
-        runner.kill_all()
-
-
-@pytest.fixture
 def client(redis_url: str) -> Iterator[Client]:
     c = Client(redis_url)
     try:
