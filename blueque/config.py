@@ -15,7 +15,7 @@ from blueque.errors import ConfigError
 # field -> (type, lowest allowed value)
 _FIELDS: dict[str, tuple[type, float]] = {
     "max_attempts": (int, 1),
-    "keep_finished": (int, 0),
+    "keep_finished": (int, 1),  # 0 would delete a task as it finishes, before anyone reads it
     "finished_ttl_s": (int, 1),
     "retry_max": (int, 0),
     "retry_delay_s": (float, 0),
@@ -26,9 +26,11 @@ _FIELDS: dict[str, tuple[type, float]] = {
 @dataclass(frozen=True)
 class QueueConfig:
     max_attempts: int
-    """Times a task may be begun and lose its worker before it fails with 'worker lost'."""
+    """Times a begun task may lose its worker (dead, or presumed dead); the last loss fails it
+    `WorkerLost`. Failures of the task itself count against `retry_max`, not here."""
     keep_finished: int
-    """Finished tasks kept per index (complete, failed, cancelled); older ones are deleted."""
+    """Finished tasks kept per index (complete, failed, cancelled), at least 1; older ones are
+    deleted."""
     finished_ttl_s: int
     """Finished tasks older than this are deleted."""
     retry_max: int

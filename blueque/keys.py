@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from blueque.errors import InvalidNameError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 DEFAULT_NAMESPACE = "blueque"
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")

@@ -36,6 +36,7 @@ SCRIPT_NAMES = (
     "stats",
     "get_config",
     "set_progress",
+    "release",
 )
 
 
@@ -99,7 +100,8 @@ Call = ScriptCall | tuple[Any, ...]
 @dataclass(frozen=True)
 class Begun:
     """What `begin` answered: `status` is 'ok' (then attempt and parameters are set),
-    'draining', 'gone', 'cancelled', 'missing' or 'empty' (nothing was claimed)."""
+    'draining', 'unregistered', 'gone', 'dropped', 'cancelled', 'missing' or 'empty'
+    (nothing was claimed)."""
 
     status: str
     task_id: str = ""
@@ -146,6 +148,7 @@ class Transitions:
             k.events,
             k.cancelled,
             k.config,
+            k.workers,
         ]
         if task_id is not None:
             keys.append(k.task(task_id))
@@ -208,7 +211,27 @@ class Transitions:
         )
         return str(state), Begun.from_reply(begun)
 
-    def requeue_worker(self, worker_id: str, reason: str) -> tuple[int, int]:
+    def release(self, worker_id: str, task_id: str, attempt: int) -> str:
+        """Gives back a task this worker began but did not start running, at no cost;
+        returns 'released', 'cancelled' or 'stale'."""
+        k = self.keys
+        keys = [
+            k.worker_tasks(worker_id),
+            k.worker(worker_id),
+            k.pending,
+            k.stats,
+            k.events,
+            k.task(task_id),
+            k.cancelled,
+            k.config,
+        ]
+        return str(self.scripts.run("release", keys, [worker_id, task_id, attempt]))
+
+    def requeue_worker(
+        self, worker_id: str, reason: str, *, exiting: bool = False
+    ) -> tuple[int, int]:
+        """Gives back a worker's tasks and forgets it. `exiting`: the worker's own clean
+        exit, which also clears its drain mark (a drain survives anything else)."""
         k = self.keys
         keys = [
             k.worker_tasks(worker_id),
@@ -223,7 +246,9 @@ class Transitions:
             k.config,
             k.cancelled,
         ]
-        requeued, failed = self.scripts.run("requeue_worker", keys, [worker_id, reason])
+        requeued, failed = self.scripts.run(
+            "requeue_worker", keys, [worker_id, reason, 1 if exiting else 0]
+        )
         return int(requeued), int(failed)
 
     def reap(self, reason: str) -> tuple[int, int, int]:
@@ -329,10 +354,8 @@ class Transitions:
         flat = self.scripts.run("get_config", [self.keys.config], [])
         return dict(zip(flat[::2], flat[1::2], strict=True))
 
-    def set_progress(self, task_id: str, attempt: int, progress: str) -> bool:
+    def set_progress(self, worker_id: str, task_id: str, attempt: int, progress: str) -> bool:
+        """Fenced like finish: False unless the task runs at `attempt` in that worker's list."""
         k = self.keys
-        return bool(
-            self.scripts.run(
-                "set_progress", [k.task(task_id), k.events], [task_id, attempt, progress]
-            )
-        )
+        keys = [k.task(task_id), k.events, k.worker_tasks(worker_id)]
+        return bool(self.scripts.run("set_progress", keys, [task_id, attempt, progress, worker_id]))

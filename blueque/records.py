@@ -72,6 +72,8 @@ TOTALS = (
     "promoted",
     "refused",
     "stale",
+    "released",
+    "dropped",
 )
 
 

@@ -36,6 +36,7 @@ class Task:
     worker: str | None = None
     pid: int | None = None
     retries: int = 0
+    losses: int = 0
     progress: Any = None
     cancel_requested: bool = False
     enqueued_at: datetime | None = None
@@ -66,6 +67,7 @@ class Task:
                 worker=h.get("worker") or None,
                 pid=int(h["pid"]) if h.get("pid") else None,
                 retries=int(h.get("retries") or 0),
+                losses=int(h.get("losses") or 0),
                 progress=decode(h.get("progress"), "progress"),
                 cancel_requested=h.get("cancel_requested") == "1",
                 enqueued_at=from_ms(h.get("enqueued_at")),
@@ -130,8 +132,8 @@ class Task:
         self._q().delete(self.id)
 
     def set_progress(self, progress: Any) -> bool:
-        """Records progress (any JSON value) while this attempt runs; False if it no longer
-        does (the task was requeued or finished)."""
+        """Records progress (any JSON value) while this attempt runs in its worker; False if
+        it no longer does (the task was requeued or finished)."""
         return self._q().transitions.set_progress(
-            self.id, self.attempts, encode(progress, "progress")
+            self.worker or "", self.id, self.attempts, encode(progress, "progress")
         )

@@ -156,7 +156,8 @@ def workers(state: State, queue: str) -> None:
 def config(state: State, queue: str, settings: tuple[str, ...]) -> None:
     """Show the settings of QUEUE, or set some: `config QUEUE retry_max=3 retry_delay_s=30`.
 
-    max_attempts (worker-lost requeues before failing), keep_finished, finished_ttl_s,
+    max_attempts (times a task may lose its worker; the last loss fails it), keep_finished,
+    finished_ttl_s,
     retry_max (automatic retries of a task that raised; 0: off), retry_delay_s,
     retry_backoff (factor by which each further retry's delay grows)."""
     q = state.client().get_queue(queue)
@@ -181,7 +182,7 @@ def config(state: State, queue: str, settings: tuple[str, ...]) -> None:
 @pass_state
 def requeue(state: State, queue: str, worker_id: str | None, all_dead: bool, force: bool) -> None:
     """Give back the tasks of a dead worker (WORKER_ID) or of every dead one (--all-dead).
-    A task that was begun costs an attempt; past the queue's max_attempts it fails."""
+    A task that was begun counts one loss; at the queue's max_attempts losses it fails."""
     if (worker_id is None) == (not all_dead):
         raise click.UsageError("give a WORKER_ID or --all-dead (not both)")
     q = state.client().get_queue(queue)

@@ -5,6 +5,11 @@
 -- (a task id found in a list, a worker id found in a set), derived from PREFIX: the part of
 -- KEYS[1] up to and including the queue's hash tag, e.g. "blueque:{emails}:". Derived keys
 -- therefore hash to the same Redis Cluster slot as KEYS[1].
+--
+-- Lua does not roll back: a script that fails half-way leaves its first writes in place. So
+-- every script reads and checks everything it needs (its arguments, the config and counters
+-- it uses) before its first write, and answers a bad value with an error reply that names the
+-- key and field, having changed nothing.
 
 local PREFIX = string.match(KEYS[1], '^(.-}:)')
 if not PREFIX then
@@ -13,14 +18,92 @@ end
 
 -- Per-queue settings: the config hash overrides these defaults field by field.
 local DEFAULTS = {
-  max_attempts = 3,        -- worker-lost requeues before a task fails
+  max_attempts = 3,        -- times a begun task may lose its worker; the last loss fails it
   keep_finished = 10000,   -- finished tasks kept per index (complete, failed, cancelled)
   finished_ttl_s = 604800, -- finished tasks older than this are deleted (7 days)
   retry_max = 0,           -- automatic retries of a task that raised (0: off)
   retry_delay_s = 10,      -- delay before the first automatic retry
   retry_backoff = 2,       -- each further retry waits this many times longer
 }
+-- The lowest value each setting accepts, and which ones must be whole numbers.
+local LOWEST = {max_attempts = 1, keep_finished = 1, finished_ttl_s = 1, retry_max = 0,
+  retry_delay_s = 0, retry_backoff = 1}
+local WHOLE = {max_attempts = true, keep_finished = true, finished_ttl_s = true,
+  retry_max = true}
+local RETENTION = {'finished_ttl_s', 'keep_finished'}
 local TRIM_BATCH = 100     -- bounds the work one script spends on retention
+-- Latest time a script writes (9999-12-31T23:59:59.999Z): every due time is capped here, so
+-- it stays a whole number of ms that any client can turn into a date.
+local MAX_TIME_MS = 253402300799999
+
+local function bad(key, field, value, why)
+  return redis.error_reply('ERR blueque: ' .. key .. ' field ' .. field .. ' is ' ..
+    string.format('%q', tostring(value)) .. ': ' .. why)
+end
+
+-- A finite decimal number, as Python's str() writes one ('3', '0.5', '1e-05'); Lua's
+-- tonumber alone would also read 'nan', 'inf' and hex.
+local function finite(v)
+  if type(v) ~= 'string' then return nil end
+  local mantissa, exponent = string.match(v, '^%s*[-+]?([%d.]+)([eE]?[-+]?%d*)%s*$')
+  if not mantissa or not string.match(mantissa, '^%d*%.?%d*$') or
+      not string.match(mantissa, '%d') or
+      (exponent ~= '' and not string.match(exponent, '^[eE][-+]?%d+$')) then
+    return nil
+  end
+  local n = tonumber(v)
+  if not n or n ~= n or n == math.huge or n == -math.huge then return nil end
+  return n
+end
+
+local function whole(v)
+  local n = finite(v)
+  if n and n == math.floor(n) and math.abs(n) < 2^53 then return n end
+  return nil
+end
+
+-- The effective values of some settings, checked: returns a table, or nil and an error reply.
+local function read_settings(config_key, names)
+  local raw = redis.call('HMGET', config_key, unpack(names))
+  local out = {}
+  for i, name in ipairs(names) do
+    local v = raw[i]
+    if v then
+      local n
+      if WHOLE[name] then n = whole(v) else n = finite(v) end
+      if not n then
+        return nil, bad(config_key, name, v, WHOLE[name] and 'not a whole number' or
+          'not a finite number')
+      end
+      if n < LOWEST[name] then
+        return nil, bad(config_key, name, v, 'less than ' .. LOWEST[name])
+      end
+      out[name] = n
+    else
+      out[name] = DEFAULTS[name]
+    end
+  end
+  return out
+end
+
+-- Every counter in the stats hash must be an integer, or HINCRBY would fail half-way.
+local function check_stats(stats_key)
+  local flat = redis.call('HGETALL', stats_key)
+  for i = 1, #flat, 2 do
+    if not whole(flat[i + 1]) then
+      return bad(stats_key, flat[i], flat[i + 1], 'not an integer')
+    end
+  end
+  return nil
+end
+
+-- A numeric field of a task hash: its value (0 when absent), or nil and an error reply.
+local function task_int(tk, field, v)
+  if not v then return 0 end
+  local n = whole(v)
+  if not n then return nil, bad(tk, field, v, 'not an integer') end
+  return n
+end
 
 -- The server clock, read once per script: one time for every field a transition writes.
 local NOW_MS, NOW_EXACT_MS
@@ -39,23 +122,19 @@ local function now_exact_ms()
   if not NOW_EXACT_MS then read_clock() end
   return NOW_EXACT_MS
 end
+-- A time as the integer text every client reads (Lua would write 1e+15 for large numbers).
+local function ms_text(ms) return string.format('%d', ms) end
 
 local function task_key(id) return PREFIX .. 'task:' .. id end
 local function worker_key(wid) return PREFIX .. 'worker:' .. wid end
 local function worker_tasks_key(wid) return PREFIX .. 'worker:' .. wid .. ':tasks' end
 local function worker_alive_key(wid) return PREFIX .. 'worker:' .. wid .. ':alive' end
 
-local function config(config_key, field)
-  local v = redis.call('HGET', config_key, field)
-  if v then return tonumber(v) end
-  return DEFAULTS[field]
-end
-
 -- One event per transition, on the queue's sharded channel (same slot as the queue). The
 -- JSON is concatenated, not encoded: event names and states are fixed words, and task and
 -- worker ids are restricted to [A-Za-z0-9._:-], which need no escaping.
 local function emit(events_key, event, id, state, worker)
-  local msg = '{"event":"' .. event .. '","ts":' .. string.format('%d', now_ms())
+  local msg = '{"event":"' .. event .. '","ts":' .. ms_text(now_ms())
   if id then msg = msg .. ',"task":"' .. id .. '"' end
   if state then msg = msg .. ',"state":"' .. state .. '"' end
   if worker then msg = msg .. ',"worker":"' .. worker .. '"' end
@@ -63,14 +142,15 @@ local function emit(events_key, event, id, state, worker)
 end
 
 -- Deletes finished tasks past the queue's retention from one finished index.
-local function trim_finished(index_key, config_key, now)
-  local ttl_ms = config(config_key, 'finished_ttl_s') * 1000
+-- retention: read_settings(config, RETENTION)
+local function trim_finished(index_key, retention, now)
+  local ttl_ms = retention.finished_ttl_s * 1000
   local old = redis.call('ZRANGEBYSCORE', index_key, '-inf', now - ttl_ms, 'LIMIT', 0, TRIM_BATCH)
   for _, id in ipairs(old) do
     redis.call('DEL', task_key(id))
     redis.call('ZREM', index_key, id)
   end
-  local excess = redis.call('ZCARD', index_key) - config(config_key, 'keep_finished')
+  local excess = redis.call('ZCARD', index_key) - retention.keep_finished
   if excess > 0 then
     if excess > TRIM_BATCH then excess = TRIM_BATCH end
     for _, id in ipairs(redis.call('ZRANGE', index_key, 0, excess - 1)) do
@@ -81,63 +161,91 @@ local function trim_finished(index_key, config_key, now)
 end
 
 -- Moves a task that is not in any list or set into a finished index.
+-- k: {stats, retention}
 local function finish_into(k, index_key, id, state, now, fields)
-  redis.call('HSET', task_key(id), 'state', state, 'finished_at', now, unpack(fields))
+  local tk = task_key(id)
+  redis.call('HSET', tk, 'state', state, 'finished_at', now, unpack(fields))
+  redis.call('HDEL', tk, 'pid')
   redis.call('ZADD', index_key, string.format('%.3f', now_exact_ms()), id)
   redis.call('HINCRBY', k.stats, 'live', -1)
-  trim_finished(index_key, k.config, now)
+  trim_finished(index_key, k.retention, now)
 end
 
--- Gives back every task in one worker's in-progress list and forgets the worker.
--- A task that was begun costs an attempt; past max_attempts it fails with `reason`.
--- A task that was only reserved (claimed, never begun) goes back at no cost.
+-- What requeue_worker will do with each task of a worker's in-progress list, read and checked
+-- before anything is written: a list of {id, state, losses, cancel}, or nil and an error reply.
+-- A task running under another worker's id is a stray copy here: its state reads 'stray'.
+local function read_held(tasks_key, wid)
+  local held = {}
+  for _, id in ipairs(redis.call('LRANGE', tasks_key, 0, -1)) do
+    local tk = task_key(id)
+    local state, holder, losses, cancel = unpack(redis.call('HMGET', tk, 'state', 'worker',
+      'losses', 'cancel_requested'))
+    local n, err = task_int(tk, 'losses', losses)
+    if err then return nil, err end
+    if state == 'running' and holder ~= wid then state = 'stray' end
+    held[#held + 1] = {id = id, state = state, losses = n, cancel = cancel == '1'}
+  end
+  return held
+end
+
+-- Gives back every task of one worker's in-progress list (`held`, from read_held) and forgets
+-- the worker. A task that was begun (running) lost its worker: that counts one loss; at
+-- max_attempts losses it fails with `reason`. A task that was only reserved (claimed, never
+-- begun) goes back at no cost. Both go back to the head of pending, in the list's order.
+-- The drain mark stays (a drain survives the worker's death, re-registration and restart),
+-- unless `exiting`: the worker's own clean exit.
 -- k: {tasks, worker, alive, workers, draining, pending, failed, cancelled, stats, events,
---     config}
-local function requeue_worker(k, wid, reason)
+--     settings (max_attempts and RETENTION), retention (the same table)}
+local function requeue_worker(k, wid, reason, held, exiting)
   local now = now_ms()
   local requeued, failed = 0, 0
-  local max_attempts = config(k.config, 'max_attempts')
-  local ids = redis.call('LRANGE', k.tasks, 0, -1)
+  local max_attempts = k.settings.max_attempts
   -- From the tail so that LPUSH keeps the list's order at the head of pending.
-  for i = #ids, 1, -1 do
-    local id = ids[i]
-    local tk = task_key(id)
-    local state, attempts, cancel = unpack(redis.call('HMGET', tk, 'state', 'attempts',
-      'cancel_requested'))
-    if cancel == '1' and (state == 'running' or state == 'pending') then
+  for i = #held, 1, -1 do
+    local t = held[i]
+    local id, tk = t.id, task_key(t.id)
+    if t.cancel and (t.state == 'running' or t.state == 'pending') then
       -- Whoever asked for the cancel gets it: the task does not run again.
-      if state == 'running' then redis.call('HINCRBY', k.stats, 'running', -1) end
+      if t.state == 'running' then redis.call('HINCRBY', k.stats, 'running', -1) end
       finish_into(k, k.cancelled, id, 'cancelled', now, {})
       redis.call('HINCRBY', k.stats, 'cancelled', 1)
       emit(k.events, 'cancelled', id, 'cancelled', wid)
-    elseif state == 'running' then
+    elseif t.state == 'running' then
       redis.call('HINCRBY', k.stats, 'running', -1)
-      if tonumber(attempts or '0') >= max_attempts then
-        local err = cjson.encode({type = 'WorkerLost', message = reason .. ' (worker ' .. wid ..
-          ', attempt ' .. attempts .. ' of ' .. max_attempts .. ')'})
-        finish_into(k, k.failed, id, 'failed', now, {'error', err})
+      local losses = t.losses + 1
+      local lost = reason .. ' (worker ' .. wid .. '; lost ' .. losses .. ' of max_attempts ' ..
+        max_attempts .. ')'
+      if losses >= max_attempts then
+        redis.call('HSET', tk, 'losses', losses)
+        finish_into(k, k.failed, id, 'failed', now,
+          {'error', cjson.encode({type = 'WorkerLost', message = lost})})
         redis.call('HINCRBY', k.stats, 'failed', 1)
         emit(k.events, 'failed', id, 'failed', wid)
         failed = failed + 1
       else
-        redis.call('HSET', tk, 'state', 'pending', 'queued_at', now, 'last_error',
-          cjson.encode({type = 'WorkerLost', message = reason .. ' (worker ' .. wid .. ')'}))
+        redis.call('HSET', tk, 'state', 'pending', 'queued_at', now, 'losses', losses,
+          'last_error', cjson.encode({type = 'WorkerLost', message = lost}))
+        redis.call('HDEL', tk, 'pid')
         redis.call('LPUSH', k.pending, id)
         redis.call('HINCRBY', k.stats, 'requeued', 1)
         emit(k.events, 'requeued', id, 'pending', wid)
         requeued = requeued + 1
       end
-    elseif state == 'pending' then
+    elseif t.state == 'pending' then
       redis.call('LPUSH', k.pending, id)
+      redis.call('HINCRBY', k.stats, 'requeued', 1)
       emit(k.events, 'requeued', id, 'pending', wid)
       requeued = requeued + 1
     end
-    -- Any other state (a deleted hash, a finished task) has nothing to give back.
+    -- Any other state (a deleted hash, a finished task, a stray copy of a task running
+    -- elsewhere) has nothing to give back: the id only leaves this list.
   end
   redis.call('DEL', k.tasks, k.worker, k.alive)
   redis.call('SREM', k.workers, wid)
-  redis.call('SREM', k.draining, wid)
+  if exiting then redis.call('SREM', k.draining, wid) end
   emit(k.events, 'worker_removed', nil, nil, wid)
   return {requeued, failed}
 end
 
+-- The settings requeue_worker needs.
+local REQUEUE_SETTINGS = {'max_attempts', 'finished_ttl_s', 'keep_finished'}

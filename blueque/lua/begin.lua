@@ -2,39 +2,42 @@
 -- BLMOVE pending -> its in-progress list (in the same pipeline, when ARGV[2] is empty).
 -- KEYS[1] worker's in-progress list  KEYS[2] worker hash  KEYS[3] draining set
 -- KEYS[4] pending list  KEYS[5] stats hash  KEYS[6] events channel  KEYS[7] cancelled zset
--- KEYS[8] config hash  KEYS[9] task hash (only when ARGV[2] names the task)
+-- KEYS[8] config hash  KEYS[9] workers set
+-- KEYS[10] task hash (only when ARGV[2] names the task)
 -- ARGV[1] worker id  ARGV[2] task id, or empty for the task at the head of the worker's list
 -- ARGV[3] pid of the process that runs the task
 -- Returns {'ok', attempt, parameters, id} when the task is now running at that attempt (also
 -- when this worker's earlier begin of it ran but the reply was lost), or:
---   {'draining', id}  the worker is draining: the task went back to the head of pending, no
---                     attempt counted; the worker must claim nothing until undrained
 --   {'gone', id}      the task is not in this worker's list (already requeued): a stale
 --                     worker; nothing changes but the stats 'stale' counter and a 'stale' event
---   {'cancelled', id} cancel was requested while it was reserved: it is now cancelled
 --   {'missing', id}   the task hash no longer exists (deleted): it was dropped from the list
+--   {'dropped', id}   the task is not waiting (its hash says running elsewhere, or finished):
+--                     it was dropped from this worker's list; where it is stays as it was
+--   {'cancelled', id} cancel was requested while it was reserved: it is now cancelled
+--   {'draining', id}  the worker is draining: the task went back to the head of pending, no
+--                     attempt counted; the worker must claim nothing until undrained
+--   {'unregistered', id}  the worker is not in the workers set (it was presumed dead and
+--                     reaped): the task went back to the head of pending, no attempt counted;
+--                     the worker must heartbeat (register again) before it claims
 --   {'empty', ''}     ARGV[2] was empty and the worker's list is empty (the claim timed out)
 local tasks, worker, draining, pending, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local events, cancelled = KEYS[6], KEYS[7]
-local k = {stats = stats, config = KEYS[8]}
+local events, cancelled, cfg, workers = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local wid, id, pid = ARGV[1], ARGV[2], ARGV[3]
-local tk = KEYS[9]
+local tk = KEYS[10]
 
 if id == '' then
   id = redis.call('LINDEX', tasks, 0)
   if not id then return {'empty', ''} end
   tk = task_key(id)
-elseif not redis.call('LPOS', tasks, id) then
-  redis.call('HINCRBY', stats, 'stale', 1)
-  emit(events, 'stale', id, redis.call('HGET', tk, 'state') or nil, wid)
-  return {'gone', id}
 end
-if redis.call('SISMEMBER', draining, wid) == 1 then
-  redis.call('LREM', tasks, 1, id)
-  redis.call('LPUSH', pending, id)
-  redis.call('HINCRBY', stats, 'refused', 1)
-  emit(events, 'refused', id, 'pending', wid)
-  return {'draining', id}
+local err = check_stats(stats)
+if err then return err end
+if not redis.call('LPOS', tasks, id) then
+  -- (When ARGV[2] was empty, the id is the list's head: always there.)
+  local state = redis.call('HGET', tk, 'state')
+  redis.call('HINCRBY', stats, 'stale', 1)
+  emit(events, 'stale', id, state or nil, wid)
+  return {'gone', id}
 end
 local state, cancel, params, holder, attempts = unpack(redis.call('HMGET', tk, 'state',
   'cancel_requested', 'parameters', 'worker', 'attempts'))
@@ -46,14 +49,40 @@ if not state then
   redis.call('LREM', tasks, 1, id)
   return {'missing', id}
 end
+if state ~= 'pending' then
+  -- Only a waiting task can begin: this id is running elsewhere or finished, so this list
+  -- held a copy (a repeated id, a second worker under one id). Its real place is untouched.
+  redis.call('LREM', tasks, 1, id)
+  redis.call('HINCRBY', stats, 'dropped', 1)
+  emit(events, 'dropped', id, state, wid)
+  return {'dropped', id}
+end
 local now = now_ms()
 if cancel == '1' then
+  -- Before the drain check: a cancel that answered 'requested' is applied, not sent back.
+  local retention, bad_config = read_settings(cfg, RETENTION)
+  if bad_config then return bad_config end
   redis.call('LREM', tasks, 1, id)
-  finish_into(k, cancelled, id, 'cancelled', now, {})
+  finish_into({stats = stats, retention = retention}, cancelled, id, 'cancelled', now, {})
   redis.call('HINCRBY', stats, 'cancelled', 1)
   emit(events, 'cancelled', id, 'cancelled', wid)
   return {'cancelled', id}
 end
+local refusal
+if redis.call('SISMEMBER', draining, wid) == 1 then
+  refusal = 'draining'
+elseif redis.call('SISMEMBER', workers, wid) == 0 then
+  refusal = 'unregistered'
+end
+if refusal then
+  redis.call('LREM', tasks, 1, id)
+  redis.call('LPUSH', pending, id)
+  redis.call('HINCRBY', stats, 'refused', 1)
+  emit(events, 'refused', id, 'pending', wid)
+  return {refusal, id}
+end
+local _, bad_attempts = task_int(tk, 'attempts', attempts)
+if bad_attempts then return bad_attempts end
 local attempt = redis.call('HINCRBY', tk, 'attempts', 1)
 redis.call('HSET', tk, 'state', 'running', 'worker', wid, 'pid', pid, 'started_at', now)
 redis.call('HSET', worker, 'task', id, 'task_started_at', now)

@@ -1,25 +1,48 @@
 -- enqueue: creates tasks, due now (pending) or later (scheduled).
 -- KEYS[1] pending list     KEYS[2] scheduled zset   KEYS[3] stats hash   KEYS[4] events channel
 -- KEYS[5..] task hashes, one per task, in ARGV order
--- ARGV: id, parameters (JSON text), delay_ms (<= 0: due now), repeated once per task
--- Returns the number of tasks created. Fails, creating none, if any id already exists.
+-- ARGV: id, parameters (JSON text), delay_ms (a whole number; <= 0: due now), repeated once
+-- per task
+-- Returns the number of tasks created. Creates all or none: fails, creating none, if an id
+-- already exists, is repeated in the batch, or does not match its key, or a delay is not a
+-- whole number.
 local pending, scheduled, stats, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local n = #ARGV / 3
-if #KEYS - 4 ~= n then return redis.error_reply('ERR blueque: enqueue needs one key per task') end
-for i = 1, n do
-  if redis.call('EXISTS', KEYS[4 + i]) == 1 then
-    return redis.error_reply('ERR blueque: task id already exists: ' .. ARGV[3 * i - 2])
-  end
+if n ~= math.floor(n) or #KEYS - 4 ~= n then
+  return redis.error_reply('ERR blueque: enqueue needs one key and three arguments per task')
 end
 local now = now_ms()
+local seen, delays = {}, {}
+for i = 1, n do
+  local id, delay = ARGV[3 * i - 2], ARGV[3 * i]
+  if KEYS[4 + i] ~= task_key(id) then
+    return redis.error_reply('ERR blueque: key ' .. KEYS[4 + i] .. ' is not the hash of task ' ..
+      id)
+  end
+  if seen[id] then
+    return redis.error_reply('ERR blueque: task id repeated in one enqueue: ' .. id)
+  end
+  seen[id] = true
+  if redis.call('EXISTS', KEYS[4 + i]) == 1 then
+    return redis.error_reply('ERR blueque: task id already exists: ' .. id)
+  end
+  delays[i] = whole(delay)
+  if not delays[i] then
+    return redis.error_reply('ERR blueque: delay of task ' .. id .. ' is not a whole number' ..
+      ' of ms: ' .. string.format('%q', delay))
+  end
+  if delays[i] > 0 then delays[i] = math.min(now + delays[i], MAX_TIME_MS) - now end
+end
+local err = check_stats(stats)
+if err then return err end
 local due = {}
 for i = 1, n do
-  local id, params, delay = ARGV[3 * i - 2], ARGV[3 * i - 1], tonumber(ARGV[3 * i])
+  local id, params, delay = ARGV[3 * i - 2], ARGV[3 * i - 1], delays[i]
   local tk = KEYS[4 + i]
   if delay > 0 then
     redis.call('HSET', tk, 'id', id, 'state', 'scheduled', 'parameters', params,
-      'enqueued_at', now, 'due_at', now + delay, 'attempts', 0)
-    redis.call('ZADD', scheduled, now + delay, id)
+      'enqueued_at', now, 'due_at', ms_text(now + delay), 'attempts', 0)
+    redis.call('ZADD', scheduled, ms_text(now + delay), id)
     emit(events, 'scheduled', id, 'scheduled')
   else
     redis.call('HSET', tk, 'id', id, 'state', 'pending', 'parameters', params,

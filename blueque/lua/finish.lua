@@ -14,16 +14,20 @@
 local tasks, worker, stats, events, tk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local indexes = {complete = KEYS[6], failed = KEYS[7], cancelled = KEYS[8]}
 local cfg, scheduled = KEYS[9], KEYS[10]
-local k = {stats = stats, config = cfg}
 local TOTALS = {complete = 'completed', failed = 'failed', cancelled = 'cancelled'}
 local wid, id, attempt, outcome, payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
+if not indexes[outcome] then
+  return redis.error_reply('ERR blueque: unknown outcome ' .. tostring(outcome))
+end
+local err = check_stats(stats)
+if err then return err end
 local state, attempts, retries, holder, cancel = unpack(redis.call('HMGET', tk, 'state',
   'attempts', 'retries', 'worker', 'cancel_requested'))
 -- A failure after a cancel was requested (typically the task's own reaction to the SIGTERM
 -- that cancel sent) ends the task cancelled, with that error, and is never retried.
 if outcome == 'failed' and cancel == '1' then outcome = 'cancelled' end
-if indexes[outcome] and state == outcome and holder == wid and attempts == attempt and
+if state == outcome and holder == wid and attempts == attempt and
     redis.call('ZSCORE', indexes[outcome], id) then
   -- This worker's finish already ran (its reply was lost): answer the same, count nothing.
   return state
@@ -33,36 +37,49 @@ if outcome == 'failed' and state == 'scheduled' and holder == wid and attempts =
   -- The same, for a failure that became an automatic retry.
   return state
 end
-if state ~= 'running' or attempts ~= attempt or not redis.call('LPOS', tasks, id) then
+if state ~= 'running' or attempts ~= attempt or holder ~= wid or
+    not redis.call('LPOS', tasks, id) then
   redis.call('HINCRBY', stats, 'stale', 1)
   emit(events, 'stale', id, state, wid)
   return 'stale'
 end
-local index = indexes[outcome]
-if not index then return redis.error_reply('ERR blueque: unknown outcome ' .. outcome) end
 
+-- Everything this finish needs, read and checked before its first write.
+local names = {'finished_ttl_s', 'keep_finished'}
+if outcome == 'failed' then names = {'finished_ttl_s', 'keep_finished', 'retry_max',
+  'retry_delay_s', 'retry_backoff'} end
+local settings, bad_config = read_settings(cfg, names)
+if bad_config then return bad_config end
+local retries_used, bad_retries = task_int(tk, 'retries', retries)
+if bad_retries then return bad_retries end
 local now = now_ms()
+local retry_at
+if outcome == 'failed' and retries_used < settings.retry_max then
+  local delay_ms = 0
+  if settings.retry_delay_s > 0 then
+    delay_ms = settings.retry_delay_s * 1000 * settings.retry_backoff ^ retries_used
+  end
+  retry_at = math.min(now + math.floor(delay_ms), MAX_TIME_MS)  -- a delay that overflows too
+end
+
 redis.call('LREM', tasks, 1, id)
 redis.call('HSET', worker, 'task', '', 'task_started_at', '')
 redis.call('HINCRBY', stats, 'running', -1)
 redis.call('HDEL', tk, 'pid')
 
-if outcome == 'failed' then
-  retries = tonumber(retries or '0')
-  if retries < config(cfg, 'retry_max') then
-    local delay_ms = config(cfg, 'retry_delay_s') * 1000 * config(cfg, 'retry_backoff') ^ retries
-    redis.call('HSET', tk, 'state', 'scheduled', 'last_error', payload, 'retries', retries + 1,
-      'due_at', now + math.floor(delay_ms))
-    redis.call('ZADD', scheduled, now + math.floor(delay_ms), id)
-    redis.call('HINCRBY', stats, 'retried', 1)
-    emit(events, 'retry_scheduled', id, 'scheduled', wid)
-    return 'scheduled'
-  end
+if retry_at then
+  redis.call('HSET', tk, 'state', 'scheduled', 'last_error', payload,
+    'retries', retries_used + 1, 'due_at', ms_text(retry_at))
+  redis.call('ZADD', scheduled, ms_text(retry_at), id)
+  redis.call('HINCRBY', stats, 'retried', 1)
+  emit(events, 'retry_scheduled', id, 'scheduled', wid)
+  return 'scheduled'
 end
 
 local field = 'error'
 if outcome == 'complete' then field = 'result' end
-finish_into(k, index, id, outcome, now, {field, payload})
+finish_into({stats = stats, retention = settings}, indexes[outcome], id, outcome, now,
+  {field, payload})
 redis.call('HINCRBY', stats, TOTALS[outcome], 1)
 emit(events, outcome, id, outcome, wid)
 return outcome

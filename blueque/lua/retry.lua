@@ -1,7 +1,7 @@
--- retry: puts a failed or cancelled task back at the tail of pending, with a fresh attempt
--- budget (attempts back to 0); its error moves to last_error, so a retried task that then
--- completes shows no error. Fencing still holds: only the worker whose in-progress list
--- holds a task can begin or finish it.
+-- retry: puts a failed or cancelled task back at the tail of pending, with fresh budgets
+-- (losses and retries back to 0); its error moves to last_error, so a retried task that then
+-- completes shows no error. `attempts` is kept: it only grows (but for a release), so it
+-- stays a fencing token that no earlier attempt can match.
 -- KEYS[1] failed zset  KEYS[2] cancelled zset  KEYS[3] pending list  KEYS[4] stats hash
 -- KEYS[5] events channel  KEYS[6] task hash
 -- ARGV[1] task id
@@ -10,15 +10,16 @@
 local failed, cancelled, pending, stats, events, tk = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
   KEYS[5], KEYS[6]
 local id = ARGV[1]
-local state = redis.call('HGET', tk, 'state')
+local state, err = unpack(redis.call('HMGET', tk, 'state', 'error'))
 if not state then return 'missing' end
 local index
 if state == 'failed' then index = failed elseif state == 'cancelled' then index = cancelled end
 if not index then return state end
+local bad_stats = check_stats(stats)
+if bad_stats then return bad_stats end
 redis.call('ZREM', index, id)
-local err = redis.call('HGET', tk, 'error')
 if err then redis.call('HSET', tk, 'last_error', err) end
-redis.call('HSET', tk, 'state', 'pending', 'queued_at', now_ms(), 'attempts', 0, 'retries', 0)
+redis.call('HSET', tk, 'state', 'pending', 'queued_at', now_ms(), 'losses', 0, 'retries', 0)
 redis.call('HDEL', tk, 'cancel_requested', 'finished_at', 'result', 'error', 'pid')
 redis.call('RPUSH', pending, id)
 redis.call('HINCRBY', stats, 'live', 1)

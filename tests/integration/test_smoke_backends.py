@@ -10,6 +10,7 @@ from blueque import Client
 def test_enqueue_claim_finish_wait(client: Client) -> None:
     queue = client.get_queue("smoke.q")
     task_id = queue.enqueue({"n": 1})
+    queue.transitions.heartbeat("w1", 60_000, {})  # a worker registers before it begins
     claimed = client.redis.blmove(
         queue.keys.pending, queue.keys.worker_tasks("w1"), 1, "LEFT", "RIGHT"
     )

@@ -151,6 +151,7 @@ def test_finish_records_a_failure_after_a_cancel_request_as_cancelled(backend_ur
         queue = c.get_queue("cancel4.q")
         queue.set_config(retry_max=2)
         task_id = queue.enqueue("x")
+        queue.transitions.heartbeat("w", 60_000, {})  # a worker registers before it begins
         assert c.redis.lmove(queue.keys.pending, queue.keys.worker_tasks("w"), "LEFT", "RIGHT")
         assert queue.transitions.begin("w", task_id, 1).status == "ok"
         assert queue.cancel(task_id) == "requested"

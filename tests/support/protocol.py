@@ -10,6 +10,10 @@ from blueque.events import EventStream
 
 
 def claim(queue: Queue, worker_id: str, timeout_s: float = 1.0) -> str | None:
+    """Registers the worker if it is not (begin refuses an unregistered worker), then moves
+    the head of pending into its list."""
+    if not queue.client.redis.sismember(queue.keys.workers, worker_id):
+        queue.transitions.heartbeat(worker_id, 60_000, {})
     claimed: str | None = queue.client.redis.blmove(
         queue.keys.pending, queue.keys.worker_tasks(worker_id), timeout_s, "LEFT", "RIGHT"
     )

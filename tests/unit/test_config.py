@@ -9,10 +9,10 @@ from blueque.config import parse_config, validate_settings
 
 
 def test_valid_settings_become_strings() -> None:
-    assert validate_settings({"max_attempts": 5, "retry_delay_s": 0.5, "keep_finished": 0}) == {
+    assert validate_settings({"max_attempts": 5, "retry_delay_s": 0.5, "keep_finished": 1}) == {
         "max_attempts": "5",
         "retry_delay_s": "0.5",
-        "keep_finished": "0",
+        "keep_finished": "1",
     }
     assert validate_settings({"max_attempts": 2.0}) == {"max_attempts": "2"}
 
@@ -25,7 +25,7 @@ def test_valid_settings_become_strings() -> None:
         ({"max_attempts": 1.5}, "max_attempts must be a whole number"),
         ({"finished_ttl_s": "week"}, "finished_ttl_s must be a number"),
         ({"retry_backoff": 0.5}, "retry_backoff must be >= 1"),
-        ({"keep_finished": -1}, "keep_finished must be >= 0"),
+        ({"keep_finished": 0}, "keep_finished must be >= 1"),
         ({"retry_max": None}, "retry_max must be a number"),
     ],
 )
