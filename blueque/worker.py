@@ -78,7 +78,7 @@ class Worker:
         self._last_heartbeat = 0.0
         self._last_promote = 0.0
         self._check_own_list = True
-        self._early: Begun | None = None  # a claim and begin sent along with a finish
+        self._early: Begun | None = None  # begun, not run yet (claimed with a finish, or in a stop)
         self._wake_r = -1
 
     # -- the loop --------------------------------------------------------------------------
@@ -131,6 +131,11 @@ class Worker:
             log.info("worker %s is draining: claims nothing until undrained", self.id)
             self.draining = True
             return
+        if begun.status == "unregistered":
+            # Presumed dead and reaped while it was alive (a stall): register again first.
+            log.warning("worker %s was unregistered; registering again", self.id)
+            self.heartbeat()
+            return
         if begun.status != "ok":
             log.info("task %s not begun: %s", task_id, begun.status)
             return
@@ -178,13 +183,17 @@ class Worker:
                 return None  # a task claimed during a stop is given back by _deregister
             return self.transitions.begin(self.id, task_id, os.getpid())
         # Until the answer is read, the claim may have run unseen: after any error, the next
-        # claim looks in this worker's own list first. A stop that comes during this claim
-        # lets the task it brings run: it was claimed and begun before the worker saw it.
+        # claim looks in this worker's own list first.
         self._check_own_list = True
         begun = self.transitions.claim_and_begin(
             self.id, os.getpid(), self.settings.claim_timeout_s
         )
         self._check_own_list = False
+        if begun.status == "ok" and self.stopping:
+            # A stop came during the claim: the task is begun but not run; _deregister
+            # gives it back at no cost rather than run it after the stop.
+            self._early = begun
+            return None
         return None if begun.status == "empty" else begun
 
     def _claim(self) -> str | None:
@@ -204,7 +213,14 @@ class Worker:
         return claimed
 
     def _deregister(self) -> None:
-        requeued, failed = self.transitions.requeue_worker(self.id, "worker stopped")
+        # A task begun in the claim that a stop interrupted (sent with the last finish, or
+        # the claim itself) never ran: it goes back as if never begun, costing nothing.
+        early = self._early
+        if early is not None and early.status == "ok":
+            state = self.transitions.release(self.id, early.task_id, early.attempt)
+            log.info("task %s begun during the stop, not run: %s", early.task_id, state)
+        self._early = None
+        requeued, failed = self.transitions.requeue_worker(self.id, "worker stopped", exiting=True)
         if requeued or failed:
             log.info("gave back %d reserved task(s) on stop", requeued + failed)
 

@@ -105,3 +105,46 @@ def test_a_plain_run(fake_client: Client) -> None:
     ids = queue.enqueue_many(["a", "b", "c"])
     run_worker(fake_client, lambda t: t.parameters.upper(), None)
     assert [queue.get_task(t).result for t in ids] == ["A", "B", "C"]
+
+
+class ReapedBeforeClaim:
+    """Wraps the worker's transitions: once, right after a finish and before the claim that
+    goes with it, the worker is requeued as dead (a stall past its TTL) while it lives on."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.reaped = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def finish_claim_begin(self, worker_id: str, task_id: str, attempt: int, *rest: Any) -> Any:
+        if not self.reaped:
+            self.reaped += 1
+            self._real.finish(worker_id, task_id, attempt, *rest[:2])
+            self._real.requeue_worker(worker_id, "heartbeat expired")
+        return self._real.finish_claim_begin(worker_id, task_id, attempt, *rest)
+
+
+def test_a_worker_reaped_while_alive_registers_again_before_it_runs_a_task(
+    fake_client: Client,
+) -> None:
+    queue = fake_client.get_queue("loop.q")
+    ids = queue.enqueue_many(["a", "b", "c"])
+    registered: list[bool] = []
+
+    def fn(task: Task) -> str:
+        registered.append(bool(fake_client.redis.sismember(queue.keys.workers, "w1")))
+        return str(task.parameters)
+
+    worker = Worker(fake_client, "loop.q", fn, DirectRunner(), SETTINGS)
+    wrapped = ReapedBeforeClaim(worker.transitions)
+    worker.transitions = wrapped  # type: ignore[assignment]
+    assert worker.run() == 0
+    assert wrapped.reaped == 1
+    assert registered == [True, True, True]  # a begun task always has a registered holder
+    assert [(queue.get_task(t).status, queue.get_task(t).attempts) for t in ids] == [
+        ("complete", 1)
+    ] * 3
+    stats = queue.stats()
+    assert (stats.totals["refused"], stats.totals["started"], stats.totals["stale"]) == (1, 3, 0)
