@@ -86,12 +86,14 @@ local function read_settings(config_key, names)
   return out
 end
 
--- Every counter in the stats hash must be an integer, or HINCRBY would fail half-way.
+-- Every counter in the stats hash must be an integer as HINCRBY reads one (digits, an optional
+-- minus sign, at most 18 digits), or an HINCRBY would fail half-way.
 local function check_stats(stats_key)
   local flat = redis.call('HGETALL', stats_key)
-  for i = 1, #flat, 2 do
-    if not whole(flat[i + 1]) then
-      return bad(stats_key, flat[i], flat[i + 1], 'not an integer')
+  for i = 2, #flat, 2 do
+    local v = flat[i]
+    if not string.match(v, '^-?%d+$') or #v > (string.byte(v) == 45 and 19 or 18) then
+      return bad(stats_key, flat[i - 1], v, 'not an integer')
     end
   end
   return nil

@@ -25,15 +25,15 @@ local events, cancelled, cfg, workers = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local wid, id, pid = ARGV[1], ARGV[2], ARGV[3]
 local tk = KEYS[10]
 
-if id == '' then
+local named = id ~= ''
+if not named then
   id = redis.call('LINDEX', tasks, 0)
   if not id then return {'empty', ''} end
   tk = task_key(id)
 end
 local err = check_stats(stats)
 if err then return err end
-if not redis.call('LPOS', tasks, id) then
-  -- (When ARGV[2] was empty, the id is the list's head: always there.)
+if named and not redis.call('LPOS', tasks, id) then
   local state = redis.call('HGET', tk, 'state')
   redis.call('HINCRBY', stats, 'stale', 1)
   emit(events, 'stale', id, state or nil, wid)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from redis.exceptions import ResponseError
 
 from blueque import Client, CorruptTaskError, InvalidStateError, Queue
 from blueque.records import parse_stats, parse_worker
@@ -111,3 +112,18 @@ def test_worker_states() -> None:
     assert parse_worker("q", "w", {}, ["q:" + "0" * 32], True).state == "reserved"
     busy = parse_worker("q", "w", {"task": "q:" + "0" * 32}, ["q:" + "0" * 32], False)
     assert busy.state == "busy" and busy.as_dict()["alive"] is False
+
+
+@pytest.mark.parametrize(
+    ("stored", "read"), [("0.5", 0.5), ("30", 30.0), ("1e-05", 1e-05), ("2.5E+2", 250.0)]
+)
+def test_config_numbers_as_python_writes_them(queue: Queue, stored: str, read: float) -> None:
+    queue.client.redis.hset(queue.keys.config, "retry_delay_s", stored)
+    assert queue.config().retry_delay_s == read
+
+
+@pytest.mark.parametrize("stored", ["nan", "-inf", "0x1p4", "1e", ".", "1..2", "ten", " "])
+def test_config_values_that_are_not_decimal_numbers_are_refused(queue: Queue, stored: str) -> None:
+    queue.client.redis.hset(queue.keys.config, "retry_delay_s", stored)
+    with pytest.raises(ResponseError, match=r"field retry_delay_s .*not a finite number"):
+        queue.config()
