@@ -96,7 +96,10 @@ class TasksSpec:
         "maxAttempts", 3, 1, "Times a task may lose its worker before it fails 'worker lost'."
     )
     keep_finished: int = _setting(
-        "keepFinished", 10000, 0, "Finished tasks kept per index (complete, failed, cancelled)."
+        "keepFinished",
+        10000,
+        1,
+        "Finished tasks kept per index (complete, failed, cancelled); at least 1.",
     )
     finished_ttl_s: int = _setting(
         "finishedTtlSeconds", 604800, 1, "Finished tasks older than this are deleted."
