@@ -8,10 +8,13 @@ and makes every request visible in the test. It is not meant as the operator's c
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import json
+import socket
 import ssl
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +24,7 @@ from urllib.parse import urlencode
 from devtools.localkube.errors import ApiError
 from devtools.processes import wait_until
 
-__all__ = ["PATCH_JSON", "PATCH_MERGE", "PATCH_STRATEGIC", "ApiClient", "Json"]
+__all__ = ["PATCH_JSON", "PATCH_MERGE", "PATCH_STRATEGIC", "ApiClient", "Json", "WatchStream"]
 
 Json = dict[str, Any]
 
@@ -127,26 +130,44 @@ class ApiClient:
             return False
         return status == 200
 
-    def watch(
-        self, path: str, *, resource_version: str = "", timeout_s: float = 60.0
-    ) -> Iterator[Json]:
-        """Watch events ({"type": ..., "object": ...}) for a collection path, until timeout."""
-        query = {"watch": "true", "timeoutSeconds": str(max(1, int(timeout_s)))}
+    def open_watch(
+        self,
+        path: str,
+        *,
+        resource_version: str = "",
+        timeout_s: float = 60.0,
+        query: dict[str, str] | None = None,
+    ) -> WatchStream:
+        """A watch of a collection path (`query`: e.g. a labelSelector), open until the server's
+        timeout or `WatchStream.close()`, which any thread may call."""
+        params = {**(query or {}), "watch": "true", "timeoutSeconds": str(max(1, int(timeout_s)))}
         if resource_version:
-            query["resourceVersion"] = resource_version
-        url = f"{path}?{urlencode(query)}"
+            params["resourceVersion"] = resource_version
+        url = f"{path}?{urlencode(params)}"
         conn = self._connect(timeout_s + 5.0)
         try:
             conn.request("GET", url, headers=self._headers(None))
             response = conn.getresponse()
             if response.status != 200:
                 raise ApiError("GET", url, response.status, response.read().decode())
-            while line := response.readline():
-                if line.strip():
-                    event: Json = json.loads(line)
-                    yield event
-        finally:
+        except BaseException:
             conn.close()
+            raise
+        return WatchStream(conn, response)
+
+    def watch(
+        self,
+        path: str,
+        *,
+        resource_version: str = "",
+        timeout_s: float = 60.0,
+        query: dict[str, str] | None = None,
+    ) -> Iterator[Json]:
+        """Watch events ({"type": ..., "object": ...}) for a collection path, until timeout."""
+        with self.open_watch(
+            path, resource_version=resource_version, timeout_s=timeout_s, query=query
+        ) as stream:
+            yield from stream
 
     def wait_for(
         self,
@@ -181,3 +202,40 @@ class ApiClient:
             interval_s=poll_s,
             what=lambda: f"{what or path}; last seen: {json.dumps(last[0])[:2000]}",
         )
+
+
+class WatchStream:
+    """One open watch: iterating yields its events until the server ends it. `close()`, from
+    any thread, shuts the socket down, so a reader blocked on the next event returns at once
+    (a watch thread can be stopped without waiting for the server's timeout)."""
+
+    def __init__(self, conn: http.client.HTTPSConnection, response: http.client.HTTPResponse):
+        self._conn = conn
+        self._response = response
+        self._closed = threading.Event()
+
+    def __iter__(self) -> Iterator[Json]:
+        try:
+            while line := self._response.readline():
+                if line.strip():
+                    event: Json = json.loads(line)
+                    yield event
+        except (OSError, http.client.HTTPException, ValueError):
+            if not self._closed.is_set():
+                raise
+        finally:
+            self._conn.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        sock = self._conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> WatchStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+        self._conn.close()
