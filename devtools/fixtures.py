@@ -7,7 +7,8 @@ protocol test runs on both.
 
 Kubernetes: `kube_cluster` is one local control plane per session, started only by the tests
 that ask for it; `kubeconfig`, `kube_admin` and `kube_namespace` (a fresh namespace per test)
-build on it. Missing binaries fail the test with the command that builds them; they never
+build on it, and `pod_runner` runs the namespace's worker pods as host processes. Missing
+binaries fail the test with the command that builds them; they never
 skip it.
 
 Load this module only through `pytest_plugins` in the root conftest: a fixture module imported
@@ -28,6 +29,7 @@ from devtools.localkube.api import ApiClient
 from devtools.localkube.build import find_binaries
 from devtools.localkube.cluster import LocalCluster
 from devtools.localkube.errors import ApiError, MissingBinariesError
+from devtools.podrunner import PodRunner, RunnerOptions
 from devtools.redis_servers import RedisCluster, RedisServer
 
 # -- Redis --------------------------------------------------------------------------------------
@@ -124,3 +126,18 @@ def kube_namespace(kube_admin: ApiClient, request: pytest.FixtureRequest) -> Ite
         except ApiError as exc:
             if exc.status != 404:
                 raise
+
+
+@pytest.fixture
+def pod_runner(
+    kube_admin: ApiClient, kube_namespace: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[PodRunner]:
+    """Runs the worker pods (`app.kubernetes.io/name=blueque-worker`) of `kube_namespace` as host
+    processes, in the test module's directory (so `--task module:function` imports a task
+    module that sits next to the test), logs in tmp_path/pods. Closed before the namespace is
+    deleted: every process stopped, every finalizer released."""
+    options = RunnerOptions(
+        log_dir=tmp_path / "pods", namespaces=(kube_namespace,), cwd=request.path.parent
+    )
+    with PodRunner(kube_admin, options) as runner:
+        yield runner
