@@ -326,6 +326,8 @@ class PodRunner:
             if pod.running():
                 log.warning("pod %s/%s is gone while its process ran: SIGKILL", *_key(pod))
                 self._kill_container(pod)
+            if pod.has_finalizer:  # "gone" from the selector only: it was relabelled
+                self._release_finalizer(pod, now)
             self._history[_key(pod)] = _status_of(pod)
             del self._pods[pod.uid]
             return
