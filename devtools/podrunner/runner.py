@@ -1,7 +1,7 @@
 """`PodRunner`: plays the kubelet for the pods on KWOK nodes, with host processes.
 
-Two kinds of threads. A watch thread per namespace (or one for all) lists, then watches, the pods
-that match the label selector, and queues what it sees. One reconciler thread owns all the state:
+Two kinds of threads. The watch threads (`devtools.podrunner.watching`) queue what they see of
+the pods that match the label selector. One reconciler thread owns all the state:
 it applies those events, polls its processes (every 50 ms: no event tells a child's exit), and
 moves each pod along
 
@@ -14,8 +14,7 @@ thread, answered once done.
 
 A pod's "container" is the session of its main process: SIGTERM goes to the main process alone,
 as the kubelet sends it to PID 1; SIGKILL, and the main process's end, kill every process of the
-session, as the end of a container does (a worker's forked task moves to a process group of its
-own, but stays in the session).
+session, as the end of a container does (`devtools.podrunner.sessions`).
 """
 
 from __future__ import annotations
@@ -24,24 +23,25 @@ import contextlib
 import logging
 import os
 import queue
-import secrets
 import signal
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from devtools.errors import ProcessError
-from devtools.localkube.api import PATCH_MERGE, PATCH_STRATEGIC, ApiClient, Json, WatchStream
+from devtools.localkube.api import PATCH_MERGE, PATCH_STRATEGIC, ApiClient, Json
 from devtools.localkube.cluster import KWOK_NODE_ANNOTATION
 from devtools.localkube.errors import ApiError
+from devtools.podrunner import reporting
 from devtools.podrunner.container import container_argv, container_env, select_container
 from devtools.podrunner.errors import ContainerConfigError, PodRunnerError, UnknownPodError
 from devtools.podrunner.options import RunnerOptions
-from devtools.processes import Process, pid_running, wait_until
+from devtools.podrunner.sessions import kill_session
+from devtools.podrunner.watching import Listed, PodWatch
+from devtools.processes import Process, wait_until
 
 __all__ = ["PodRunner", "PodState", "PodStatus"]
 
@@ -51,7 +51,6 @@ PodState = Literal["waiting", "running", "terminating", "exited"]
 
 _TICK_S = 0.05
 _IDLE_TICK_S = 0.5
-_WATCH_TIMEOUT_S = 300.0
 _DEFAULT_GRACE_S = 30
 _HOST_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
@@ -122,12 +121,6 @@ class _Kill:
     done: Future[None]
 
 
-@dataclass(frozen=True)
-class _Listed:
-    namespace: str | None
-    items: list[Json]
-
-
 class PodRunner:
     """Runs the worker container of every matching Running pod as a host process; see the package
     docstring. Use as a context manager, or `start()` and `close()`."""
@@ -135,15 +128,13 @@ class PodRunner:
     def __init__(self, api: ApiClient, options: RunnerOptions) -> None:
         self.api = api
         self.options = options
-        self._inbox: queue.Queue[Json | _Listed | _Kill] = queue.Queue()
+        self._inbox: queue.Queue[Json | Listed | _Kill] = queue.Queue()
+        self._watch = PodWatch(api, options.namespaces, options.label_selector, self._inbox.put)
         self._stopping = threading.Event()
         self._pods: dict[str, _Pod] = {}
         self._statuses: dict[tuple[str, str], PodStatus] = {}
         self._history: dict[tuple[str, str], PodStatus] = {}
         self._processes: list[Process] = []
-        self._streams: set[WatchStream] = set()
-        self._streams_lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
         self._reconciler: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._kwok_nodes: dict[str, bool] = {}
@@ -158,28 +149,16 @@ class PodRunner:
             target=self._reconcile_forever, name="pod-runner", daemon=True
         )
         self._reconciler.start()
-        for namespace in self.options.namespaces or (None,):
-            thread = threading.Thread(
-                target=self._watch_forever,
-                args=(namespace,),
-                name=f"pod-runner-watch-{namespace or 'all'}",
-                daemon=True,
-            )
-            thread.start()
-            self._threads.append(thread)
+        self._watch.start()
         return self
 
     def close(self) -> None:
         """Stops every process it started (SIGTERM, SIGKILL after `close_grace_s`), removes its
         finalizers, and ends its threads. PodRunnerError if the reconciler had crashed."""
         self._stopping.set()
-        with self._streams_lock:
-            for stream in self._streams:
-                stream.close()
+        self._watch.close()
         if self._reconciler is not None:
             self._reconciler.join()
-        for thread in self._threads:
-            thread.join(timeout=10)
         if self._failure is not None:
             raise PodRunnerError(f"the pod runner failed: {self._failure!r}") from self._failure
 
@@ -289,10 +268,10 @@ class PodRunner:
             except queue.Empty:
                 return
 
-    def _apply(self, item: Json | _Listed | _Kill) -> None:
+    def _apply(self, item: Json | Listed | _Kill) -> None:
         if isinstance(item, _Kill):
             self._kill(item)
-        elif isinstance(item, _Listed):
+        elif isinstance(item, Listed):
             seen = {obj["metadata"]["uid"] for obj in item.items}
             for pod in self._pods.values():
                 if item.namespace in (None, pod.namespace) and pod.uid not in seen:
@@ -485,7 +464,7 @@ class PodRunner:
 
     def _kill_container(self, pod: _Pod) -> None:
         assert pod.process is not None
-        _kill_session(pod.process)
+        kill_session(pod.process)
         if pod.exited_at is None:
             self._record_exit(pod)
 
@@ -577,34 +556,11 @@ class PodRunner:
         return True
 
     def _patch_restart_count(self, pod: _Pod, container: str) -> None:
-        """The kubelet's restartCount and lastState. KWOK only writes the status of Pending pods,
-        so this does not fight it."""
-        statuses: list[Json] = (pod.obj.get("status") or {}).get("containerStatuses") or []
-        if not any(s.get("name") == container for s in statuses):
+        body = reporting.restart_status(pod.obj, container, pod.starts - 1, pod.exit_codes[-1])
+        if body is None:
             return
-        code = pod.exit_codes[-1]
-        terminated = {
-            "exitCode": 128 - code if code < 0 else code,
-            "reason": "Error" if code else "Completed",
-            "finishedAt": _now(),
-        }
-        updated = [
-            s
-            if s.get("name") != container
-            else {
-                **s,
-                "restartCount": pod.starts - 1,
-                "lastState": {"terminated": terminated},
-                "state": {"running": {"startedAt": _now()}},
-            }
-            for s in statuses
-        ]
         try:
-            obj = self.api.patch(
-                f"{self._pod_path(pod)}/status",
-                {"status": {"containerStatuses": updated}},
-                PATCH_MERGE,
-            )
+            obj = self.api.patch(f"{self._pod_path(pod)}/status", body, PATCH_MERGE)
         except (ApiError, OSError) as exc:
             log.warning("pod %s/%s: cannot patch its restart count: %s", *_key(pod), exc)
             return
@@ -613,29 +569,9 @@ class PodRunner:
     def _event(self, pod: _Pod, kind: str, reason: str, message: str) -> None:
         if not self.options.events:
             return
-        now = _now()
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{pod.name}.{secrets.token_hex(8)}", "namespace": pod.namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": pod.name,
-                "namespace": pod.namespace,
-                "uid": pod.uid,
-                "fieldPath": f"spec.containers{{{self._cname(pod)}}}",
-            },
-            "type": kind,
-            "reason": reason,
-            "message": message,
-            "source": {"component": "pod-runner", "host": pod.obj["spec"].get("nodeName", "")},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        body = reporting.event(pod.obj, self._cname(pod), kind, reason, message)
         try:
-            self.api.create(f"/api/v1/namespaces/{pod.namespace}/events", event)
+            self.api.create(f"/api/v1/namespaces/{pod.namespace}/events", body)
         except (ApiError, OSError) as exc:
             log.warning("pod %s/%s: cannot record an Event: %s", *_key(pod), exc)
 
@@ -645,59 +581,13 @@ class PodRunner:
         except ContainerConfigError:
             return self.options.container or "worker"
 
-    # -- internals: publishing and watching ---------------------------------------------------
+    # -- internals: publishing ----------------------------------------------------------------
 
     def _publish(self) -> None:
         statuses = dict(self._history)
         for pod in self._pods.values():
             statuses[pod.namespace, pod.name] = _status_of(pod)
         self._statuses = statuses  # one assignment: readers see a whole pass
-
-    def _watch_forever(self, namespace: str | None) -> None:
-        path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
-        query = (
-            {"labelSelector": self.options.label_selector} if self.options.label_selector else {}
-        )
-        version = ""
-        while not self._stopping.is_set():
-            try:
-                if not version:
-                    listed = self.api.get(path, query)
-                    version = listed["metadata"]["resourceVersion"]
-                    self._inbox.put(_Listed(namespace, listed["items"]))
-                version = self._watch_once(path, query, version)
-            except Exception as exc:  # the API restarting, a dropped connection: list again
-                if self._stopping.is_set():
-                    return
-                log.warning("pod runner: watch of %s failed, listing again: %s", path, exc)
-                version = ""
-                self._stopping.wait(0.5)
-
-    def _watch_once(self, path: str, query: dict[str, str], version: str) -> str:
-        """Watches from `version` until the server ends it; the version to resume from ("":
-        list again)."""
-        stream = self.api.open_watch(
-            path,
-            resource_version=version,
-            timeout_s=_WATCH_TIMEOUT_S,
-            query={**query, "allowWatchBookmarks": "true"},
-        )
-        with self._streams_lock:
-            if self._stopping.is_set():
-                stream.close()
-            self._streams.add(stream)
-        try:
-            with stream:
-                for event in stream:
-                    if event["type"] == "ERROR":  # 410 Gone: that version is compacted away
-                        return ""
-                    version = event["object"]["metadata"].get("resourceVersion", version)
-                    if event["type"] != "BOOKMARK":
-                        self._inbox.put(event)
-        finally:
-            with self._streams_lock:
-                self._streams.discard(stream)
-        return version
 
 
 def _status_of(pod: _Pod) -> PodStatus:
@@ -732,45 +622,3 @@ def _version(obj: Json) -> int:
 
 def _key(pod: _Pod) -> tuple[str, str]:
     return pod.namespace, pod.name
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _kill_session(process: Process) -> None:
-    """SIGKILL to every process of `process`'s session (it is the session's leader), then reap
-    it. Only processes started since it are taken: a reused session id is not ours."""
-    for _ in range(3):
-        members = _session_members(process.pid, process.started_tick)
-        if not members:
-            break
-        for pid in members:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        wait_until(
-            lambda: not any(pid_running(pid) for pid in members),  # noqa: B023 (called here)
-            5.0,
-            interval_s=0.01,
-            what="the container's processes to die",
-        )
-    process.kill()
-
-
-def _session_members(session: int, since_tick: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        # proc(5): state, ppid, pgrp, session, ... starttime (field 22, index 19 here).
-        if (
-            fields[0] not in ("Z", "X")
-            and int(fields[3]) == session
-            and int(fields[19]) >= since_tick
-        ):
-            members.append(int(entry.name))
-    return members
