@@ -1,4 +1,10 @@
-"""Turning a task function's return value or exception into what `finish` records."""
+"""Turning a task function's return value or exception into what `finish` records.
+
+Whatever the task returns or raises, the outcome is a payload that can be recorded: a result
+JSON or UTF-8 cannot carry fails the task with a `PayloadError`, and an error is described
+even when its message cannot be printed or holds a lone surrogate. So one poisonous task
+fails with a reason and never takes its worker with it.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +12,40 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from blueque.errors import PayloadError
 from blueque.records import ErrorInfo
-from blueque.serialization import encode
+from blueque.serialization import encode, printable
 from blueque.task import Task
 
 TaskFunction = Callable[[Task], Any]
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
-    """Exception type (qualified), message and full traceback."""
+    """Exception type (qualified), message and full traceback; always encodable."""
     kind = type(exc)
     module = "" if kind.__module__ == "builtins" else kind.__module__ + "."
     return {
-        "type": module + kind.__qualname__,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
+        "type": printable(module + kind.__qualname__),
+        "message": printable(_message(exc)),
+        "traceback": printable(_traceback(exc)),
     }
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception as failure:  # __str__ is the task's code, and may fail
+        try:
+            reason = f"{type(failure).__name__}: {failure}"
+        except Exception:
+            reason = type(failure).__name__
+        return f"<str() of this {type(exc).__name__} raised {reason}>"
+
+
+def _traceback(exc: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(exc))
+    except Exception as failure:
+        return f"<the traceback could not be formatted: {type(failure).__name__}>"
 
 
 def call_task_function(fn: TaskFunction, task: Task) -> tuple[str, str]:
@@ -33,5 +56,5 @@ def call_task_function(fn: TaskFunction, task: Task) -> tuple[str, str]:
         return "failed", encode(error_info(exc))
     try:
         return "complete", encode(result, "result")
-    except PayloadError as exc:
+    except Exception as exc:  # a PayloadError, or a result object that fails to serialize
         return "failed", encode(error_info(exc))

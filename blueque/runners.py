@@ -71,6 +71,11 @@ class ForkingRunner:
                 if not _hand_over(out_w, ack_r, outcome, payload):
                     worker.record(task, outcome, payload)
                 code = EXIT_RECORDED
+            except BaseException:
+                # The parent records a bare exit status; the reason goes to the log.
+                log.exception(
+                    "task %s: its process failed before its outcome was recorded", task.id
+                )
             finally:
                 with contextlib.suppress(Exception):
                     sys.stdout.flush()

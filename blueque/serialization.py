@@ -1,6 +1,10 @@
 """JSON encoding of parameters, results, errors and progress.
 
 Payloads are JSON values, so any language can read them and a plain string stays a string.
+What JSON or UTF-8 cannot carry (a lone surrogate, as `os.listdir` gives for a file name that
+is not UTF-8; nesting deeper than the interpreter's recursion limit) is refused here, as a
+`PayloadError`, before it reaches a socket or a pipe; what cannot be decoded is a
+`CorruptTaskError`.
 """
 
 from __future__ import annotations
@@ -16,9 +20,22 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 
 def encode(value: Any, what: str = "value") -> str:
     try:
-        return _ENCODER.encode(value)
+        text = _ENCODER.encode(value)
+    except RecursionError:
+        raise PayloadError(f"{what} is nested too deeply to encode as JSON") from None
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"{what} must be JSON-serializable: {exc}") from exc
+    if not text.isascii():  # (a constant-time check: the common case costs nothing)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = text[exc.start : exc.end].encode("unicode_escape").decode()
+            raise PayloadError(
+                f"{what} is not valid UTF-8 text: it holds a lone surrogate ({bad}), as a file"
+                " name that is not UTF-8 does; decode such bytes explicitly (e.g. with"
+                " errors='replace') or send them as base64"
+            ) from None
+    return text
 
 
 def decode(text: str | bytes | None, what: str = "value") -> Any:
@@ -26,5 +43,14 @@ def decode(text: str | bytes | None, what: str = "value") -> Any:
         return None
     try:
         return json.loads(text)
+    except RecursionError:
+        raise CorruptTaskError(f"{what} is nested too deeply to decode") from None
     except ValueError as exc:
         raise CorruptTaskError(f"{what} is not valid JSON: {exc}") from exc
+
+
+def printable(text: str) -> str:
+    """`text` with any lone surrogate escaped (as `\\udcff`), so that it can be encoded."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

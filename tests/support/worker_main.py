@@ -11,6 +11,11 @@ needs. A dict parameter may hold:
   unserializable: true; the task returns a set (not JSON)
   result_size: return a string of that many characters
   result: what to return (default: the string "done at attempt N")
+  undecodable_result: true; return a string with a lone surrogate (a file name that is not
+    UTF-8, as os.listdir gives it)
+  undecodable_error: true; raise an error whose message holds such a file name
+  nested_result: a depth; return lists nested that deep
+  bad_str: true; raise an exception whose __str__ raises
 Every task process writes its pid into $BLUEQUE_TEST_PIDS_DIR (a directory), so the spawner
 fixture can kill task processes whose worker parent is gone (see task_pids.py).
 """
@@ -29,6 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from blueque import Client, Task, forking_runner, inprocess_runner
 from tests.support.task_pids import register_pid
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("str() of this exception fails")
 
 
 def task_function(task: Task) -> Any:
@@ -52,6 +62,17 @@ def task_function(task: Task) -> Any:
         return "x" * p["result_size"]
     if p.get("unserializable"):
         return {1, 2}
+    if p.get("undecodable_result"):
+        return os.fsdecode(b"report-\xff.txt")
+    if p.get("undecodable_error"):
+        raise ValueError("cannot parse " + os.fsdecode(b"report-\xff.txt"))
+    if "nested_result" in p:
+        nested: list[Any] = []
+        for _ in range(p["nested_result"]):
+            nested = [nested]
+        return nested
+    if p.get("bad_str"):
+        raise UnprintableError
     return p.get("result", f"done at attempt {task.attempts}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
@@ -70,3 +71,41 @@ def test_call_task_function_outcomes() -> None:
     outcome, payload = call_task_function(lambda t: {1, 2}, _task(1))
     assert outcome == "failed"
     assert decode(payload)["type"] == "blueque.errors.PayloadError"
+
+
+def _nested(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_a_lone_surrogate_is_a_payload_error_before_any_socket() -> None:
+    name = os.fsdecode(b"report-\xff.txt")  # what os.listdir gives for a non-UTF-8 name
+    with pytest.raises(PayloadError, match=r"result is not valid UTF-8.*\\udcff"):
+        encode({"files": [name]}, "result")
+    assert call_task_function(lambda task: name, _task(None))[0] == "failed"
+
+
+def test_nesting_too_deep_is_a_clear_error_both_ways() -> None:
+    with pytest.raises(PayloadError, match="result is nested too deeply"):
+        encode(_nested(100_000), "result")
+    with pytest.raises(CorruptTaskError, match="parameters is nested too deeply"):
+        decode("[" * 5000 + "]" * 5000, "parameters")
+
+
+def test_error_info_of_an_unprintable_error_is_still_encodable() -> None:
+    class UnprintableError(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+    def raises(task: Task) -> None:
+        raise UnprintableError
+
+    outcome, payload = call_task_function(raises, _task(None))
+    info = decode(payload)
+    assert outcome == "failed" and info["type"].endswith("UnprintableError")
+    assert info["message"] == "<str() of this UnprintableError raised RuntimeError: no str>"
+    surrogate = error_info(ValueError("bad " + os.fsdecode(b"\xff")))
+    assert surrogate["message"] == "bad \\udcff"
+    encode(surrogate)
