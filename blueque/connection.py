@@ -101,12 +101,23 @@ def _sentinel(netloc: str, path: str, query: str, tls: bool) -> Any:
     return sentinel.master_for(master, db=db, retry=_no_retry(), **_COMMON)  # type: ignore[no-untyped-call]
 
 
-# What a caller that retries (the worker) treats as "Redis is unreachable right now".
+# What a caller that retries (the worker) treats as "Redis is unavailable right now": it
+# cannot be reached, or it is out of memory (`maxmemory` reached under `noeviction`) and
+# refuses writes. A script refused for memory wrote nothing (Redis checks before a script's
+# first write), so retrying it is as safe as retrying one that never arrived.
 REDIS_DOWN = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
     ConnectionFailedError,
 )
+
+
+def unavailable(exc: BaseException) -> str:
+    """Why Redis is unavailable, for a log line."""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return f"Redis is out of memory and refuses writes ({exc})"
+    return f"Redis unreachable ({exc})"
 
 
 def is_cluster(client: Any) -> bool:

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from blueque.connection import REDIS_DOWN
+from blueque.connection import REDIS_DOWN, unavailable
 from blueque.errors import StopNow
 from blueque.outcome import call_task_function
 from blueque.serialization import encode
@@ -108,26 +108,21 @@ class ForkingRunner:
                         max(0.0, cancelled_at + worker.settings.cancel_grace_s - time.monotonic()),
                     )
                 watch = [pidfd] if handover.done else [pidfd, handover.fd]
-                try:
-                    ready = worker.wait_readable(watch, wait_s)
-                    if handover.fd in ready:
-                        handover.read_and_record(worker, task)
-                    if pidfd in ready:
-                        break
-                    if handover.recorded:
-                        # The task is finished; the child only exits now. The worker goes
-                        # on (its next claim overlaps that exit) and reaps it later: before
-                        # its next fork, or when a claim finds nothing.
-                        self._exiting.append(pid)
-                        return
-                except StopNow:
-                    _signal_group(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                    raise
+                ready = worker.wait_readable(watch, wait_s)
+                if handover.fd in ready:
+                    handover.read_and_record(worker, task)
+                if pidfd in ready:
+                    break
+                if handover.recorded:
+                    # The task is finished; the child only exits now. The worker goes on
+                    # (its next claim overlaps that exit) and reaps it later: before its
+                    # next fork, or when a claim finds nothing.
+                    self._exiting.append(pid)
+                    return
                 try:
                     cancel = worker.heartbeat_if_due() and not handover.recorded
                 except REDIS_DOWN as exc:
-                    log.warning("heartbeat failed (%s); the task keeps running", exc)
+                    log.warning("heartbeat failed: %s; the task keeps running", unavailable(exc))
                     cancel = False
                 if cancel and cancelled_at is None:
                     log.info("task %s cancelled: SIGTERM to its process group", task.id)
@@ -141,6 +136,13 @@ class ForkingRunner:
                     log.info("task %s still running after the cancel grace: SIGKILL", task.id)
                     _signal_group(pid, signal.SIGKILL)
                     killed = True
+        except BaseException:
+            # Never leave a task process unsupervised: whatever ends this watch (a second
+            # stop signal, an unexpected error) ends the task too; it stays in this
+            # worker's list, for recovery.
+            _signal_group(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
         finally:
             os.close(pidfd)
         _, status = os.waitpid(pid, 0)
@@ -307,4 +309,6 @@ class InProcessRunner:
                 try:
                     worker.heartbeat_if_due()
                 except REDIS_DOWN as exc:
-                    log.warning("heartbeat failed (%s); the task keeps running", exc)
+                    log.warning("heartbeat failed: %s; the task keeps running", unavailable(exc))
+                except Exception:  # this thread must outlive any one failed heartbeat
+                    log.exception("heartbeat failed; the task keeps running")

@@ -23,7 +23,7 @@ from types import FrameType
 from typing import Protocol
 
 from blueque.client import Client
-from blueque.connection import REDIS_DOWN, is_cluster
+from blueque.connection import REDIS_DOWN, is_cluster, unavailable
 from blueque.errors import CorruptTaskError, StopNow
 from blueque.keys import PROTOCOL_VERSION, registry_key
 from blueque.outcome import TaskFunction, error_info
@@ -287,7 +287,9 @@ class Worker:
                 claim = False
                 if self.signals >= 2:
                     raise StopNow from exc
-                log.warning("cannot record %s (%s); retrying in %.1f s", task.id, exc, delay)
+                log.warning(
+                    "cannot record %s: %s; retrying in %.1f s", task.id, unavailable(exc), delay
+                )
                 self.sleep(delay)
                 delay = min(delay * 2, self.settings.reconnect_max_delay_s)
         if state == "stale":
@@ -370,12 +372,12 @@ class Worker:
                 self._check_own_list = True
                 if patience_s is not None and time.monotonic() - began >= patience_s:
                     log.warning(
-                        "Redis unreachable (%s); leaving without deregistering: what this"
-                        " worker holds is recovered as a dead worker's",
-                        exc,
+                        "%s; leaving without deregistering: what this worker holds is"
+                        " recovered as a dead worker's",
+                        unavailable(exc),
                     )
                     return
-                log.warning("Redis unreachable (%s); retrying in %.1f s", exc, delay)
+                log.warning("%s; retrying in %.1f s", unavailable(exc), delay)
                 self.sleep(delay)
                 delay = min(delay * 2, self.settings.reconnect_max_delay_s)
                 if until_stopping and self.stopping:
