@@ -2,8 +2,10 @@
 
 The forking runner keeps the worker parent clean and alive whatever the task does (crash,
 leak, signal); the child runs in its own process group, so a terminal's Ctrl-C reaches only
-the parent, which decides. The in-process runner saves the fork for short tasks, at the
-price of sharing the worker's fate; it heartbeats from a thread while a task runs.
+the parent, which decides. The child dies with the parent, and what the task leaves
+behind is ended when it ends (see `process_tree`). The in-process runner saves the fork
+for short tasks, at the price of sharing the worker's fate; it heartbeats from a thread
+while a task runs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ from typing import TYPE_CHECKING
 from blueque.connection import REDIS_DOWN, unavailable
 from blueque.errors import StopNow
 from blueque.outcome import call_task_function
+from blueque.process_tree import (
+    become_subreaper,
+    children,
+    children_listing_is_cheap,
+    die_with_parent,
+    end_strays,
+    kill_group,
+)
 from blueque.serialization import encode
 from blueque.task import Task
 
@@ -31,13 +41,16 @@ log = logging.getLogger("blueque.worker")
 EXIT_RECORDED = 0  # the outcome was recorded (by the parent, or by the child itself)
 EXIT_NOT_RECORDED = 70
 ACK = b"1"  # parent to child: your outcome is recorded
+# Where finding strays means scanning /proc, a sweep between tasks runs at most this often.
+STRAY_SWEEP_INTERVAL_S = 1.0
 
 
 class ForkingRunner:
     """Forks a child per task. The child hands its outcome to the parent over a pipe and the
-    parent records it on its own, already open connection, then acknowledges; a child whose
-    parent is gone (no acknowledgement: end of file) records the outcome itself. So a result
-    lands even if the parent dies, and the common path costs the child no Redis connection
+    parent records it on its own, already open connection, then acknowledges; a child that
+    gets no acknowledgement (end of file: the parent could not record, or, where a child
+    does not die with its parent, the parent is gone) records the outcome itself. The common
+    path costs the child no Redis connection
     of its own (redis-py opens a new one after a fork: several round trips, and the pages it
     touches are copied, which is slow on small virtual machines)."""
 
@@ -45,13 +58,23 @@ class ForkingRunner:
 
     def __init__(self) -> None:
         self._exiting: list[int] = []  # children whose outcome is recorded, not yet reaped
+        self._subreaper: bool | None = None  # None until the first task
+        self._not_ours: set[int] = set()  # children the worker's program had before that
+        self._cheap_listing = False
+        self._next_sweep = 0.0
 
     def execute(self, worker: Worker, task: Task) -> None:
+        if self._subreaper is None:
+            self._subreaper = become_subreaper()
+            self._not_ours = children() if self._subreaper else set()
+            self._cheap_listing = children_listing_is_cheap()
         self._reap_exited()
+        self._end_strays()
         sys.stdout.flush()
         sys.stderr.flush()
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
+        parent = os.getpid()
         try:
             pid = os.fork()
         except BaseException:
@@ -61,6 +84,7 @@ class ForkingRunner:
         if pid == 0:  # the child: run, hand over or record, leave without the parent's cleanup
             code = EXIT_NOT_RECORDED
             try:
+                die_with_parent(parent)
                 os.close(out_r)
                 os.close(ack_w)
                 os.setpgid(0, 0)
@@ -92,6 +116,7 @@ class ForkingRunner:
             os.close(out_r)
             if handover.ack_w >= 0:
                 os.close(handover.ack_w)
+        self._end_strays()
 
     def _supervise(self, worker: Worker, task: Task, pid: int, handover: _Handover) -> None:
         """Waits for the child, heartbeating, recording the outcome it hands over; stops it
@@ -119,6 +144,7 @@ class ForkingRunner:
                     # next fork, or when a claim finds nothing.
                     self._exiting.append(pid)
                     return
+                self._reap_exited()  # the previous task's process, if it was still exiting
                 try:
                     cancel = worker.heartbeat_if_due() and not handover.recorded
                 except REDIS_DOWN as exc:
@@ -145,6 +171,7 @@ class ForkingRunner:
             raise
         finally:
             os.close(pidfd)
+        kill_group(pid)  # what the task left in its group ends with it
         _, status = os.waitpid(pid, 0)
         if not handover.done:
             # The child is gone: whatever it wrote is in the pipe, complete or not.
@@ -178,13 +205,47 @@ class ForkingRunner:
 
     def idle(self) -> None:
         self._reap_exited()
+        self._end_strays()
+
+    def close(self) -> None:
+        deadline = time.monotonic() + 1.0
+        while self._exiting and time.monotonic() < deadline:
+            self._reap_exited()
+            time.sleep(0.01)
+        for pid in self._exiting:  # recorded, but slow to exit: it ends now
+            kill_group(pid)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self._exiting.clear()
+        self._end_strays(now=True)
 
     def _reap_exited(self) -> None:
+        """Reaps children whose task was recorded once they exited, after ending what their
+        task left in their process group (while the exited child, a zombie, still holds
+        the group's id)."""
         for pid in list(self._exiting):
-            with contextlib.suppress(ChildProcessError):
-                if os.waitpid(pid, os.WNOHANG) == (0, 0):
-                    continue  # still exiting: next time
+            try:
+                exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                self._exiting.remove(pid)
+                continue
+            if exited is None:
+                continue  # still exiting: next time
+            kill_group(pid)
+            os.waitpid(pid, 0)
             self._exiting.remove(pid)
+
+    def _end_strays(self, *, now: bool = False) -> None:
+        """Ends processes that finished tasks detached and that were reparented to this
+        worker (a subreaper). Runs only between tasks."""
+        if not self._subreaper:
+            return
+        if not (now or self._cheap_listing or time.monotonic() >= self._next_sweep):
+            return
+        self._next_sweep = time.monotonic() + STRAY_SWEEP_INTERVAL_S
+        ended = end_strays(self._not_ours | set(self._exiting))
+        if ended:
+            log.info("ended %d process(es) that finished tasks left running", ended)
 
 
 def _hand_over(out_w: int, ack_r: int, outcome: str, payload: str) -> bool:
@@ -280,6 +341,9 @@ class InProcessRunner:
         self._worker: Worker | None = None
 
     def idle(self) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
     def execute(self, worker: Worker, task: Task) -> None:

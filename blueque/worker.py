@@ -52,6 +52,10 @@ class Runner(Protocol):
         """Called when a claim found nothing: housekeeping between tasks."""
         ...
 
+    def close(self) -> None:
+        """Called once when the worker stops: ends what its tasks left behind."""
+        ...
+
 
 class Worker:
     def __init__(
@@ -97,6 +101,8 @@ class Worker:
             except StopNow:
                 log.warning("worker %s stopped at once; its task stays in its list", self.id)
                 return 128 + signal.SIGTERM
+            finally:
+                self.runner.close()
         log.info("worker %s stopped after %d tasks", self.id, self.tasks_done)
         return 0
 

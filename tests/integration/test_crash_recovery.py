@@ -1,5 +1,6 @@
 """Crashes with real processes: a worker's parent and child SIGKILLed mid-task, recovered by
-reap (heartbeat expired) or by the same worker restarting; fencing of a stale worker."""
+reap (heartbeat expired) or by the same worker restarting; fencing of a stale worker; a child
+that dies with its parent."""
 
 from __future__ import annotations
 
@@ -126,20 +127,26 @@ def test_stale_workers_late_finish_is_dropped(
     assert stale.poll() is None, stale.output()  # the stale worker lives on
 
 
-def test_orphaned_task_process_records_its_own_result(
+def test_a_task_process_dies_with_its_killed_parent_and_the_reap_gives_the_task_back(
     queue: Queue, redis_url: str, workers: WorkerSpawner, tmp_path: Path
 ) -> None:
     gate, started = tmp_path / "gate", tmp_path / "started"
-    task_id = queue.enqueue({"gate": str(gate), "started": str(started), "result": "orphan"})
+    task_id = queue.enqueue({"gate": str(gate), "started": str(started), "result": "rerun"})
     worker = workers.start(redis_url, Q, env={**SHORT_TTL, "BLUEQUE_WORKER_ID": "parent"})
     wait_until(started.exists, 20, what="the task to start")
-    worker.kill()  # the parent dies; its child runs on
-    worker.wait_exit(5)
     assert workers.task_pids.alive()
-    gate.touch()
+    worker.kill()  # the parent dies; its child with it (Linux: PR_SET_PDEATHSIG)
+    worker.wait_exit(5)
+    wait_until(lambda: not workers.task_pids.alive(), 5, what="the task process to die")
+    gate.touch()  # an orphan that survived would now record its result at attempt 1
+    wait_until(lambda: queue.reap() == (1, 1, 0), 10, what="the reap")
+    workers.start(redis_url, Q, env={"BLUEQUE_WORKER_ID": "rescuer"})
     task = queue.client.get_task(task_id).wait(20)
-    assert (task.status, task.result, task.attempts) == ("complete", "orphan", 1)
-    # The dead worker is still reaped, with nothing left to give back.
-    wait_until(lambda: queue.reap() == (1, 0, 0), 10, what="the reap")
+    assert (task.status, task.result, task.attempts, task.worker) == (
+        "complete",
+        "rerun",
+        2,
+        "rescuer",
+    )
     stats = queue.stats()
-    assert (stats.complete, stats.running, stats.workers, stats.totals["requeued"]) == (1, 0, 0, 0)
+    assert (stats.complete, stats.running, stats.totals["requeued"]) == (1, 0, 1)

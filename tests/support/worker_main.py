@@ -16,6 +16,9 @@ needs. A dict parameter may hold:
   undecodable_error: true; raise an error whose message holds such a file name
   nested_result: a depth; return lists nested that deep
   bad_str: true; raise an exception whose __str__ raises
+  spawn: "group", "setsid" or "daemon"; start a `sleep` process in the task's process group,
+    in a session of its own, or as a daemon (double fork and setsid), and write its pid
+    into the file named by "spawned", before anything else
 Every task process writes its pid into $BLUEQUE_TEST_PIDS_DIR (a directory), so the spawner
 fixture can kill task processes whose worker parent is gone (see task_pids.py).
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,9 +45,30 @@ class UnprintableError(Exception):
         raise RuntimeError("str() of this exception fails")
 
 
+def spawn(how: str, pid_file: Path) -> None:
+    """Leaves a process running: the test must end it (by the pid written) if the worker
+    does not."""
+    sleeper = ["sleep", "600"]
+    if how == "daemon":
+        middle = os.fork()
+        if middle == 0:
+            os.setsid()
+            daemon = os.fork()
+            if daemon == 0:
+                os.execvp(sleeper[0], sleeper)
+            pid_file.write_text(str(daemon))
+            os._exit(0)
+        os.waitpid(middle, 0)
+        return
+    process = subprocess.Popen(sleeper, start_new_session=how == "setsid")
+    pid_file.write_text(str(process.pid))
+
+
 def task_function(task: Task) -> Any:
     register_pid()
     p = task.parameters if isinstance(task.parameters, dict) else {}
+    if "spawn" in p:
+        spawn(p["spawn"], Path(p["spawned"]))
     if "started" in p:
         Path(p["started"]).write_text(str(task.attempts))
     if "gate" in p and (task.attempts == 1 or not p.get("gate_first_only")):

@@ -32,6 +32,9 @@ class DirectRunner:
     def idle(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
     def execute(self, worker: Worker, task: Task) -> None:
         outcome, payload = call_task_function(worker.fn, task)
         worker.record(task, outcome, payload, then_claim=True)
