@@ -18,6 +18,7 @@ from blueque.errors import (
     TaskFailedError,
     TaskNotFoundError,
     WaitTimeoutError,
+    WorkerIdInUseError,
 )
 from blueque.keys import PROTOCOL_VERSION
 from blueque.queue import Queue
@@ -44,6 +45,7 @@ __all__ = [
     "TaskNotFoundError",
     "WaitTimeoutError",
     "Worker",
+    "WorkerIdInUseError",
     "WorkerInfo",
     "WorkerSettings",
     "forking_runner",

@@ -47,5 +47,9 @@ class TaskFailedError(BluequeError):
     """Raised by `Task.wait(raise_on_failure=True)` for a task that failed or was cancelled."""
 
 
+class WorkerIdInUseError(BluequeError):
+    """Another live worker holds this worker's id: two workers must not share one."""
+
+
 class StopNow(BluequeError):  # noqa: N818 (control flow, not a failure)
     """A worker got a second stop signal: it leaves at once; its task stays in its list."""

@@ -24,7 +24,8 @@ from typing import Protocol
 
 from blueque.client import Client
 from blueque.connection import REDIS_DOWN, is_cluster, unavailable
-from blueque.errors import CorruptTaskError, StopNow
+from blueque.errors import CorruptTaskError, StopNow, WorkerIdInUseError
+from blueque.identity import Holder, refuse_a_live_holder
 from blueque.keys import PROTOCOL_VERSION, registry_key
 from blueque.outcome import TaskFunction, error_info
 from blueque.protocol import Begun
@@ -39,6 +40,10 @@ log = logging.getLogger("blueque.worker")
 # a stop must not wait for Redis (an idle worker exits within about a second), and a task it
 # claimed meanwhile is given back like a dead worker's (reap, the operator, a restart).
 STOP_PATIENCE_S = 1.0
+
+# The exit status of a worker that does not start because another live worker holds its id
+# (EX_CONFIG of sysexits.h: the configuration gave two workers one id).
+EXIT_ID_IN_USE = 78
 
 
 class Runner(Protocol):
@@ -98,6 +103,9 @@ class Worker:
                 while not self.stopping:
                     self._with_redis(self._step, until_stopping=True)
                 self._with_redis(self._deregister, patience_s=STOP_PATIENCE_S)
+            except WorkerIdInUseError as exc:
+                log.error("%s", exc)
+                return EXIT_ID_IN_USE
             except StopNow:
                 log.warning("worker %s stopped at once; its task stays in its list", self.id)
                 return 128 + signal.SIGTERM
@@ -112,6 +120,12 @@ class Worker:
         return self.signals > 0 or bool(limit and self.tasks_done >= limit)
 
     def _start(self) -> None:
+        redis = self.client.redis
+        fields = redis.hgetall(self.keys.worker(self.id))
+        fresh = bool(redis.exists(self.keys.worker_alive(self.id)))
+        refuse_a_live_holder(
+            self.id, Holder.from_fields(fields), fresh, socket.gethostname(), os.getpid()
+        )
         # A restarted worker (same id, e.g. a container restart in the same pod) gives back
         # what its previous life held: that task's process is gone.
         if self.client.redis.llen(self.keys.worker_tasks(self.id)):
