@@ -22,6 +22,7 @@ from blueque.errors import (
 )
 from blueque.keys import PROTOCOL_VERSION
 from blueque.queue import Queue
+from blueque.reaping import Reaped, ReapGuard
 from blueque.records import QueueStats, WorkerInfo
 from blueque.settings import WorkerSettings
 from blueque.task import Task
@@ -40,6 +41,8 @@ __all__ = [
     "Queue",
     "QueueConfig",
     "QueueStats",
+    "ReapGuard",
+    "Reaped",
     "Task",
     "TaskFailedError",
     "TaskNotFoundError",

@@ -30,7 +30,7 @@ class WorkerSettings:
     cancel_grace_s: float = 10.0
     """After a running task is cancelled: time between SIGTERM and SIGKILL to its child."""
     reconnect_max_delay_s: float = 10.0
-    """Cap of the exponential backoff while Redis is unreachable."""
+    """Cap of the exponential backoff while Redis is unreachable (at most half the TTL)."""
     promote_interval_s: float = 1.0
     """How often an idle worker promotes due scheduled tasks (0: leave it to the operator or
     `blueque scheduler`). Promotion is atomic, so many workers doing it is safe."""

@@ -268,6 +268,12 @@ class Worker:
         self._last_heartbeat = time.monotonic()
         return cancel
 
+    @property
+    def _backoff_cap_s(self) -> float:
+        # A retry at least every half TTL: after an outage, reapers give live workers one TTL
+        # to heartbeat again (blueque.reaping).
+        return min(self.settings.reconnect_max_delay_s, self.settings.heartbeat_ttl_s / 2)
+
     def heartbeat_if_due(self) -> bool:
         if time.monotonic() - self._last_heartbeat >= self.settings.heartbeat_interval_s:
             return self.heartbeat()
@@ -311,7 +317,7 @@ class Worker:
                     "cannot record %s: %s; retrying in %.1f s", task.id, unavailable(exc), delay
                 )
                 self.sleep(delay)
-                delay = min(delay * 2, self.settings.reconnect_max_delay_s)
+                delay = min(delay * 2, self._backoff_cap_s)
         if state == "stale":
             log.warning("task %s: late result dropped (requeued while it ran)", task.id)
         return state
@@ -399,6 +405,6 @@ class Worker:
                     return
                 log.warning("%s; retrying in %.1f s", unavailable(exc), delay)
                 self.sleep(delay)
-                delay = min(delay * 2, self.settings.reconnect_max_delay_s)
+                delay = min(delay * 2, self._backoff_cap_s)
                 if until_stopping and self.stopping:
                     return

@@ -21,8 +21,10 @@ from typing import Any
 import click
 
 from blueque.cli.app import DURATION, State, UserError, describe, pass_state
+from blueque.connection import REDIS_DOWN
 from blueque.errors import InvalidNameError
 from blueque.outcome import TaskFunction
+from blueque.reaping import ReapGuard
 from blueque.runners import ForkingRunner, InProcessRunner
 from blueque.settings import WorkerSettings
 from blueque.worker import Runner, Worker
@@ -196,13 +198,16 @@ def scheduler(
 ) -> None:
     """Promote due scheduled tasks and requeue the tasks of workers whose heartbeat expired,
     on QUEUES (default: every registered queue), until SIGTERM or SIGINT. For deployments
-    without the Kubernetes operator; several schedulers may run at once."""
+    without the Kubernetes operator; several schedulers may run at once. After Redis or
+    this scheduler's connection comes back, reaping waits one heartbeat TTL, so that an
+    outage is not taken for the death of every worker."""
     configure_logging(log_level)
     client = state.client()
     for name in queues:
         client.get_queue(name)  # a bad name is a mistake to report now, not every pass
+    guard = ReapGuard()
     if once:
-        report = scheduler_pass(state, queues)
+        report = scheduler_pass(state, queues, guard)
         click.echo(json.dumps(report) if state.json else _summary(report))
         return
     stop = _Stop()
@@ -212,10 +217,12 @@ def scheduler(
         while not stop.event.is_set():
             wait_s = interval
             try:
-                report = scheduler_pass(state, queues)
+                report = scheduler_pass(state, queues, guard)
                 if report["next_due_in_s"] is not None:
                     wait_s = min(interval, report["next_due_in_s"])
             except Exception as exc:
+                if isinstance(exc, REDIS_DOWN):
+                    guard.lost()
                 message = describe(exc)
                 if message is None:
                     raise
@@ -227,9 +234,9 @@ def scheduler(
     log.info("scheduler stopped")
 
 
-def scheduler_pass(state: State, names: tuple[str, ...]) -> dict[str, Any]:
-    """promote_due and reap on each queue; returns what was done and when the next task is
-    due (seconds from now, or None)."""
+def scheduler_pass(state: State, names: tuple[str, ...], guard: ReapGuard) -> dict[str, Any]:
+    """promote_due and reap (through `guard`) on each queue; returns what was done and when
+    the next task is due (seconds from now, or None)."""
     client = state.client()
     now_ms = time.time() * 1000
     report: dict[str, Any] = {"queues": {}, "next_due_in_s": None}
@@ -240,12 +247,14 @@ def scheduler_pass(state: State, names: tuple[str, ...]) -> dict[str, Any]:
             log.warning("skipping %s", exc)
             continue
         promoted, next_due_ms = queue.promote_due()
-        reaped, requeued, failed = queue.reap()
+        reap = guard.reap(queue)
+        reaped, requeued, failed = reap.workers, reap.requeued, reap.failed
         report["queues"][name] = {
             "promoted": promoted,
             "reaped_workers": reaped,
             "requeued": requeued,
             "failed": failed,
+            "reap_held_back": reap.held_back,
         }
         if promoted or reaped:
             log.info(
@@ -265,8 +274,13 @@ def scheduler_pass(state: State, names: tuple[str, ...]) -> dict[str, Any]:
 
 def _summary(report: dict[str, Any]) -> str:
     lines = [
-        f"{name}: promoted {r['promoted']}, reaped {r['reaped_workers']} worker(s)"
-        f" ({r['requeued']} requeued, {r['failed']} failed)"
+        f"{name}: promoted {r['promoted']}, "
+        + (
+            f"reaping held back: {r['reap_held_back']}"
+            if r["reap_held_back"]
+            else f"reaped {r['reaped_workers']} worker(s)"
+            f" ({r['requeued']} requeued, {r['failed']} failed)"
+        )
         for name, r in report["queues"].items()
     ]
     return "\n".join(lines) or "no queues"

@@ -33,6 +33,7 @@ from blueque.client import Client
 from blueque.errors import InvalidNameError
 from blueque.keys import validate_queue_name
 from blueque.queue import Queue
+from blueque.reaping import ReapGuard
 from blueque.records import QueueStats, WorkerInfo
 from blueque.task import Task
 
@@ -177,7 +178,11 @@ def config(state: State, queue: str, settings: tuple[str, ...]) -> None:
 @click.option(
     "--all-dead", is_flag=True, help="Every worker of QUEUE whose heartbeat expired (reap)."
 )
-@click.option("--force", is_flag=True, help="Even if the worker still heartbeats.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Even if the worker still heartbeats (--all-dead: even within a TTL of a restart).",
+)
 @json_option
 @pass_state
 def requeue(state: State, queue: str, worker_id: str | None, all_dead: bool, force: bool) -> None:
@@ -187,7 +192,14 @@ def requeue(state: State, queue: str, worker_id: str | None, all_dead: bool, for
         raise click.UsageError("give a WORKER_ID or --all-dead (not both)")
     q = state.client().get_queue(queue)
     if all_dead:
-        reaped, requeued, failed = q.reap("requeued by blueque requeue --all-dead")
+        reason = "requeued by blueque requeue --all-dead"
+        if force:
+            reaped, requeued, failed = q.reap(reason)
+        else:
+            reap = ReapGuard().reap(q, reason)
+            if reap.held_back:
+                raise UserError(f"nothing requeued: {reap.held_back} (--force to reap now)")
+            reaped, requeued, failed = reap.workers, reap.requeued, reap.failed
         result = {"queue": q.name, "workers": reaped, "requeued": requeued, "failed": failed}
     else:
         assert worker_id is not None

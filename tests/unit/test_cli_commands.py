@@ -322,7 +322,13 @@ def test_scheduler_once_promotes_due_tasks_and_reaps(invoke: Invoke, client: Cli
     poll(lambda: datetime.now(UTC) > due_at, timeout_s=5)
     client.redis.sadd("blueque:queues", "bad{name}")  # garbage must not stop the pass
     doc = json.loads(ok(invoke("--json", "scheduler", "--once")))
-    assert doc["queues"]["q"] == {"promoted": 1, "reaped_workers": 1, "requeued": 1, "failed": 0}
+    assert doc["queues"]["q"] == {
+        "promoted": 1,
+        "reaped_workers": 1,
+        "requeued": 1,
+        "failed": 0,
+        "reap_held_back": None,
+    }
     assert 3500 < doc["next_due_in_s"] <= 3600
     assert client.get_task(due).status == "pending"
     assert client.get_task(later).status == "scheduled"
