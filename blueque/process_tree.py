@@ -11,9 +11,8 @@ it can leave behind, as a container runtime would at the end of a container:
 - **The worker parent is a child subreaper** (Linux: `PR_SET_CHILD_SUBREAPER`): a process the
   task detached (`setsid`, a double fork) is reparented to the worker, not to init, when its
   parent exits; the worker SIGKILLs and reaps such strays between tasks, never while a task
-  runs (a task may use a daemon it started). Finding them costs a scan of /proc where the
-  kernel has no `/proc/<pid>/task/<tid>/children` file, so then a sweep runs at most once a
-  second at task boundaries, and whenever the worker is idle.
+  runs (a task may use a daemon it started): before a next task begins or while the worker
+  is idle, at most once a second (finding them reads /proc), and when the worker stops.
 
 What escapes: on other systems only the process-group kill applies (a child whose parent is
 SIGKILLed runs on and records its own result); a SIGKILLed worker parent leaves its task's
@@ -70,23 +69,27 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def children_listing_is_cheap() -> bool:
-    return Path(f"/proc/self/task/{os.getpid()}/children").exists()
-
-
 def children() -> set[int]:
     """The pids of this process's children (Linux /proc; empty elsewhere)."""
-    found: set[int] = set()
-    threads = Path("/proc/self/task")
-    if not threads.is_dir():
-        return found
+    if not Path("/proc/self/task").is_dir():
+        return set()
     try:
-        for thread in threads.iterdir():
-            found.update(int(pid) for pid in (thread / "children").read_text().split())
-        return found
-    except FileNotFoundError:
-        pass  # no children file (CONFIG_PROC_CHILDREN off): scan every process's parent
+        return listed_children()
+    except FileNotFoundError:  # no children file (CONFIG_PROC_CHILDREN off)
+        return scanned_children()
+
+
+def listed_children() -> set[int]:
+    found: set[int] = set()
+    for thread in Path("/proc/self/task").iterdir():
+        found.update(int(pid) for pid in (thread / "children").read_text().split())
+    return found
+
+
+def scanned_children() -> set[int]:
+    """The same as `listed_children`, from every process's parent pid: slower."""
     me = os.getpid()
+    found: set[int] = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
