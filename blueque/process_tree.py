@@ -13,6 +13,9 @@ it can leave behind, as a container runtime would at the end of a container:
   parent exits; the worker SIGKILLs and reaps such strays between tasks, never while a task
   runs (a task may use a daemon it started): before a next task begins or while the worker
   is idle, at most once a second (finding them reads /proc), and when the worker stops.
+  Children the worker's program had before its first task are left alone; a process that
+  program starts later (from another thread: the forking parent is meant to be
+  single-threaded) would be taken for a stray.
 
 What escapes: on other systems only the process-group kill applies (a child whose parent is
 SIGKILLed runs on and records its own result); a SIGKILLed worker parent leaves its task's

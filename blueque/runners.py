@@ -45,9 +45,9 @@ class ForkingRunner:
     parent records it on its own, already open connection, then acknowledges; a child that
     gets no acknowledgement (end of file: the parent could not record, or, where a child
     does not die with its parent, the parent is gone) records the outcome itself. The common
-    path costs the child no Redis connection
-    of its own (redis-py opens a new one after a fork: several round trips, and the pages it
-    touches are copied, which is slow on small virtual machines)."""
+    path costs the child no Redis connection of its own (redis-py opens a new one after a
+    fork: several round trips, and the pages it touches are copied, which is slow on small
+    virtual machines)."""
 
     name = "fork"
 
