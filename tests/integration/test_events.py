@@ -33,10 +33,7 @@ def test_waits_reuse_one_pubsub_connection(redis_url: str) -> None:
         assert probe.info("stats")["total_connections_received"] == before
         # The kept connection is unsubscribed while idle: events published now are not
         # queued on it for the next wait.
-        assert probe.execute_command("PUBSUB", "SHARDNUMSUB", queue.keys.events) == [
-            queue.keys.events.encode(),
-            0,
-        ]
+        assert probe.pubsub_shardnumsub(queue.keys.events) == [(queue.keys.events.encode(), 0)]
     finally:
         probe.close()
         client.close()

@@ -4,6 +4,7 @@ driven script by script on standalone Redis and on a 3-master Redis Cluster."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 from redis.exceptions import ResponseError
@@ -320,7 +321,11 @@ def test_a_bad_config_value_fails_requeue_reap_cancel_and_promote_before_any_wri
         queue.keys.worker("w1"),
     ]
     before = snapshot(queue, *extra)
-    calls = [lambda: queue.requeue_worker("w1"), queue.reap, queue.config]
+    calls: list[Callable[[], object]] = [
+        lambda: queue.requeue_worker("w1"),
+        queue.reap,
+        queue.config,
+    ]
     if retention:  # every script that may finish a task applies retention
         calls += [
             lambda: queue.transitions.cancel(waiting_id),

@@ -51,7 +51,8 @@ def sleepers(tmp_path: Path) -> Iterator[Path]:
 
 
 def sleeper_pid(pid_file: Path) -> int:
-    return int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), 10, what="a pid"))
+    text = wait_until(lambda: pid_file.read_text() if pid_file.exists() else None, 10, what="a pid")
+    return int(text)
 
 
 def test_a_task_process_dies_with_its_worker_parent(

@@ -122,7 +122,7 @@ def test_the_example_is_accepted_and_defaulted(
 def test_a_full_pod_template_keeps_its_fields(
     installed: Json, kube_admin: ApiClient, kube_namespace: str
 ) -> None:
-    template = {
+    template: dict[str, Any] = {
         "metadata": {"labels": {"team": "media"}, "annotations": {"note": "kept"}},
         "spec": {
             "terminationGracePeriodSeconds": 7200,

@@ -201,11 +201,12 @@ def test_a_process_killed_from_outside_is_restarted_while_its_pod_lives(
     assert first.pid is not None
 
     os.kill(first.pid, signal.SIGKILL)
-    again = wait_until(
-        lambda: (s := pod_runner.status(name)) and s.state == "running" and s.restarts == 1 and s,
-        15,
-        what=lambda: f"a restart: {pod_runner.status(name)}",
-    )
+
+    def restarted() -> PodStatus | None:
+        s = pod_runner.status(name)
+        return s if s is not None and s.state == "running" and s.restarts == 1 else None
+
+    again = wait_until(restarted, 15, what=lambda: f"a restart: {pod_runner.status(name)}")
 
     assert again.pid != first.pid
     assert again.exit_codes == (-signal.SIGKILL,)
@@ -268,10 +269,13 @@ def test_a_secret_key_ref_resolves_once_the_secret_exists(
     (name,) = wait_until(
         lambda: [p["metadata"]["name"] for p in _live_pods(kube_admin, ns, "sec")], 30, what="pod"
     )
+
+    def config_error() -> PodStatus | None:
+        s = pod_runner.status(name)
+        return s if s is not None and s.last_error else None
+
     waiting = wait_until(
-        lambda: (s := pod_runner.status(name)) and s.last_error and s,
-        15,
-        what=lambda: f"a config error: {pod_runner.status(name)}",
+        config_error, 15, what=lambda: f"a config error: {pod_runner.status(name)}"
     )
     assert (waiting.state, waiting.pid) == ("waiting", None)
     assert waiting.last_error == 'Error: secret "redis" not found'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 
 import fakeredis
@@ -12,9 +13,7 @@ from blueque import Client
 
 @pytest.fixture
 def fake_client() -> Iterator[Client]:
-    try:
-        import lupa  # noqa: F401 (fakeredis runs Lua scripts through it)
-    except ImportError:
+    if importlib.util.find_spec("lupa") is None:  # fakeredis runs Lua scripts through it
         pytest.fail("fakeredis cannot run Lua scripts: install fakeredis[lua] (./dev test does)")
     server = fakeredis.FakeServer()
     client = Client(redis=fakeredis.FakeRedis(server=server, decode_responses=True))

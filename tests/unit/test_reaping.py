@@ -64,7 +64,7 @@ def test_a_worker_retries_at_least_every_half_ttl_while_redis_is_unavailable(
     )
     worker = Worker(fake_client, "q", lambda task: None, DirectRunner(), settings)
     waits: list[float] = []
-    worker.sleep = waits.append  # type: ignore[method-assign]
+    worker.sleep = waits.append  # type: ignore[method-assign, assignment]
     failures = iter(range(12))
 
     def unavailable() -> None:

@@ -230,7 +230,7 @@ def test_conversion_refuses_what_a_crd_cannot_say() -> None:
     }
     with pytest.raises(ValueError, match="recursive schema"):
         crd.pod_template_schema({"components": {"schemas": recursive}})
-    untyped = {crd.POD_TEMPLATE_SPEC: {"properties": {}}}
+    untyped: dict[str, Any] = {crd.POD_TEMPLATE_SPEC: {"properties": {}}}
     with pytest.raises(ValueError, match="without a type"):
         crd.pod_template_schema({"components": {"schemas": untyped}})
 

@@ -17,6 +17,7 @@ from blueque_operator.policy import (
     Decision,
     Observation,
     Pod,
+    PodPhase,
     ScaleDownState,
     Worker,
     Workload,
@@ -50,7 +51,8 @@ def observations(draw: st.DrawFn) -> Observation:
     pods = []
     for name in names:
         scheduled = draw(st.booleans()) or draw(st.booleans())
-        phase = draw(st.sampled_from(["Running", "Running", "Pending", "Unknown", "Failed"]))
+        phases: list[PodPhase] = ["Running", "Running", "Pending", "Unknown", "Failed"]
+        phase = draw(st.sampled_from(phases))
         pods.append(
             Pod(
                 name,

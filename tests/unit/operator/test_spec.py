@@ -146,7 +146,7 @@ def test_task_limits_are_the_librarys() -> None:
 
 
 def test_a_template_instead_of_the_short_form() -> None:
-    template = {
+    template: dict[str, Any] = {
         "metadata": {"labels": {"team": "media"}},
         "spec": {
             "terminationGracePeriodSeconds": 900,
