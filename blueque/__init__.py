@@ -7,6 +7,7 @@ which every transition is one atomic Lua script on one Redis Cluster slot.
 from blueque import forking_runner, inprocess_runner
 from blueque.client import Client
 from blueque.config import QueueConfig
+from blueque.environment import RedisEnvironment, WorkerEnvironment
 from blueque.errors import (
     BluequeError,
     ConfigError,
@@ -43,11 +44,13 @@ __all__ = [
     "QueueStats",
     "ReapGuard",
     "Reaped",
+    "RedisEnvironment",
     "Task",
     "TaskFailedError",
     "TaskNotFoundError",
     "WaitTimeoutError",
     "Worker",
+    "WorkerEnvironment",
     "WorkerIdInUseError",
     "WorkerInfo",
     "WorkerSettings",

@@ -16,7 +16,7 @@ from blueque.task import Task
 class Client:
     """Connects to Redis. `Client(hostname="localhost", port=6379, db=0)` or
     `Client("redis://...")`; see `blueque.connection.connect` for every URL form
-    (TLS, Sentinel, Cluster)."""
+    (TLS, Sentinel, Cluster). `password` also supplies or replaces a URL's password."""
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ are safe to repeat. Connection-level failures surface as `ConnectionFailedError`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -47,6 +47,8 @@ def connect(
 
     URL forms: `redis://`, `rediss://` (TLS), `unix://`, `redis+cluster://host:port` (or
     `cluster=True`), `redis+sentinel://[user:pass@]host:port[,host:port...]/master[/db]`.
+    With a URL, `password` supplies or replaces the URL's own (e.g. from a Kubernetes
+    Secret, while the URL is in a ConfigMap).
     """
     if url is None:
         if cluster:
@@ -71,22 +73,55 @@ def connect(
         )
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
+    if password is not None:
+        # redis-py lets a URL's password win over the keyword: take it out of the URL.
+        url = _without_password(url)
+        parts = urlsplit(url)
+    auth: dict[str, Any] = {} if password is None else {"password": password}
     if scheme in ("redis+cluster", "rediss+cluster") or (cluster and scheme in ("redis", "rediss")):
         plain = ("rediss" if scheme.startswith("rediss") else "redis") + url[len(scheme) :]
-        return RedisCluster.from_url(plain, retry=_no_retry(), **_COMMON)
+        return RedisCluster.from_url(plain, retry=_no_retry(), **auth, **_COMMON)
     if scheme in ("redis+sentinel", "rediss+sentinel"):
-        return _sentinel(parts.netloc, parts.path, parts.query, scheme.startswith("rediss"))
+        return _sentinel(
+            parts.netloc, parts.path, parts.query, scheme.startswith("rediss"), password
+        )
     if scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"unsupported Redis URL scheme {scheme!r} in {url!r}")
+        raise ConfigError(f"unsupported Redis URL scheme {scheme!r} in {redact(url)!r}")
     options = dict(_COMMON)
     if scheme == "unix":
         del options["socket_keepalive"]  # a TCP option
-    return redis.Redis.from_url(url, retry=_no_retry(), **options)
+    return redis.Redis.from_url(url, retry=_no_retry(), **auth, **options)
 
 
-def _sentinel(netloc: str, path: str, query: str, tls: bool) -> Any:
+def _with_userinfo(url: str, make: Callable[[str, str], str]) -> str:
+    """The URL with its `user:password@` part rewritten by `make(username, password)`
+    (text by text: urlunsplit would drop the `//` of a unix:// URL without a host)."""
+    start = url.find("://")
+    if start < 0:
+        return url
+    start += 3
+    end = min((i for i in (url.find(c, start) for c in "/?#") if i >= 0), default=len(url))
+    userinfo, at, hosts = url[start:end].rpartition("@")
+    if not at:
+        return url
+    username, _, password = userinfo.partition(":")
+    return url[:start] + make(username, password) + hosts + url[end:]
+
+
+def _without_password(url: str) -> str:
+    return _with_userinfo(url, lambda user, _: f"{user}@" if user else "")
+
+
+def redact(url: str) -> str:
+    """The URL with its password, if any, replaced by `***` (for messages)."""
+    return _with_userinfo(url, lambda user, pw: f"{user}:***@" if pw else f"{user}@")
+
+
+def _sentinel(netloc: str, path: str, query: str, tls: bool, password_over: str | None) -> Any:
     auth, _, hosts = netloc.rpartition("@")
     username, _, password = auth.partition(":") if auth else ("", "", "")
+    if password_over is not None:
+        password = password_over
     nodes: list[tuple[str, int]] = []
     for node in hosts.split(","):
         host, _, port = node.rpartition(":")

@@ -1,56 +1,76 @@
-"""Worker settings: one typed object, defaults here, each field overridable from the
-environment as `BLUEQUE_<FIELD>` (e.g. `BLUEQUE_HEARTBEAT_TTL_S=60`), validated on load."""
+"""Worker settings: one typed object, defaults and descriptions here, validated on load.
+
+Each field can come from the environment as `BLUEQUE_<FIELD>` (e.g.
+`BLUEQUE_HEARTBEAT_TTL_S=60`); `blueque.environment` does that reading, and builds the
+`blueque worker` options, their help and the documentation from these fields. So a field's
+description is written once, in its `setting(...)` below.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from blueque.errors import ConfigError
 from blueque.keys import sanitize_worker_id, validate_worker_id
 
-ENV_PREFIX = "BLUEQUE_"
+
+def setting(default: Any, description: str, *, shown_default: str | None = None) -> Any:
+    """A settings field with its one-line description (and, for a default that is computed,
+    how to describe it)."""
+    return field(
+        default=default, metadata={"description": description, "shown_default": shown_default}
+    )
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    worker_id: str | None = None
-    """Registry id; default: $BLUEQUE_WORKER_ID, else the pod name ($POD_NAME), else host-pid."""
-    pod_name: str | None = None
-    """The Kubernetes pod this worker runs in ($POD_NAME), recorded for the operator."""
-    claim_timeout_s: float = 1.0
-    """How long one blocking claim waits; bounds how fast an idle worker notices a stop."""
-    heartbeat_interval_s: float = 2.0
-    """How often the parent refreshes its heartbeat (and learns of drains and cancels)."""
-    heartbeat_ttl_s: float = 30.0
-    """A worker whose heartbeat is older than this is presumed dead by `reap`."""
-    cancel_grace_s: float = 10.0
-    """After a running task is cancelled: time between SIGTERM and SIGKILL to its child."""
-    reconnect_max_delay_s: float = 10.0
-    """Cap of the exponential backoff while Redis is unreachable (at most half the TTL)."""
-    promote_interval_s: float = 1.0
-    """How often an idle worker promotes due scheduled tasks (0: leave it to the operator or
-    `blueque scheduler`). Promotion is atomic, so many workers doing it is safe."""
-    max_tasks: int = 0
-    """Exit after this many tasks (0: never)."""
-    fork: bool = True
-    """Run each task in a forked child (True) or in the worker process itself."""
+    worker_id: str | None = setting(
+        None,
+        "Registry id of the worker.",
+        shown_default="the pod name, else hostname-pid",
+    )
+    pod_name: str | None = setting(
+        None,
+        "The Kubernetes pod this worker runs in, recorded for the operator.",
+        shown_default="$POD_NAME",
+    )
+    claim_timeout_s: float = setting(
+        1.0, "How long one blocking claim waits; bounds how fast an idle worker notices a stop."
+    )
+    heartbeat_interval_s: float = setting(
+        2.0, "How often the worker refreshes its heartbeat (and learns of drains and cancels)."
+    )
+    heartbeat_ttl_s: float = setting(
+        30.0, "A worker whose heartbeat is older than this is presumed dead by reap."
+    )
+    cancel_grace_s: float = setting(
+        10.0, "After a running task is cancelled: time between SIGTERM and SIGKILL to its child."
+    )
+    reconnect_max_delay_s: float = setting(
+        10.0, "Cap of the exponential backoff while Redis is unreachable (at most half the TTL)."
+    )
+    promote_interval_s: float = setting(
+        1.0,
+        "How often an idle worker promotes due scheduled tasks (0: leave it to the operator or"
+        " blueque scheduler).",
+    )
+    max_tasks: int = setting(0, "Exit after this many tasks (0: never).")
+    fork: bool = setting(
+        True, "Run each task in a forked child (true) or in the worker process itself (false)."
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
-            if raw is not None and raw != "":
-                values[f.name] = _parse(f.name, str(f.type), raw)
-        if "pod_name" not in values and env.get("POD_NAME"):
-            values["pod_name"] = env["POD_NAME"]
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values).validated()
+        """The settings from `BLUEQUE_*` variables (see `blueque.environment`), with
+        `overrides` (None values ignored) winning over them."""
+        # Imported here: the environment contract is built from this class.
+        from blueque.environment import read_settings
+
+        return read_settings(env, **overrides)
 
     def validated(self) -> WorkerSettings:
         for name in ("claim_timeout_s", "heartbeat_interval_s", "heartbeat_ttl_s"):
@@ -85,21 +105,3 @@ class WorkerSettings:
 
     def with_(self, **changes: Any) -> WorkerSettings:
         return replace(self, **changes).validated()
-
-
-def _parse(name: str, kind: str, raw: str) -> Any:
-    try:
-        if "bool" in kind:
-            lowered = raw.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if "float" in kind:
-            return float(raw)
-        if "int" in kind:
-            return int(raw)
-        return raw
-    except ValueError:
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from None

@@ -17,8 +17,8 @@ import click
 import redis.exceptions
 
 from blueque.client import Client
+from blueque.environment import RedisEnvironment, Variable
 from blueque.errors import BluequeError
-from blueque.keys import DEFAULT_NAMESPACE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,18 +35,20 @@ class UserError(click.ClickException):
 
 @dataclass
 class State:
-    """What every command gets: the connection settings and the output mode."""
+    """What every command gets: where Redis is (the environment, then the global options)
+    and the output mode."""
 
-    url: str = ""
-    cluster: bool = False
-    namespace: str = DEFAULT_NAMESPACE
+    redis: RedisEnvironment = field(default_factory=RedisEnvironment)
     json: bool = False
     _client: Client | None = field(default=None, repr=False)
 
     def client(self) -> Client:
         """The client, connected on first use (so `--help` never touches Redis)."""
         if self._client is None:
-            self._client = Client(self.url, cluster=self.cluster, namespace=self.namespace)
+            r = self.redis
+            self._client = Client(
+                r.url, password=r.password, cluster=r.cluster, namespace=r.namespace
+            )
         return self._client
 
     def close(self) -> None:
@@ -82,6 +84,22 @@ class BluequeGroup(click.Group):
 
 
 pass_state = click.make_pass_decorator(State)
+
+
+def flag(variable: Variable) -> str:
+    """The option (or argument) name of a variable that has one."""
+    if variable.option is None:
+        raise LookupError(f"{variable.name} has no command-line flag")
+    return variable.option
+
+
+def env_help(variable: Variable, text: str | None = None) -> str:
+    """An option's help from the environment contract: what it does, its variable, its
+    default. Options built with it have no click default: None means "not given", and the
+    contract fills it in (flag, then variable, then default)."""
+    fallback = f", else {variable.fallback}" if variable.fallback else ""
+    default = f"; default: {variable.default}" if variable.default else ""
+    return f"{text or variable.description} [env: {variable.name}{fallback}{default}]"
 
 
 def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

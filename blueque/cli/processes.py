@@ -1,8 +1,9 @@
 """Long-running commands: `worker` and `scheduler`.
 
 Every worker option mirrors a `WorkerSettings` field and, like it, can come from the
-environment (`BLUEQUE_<FIELD>`); a flag on the command line wins. The settings object does
-the reading and validating, so the CLI and `forking_runner.run` never disagree.
+environment (`BLUEQUE_<FIELD>`); a flag on the command line wins. The options are built from
+the environment contract (`blueque.environment`), which does the reading and validating, so
+the CLI and `forking_runner.run` never disagree.
 """
 
 from __future__ import annotations
@@ -14,24 +15,25 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-from blueque.cli.app import DURATION, State, UserError, describe, pass_state
+from blueque import environment as env
+from blueque.cli.app import DURATION, State, UserError, describe, env_help, flag, pass_state
 from blueque.connection import REDIS_DOWN
 from blueque.errors import InvalidNameError
 from blueque.outcome import TaskFunction
 from blueque.reaping import ReapGuard
 from blueque.runners import ForkingRunner, InProcessRunner
-from blueque.settings import WorkerSettings
 from blueque.worker import Runner, Worker
 
 log = logging.getLogger("blueque.scheduler")
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def configure_logging(level: str) -> None:
@@ -71,97 +73,70 @@ def import_task(ref: str) -> TaskFunction:
     return fn
 
 
-def _env_help(field: str, text: str) -> str:
-    return f"{text} [env: BLUEQUE_{field.upper()}]"
+def setting_options(command: F) -> F:
+    """One option per `WorkerSettings` field, built from the environment contract: its flag,
+    its variable and its default in the help. Each option's value is None when not given, so
+    that the variable (read by `WorkerEnvironment`) fills in what the command line leaves
+    out. Durations take '250ms', '5m', '1h30m' on the command line."""
+    for variable in reversed(env.SETTING_VARIABLES):
+        assert variable.setting is not None
+        kind = env.SETTING_TYPES[variable.setting]
+        options: dict[str, Any] = {}
+        if kind is bool:
+            options["default"] = None
+        elif kind is float:
+            options = dict(DURATION)
+        elif kind is int:
+            options["type"] = click.IntRange(min=0)
+        command = click.option(
+            flag(variable), variable.setting, help=env_help(variable), **options
+        )(command)
+    return command
 
 
-# option name -> WorkerSettings field; each option's default is None so that the
-# environment (read by WorkerSettings.from_env) fills in what the command line leaves out.
-WORKER_OPTIONS = {
-    "worker_id": "worker_id",
-    "pod_name": "pod_name",
-    "claim_timeout": "claim_timeout_s",
-    "heartbeat_interval": "heartbeat_interval_s",
-    "heartbeat_ttl": "heartbeat_ttl_s",
-    "cancel_grace": "cancel_grace_s",
-    "reconnect_max_delay": "reconnect_max_delay_s",
-    "promote_interval": "promote_interval_s",
-    "max_tasks": "max_tasks",
-    "fork": "fork",
-}
+_QUEUE, _TASK, _LOG_LEVEL = (env.variable(n) for n in (env.QUEUE, env.TASK, env.LOG_LEVEL))
 
 
-@click.command()
-@click.argument("queue", envvar="BLUEQUE_QUEUE")
-@click.option(
-    "--task",
-    "task_ref",
-    envvar="BLUEQUE_TASK",
-    required=True,
-    help="The task function, module:function. [env: BLUEQUE_TASK]",
+def log_level_option(command: F) -> F:
+    return click.option(
+        flag(_LOG_LEVEL),
+        "log_level",
+        type=click.Choice(env.LOG_LEVELS, case_sensitive=False),
+        help=env_help(_LOG_LEVEL, "How much the process logs."),
+    )(command)
+
+
+@click.command(
+    help=f"""Work on QUEUE (${_QUEUE.name}), one task at a time, until SIGTERM or SIGINT (the
+    first lets the running task finish; a second stops at once). Exits with the worker's
+    exit status. Each option falls back to its environment variable."""
 )
-@click.option("--worker-id", help=_env_help("worker_id", "Registry id (default: pod or host-pid)."))
-@click.option("--pod-name", help=_env_help("pod_name", "Kubernetes pod (default: $POD_NAME)."))
-@click.option(
-    "--claim-timeout",
-    **DURATION,
-    help=_env_help("claim_timeout_s", "One blocking claim's wait (default 1s)."),
-)
-@click.option(
-    "--heartbeat-interval",
-    **DURATION,
-    help=_env_help("heartbeat_interval_s", "Heartbeat period; also how fast a cancel is seen."),
-)
-@click.option(
-    "--heartbeat-ttl",
-    **DURATION,
-    help=_env_help("heartbeat_ttl_s", "Presumed dead after this without heartbeat (30s)."),
-)
-@click.option(
-    "--cancel-grace",
-    **DURATION,
-    help=_env_help("cancel_grace_s", "Cancelled task: SIGTERM, then SIGKILL after this (10s)."),
-)
-@click.option(
-    "--reconnect-max-delay",
-    **DURATION,
-    help=_env_help("reconnect_max_delay_s", "Cap of the backoff while Redis is down (10s)."),
-)
-@click.option(
-    "--promote-interval",
-    **DURATION,
-    help=_env_help("promote_interval_s", "Idle worker promotes due tasks this often (0: off)."),
-)
-@click.option(
-    "--max-tasks",
-    type=click.IntRange(min=0),
-    help=_env_help("max_tasks", "Exit after this many tasks (0: never)."),
-)
-@click.option(
-    "--fork/--no-fork",
-    default=None,
-    help=_env_help("fork", "Run each task in a forked child (default) or in the worker."),
-)
-@click.option(
-    "--log-level",
-    envvar="BLUEQUE_LOG_LEVEL",
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    default="INFO",
-    show_default=True,
-    help="[env: BLUEQUE_LOG_LEVEL]",
-)
+@click.argument(flag(_QUEUE), required=False)
+@click.option(flag(_TASK), "task_ref", help=env_help(_TASK))
+@setting_options
+@log_level_option
 @pass_state
-def worker(state: State, /, queue: str, task_ref: str, log_level: str, **options: Any) -> None:
-    """Work on QUEUE ($BLUEQUE_QUEUE), one task at a time, until SIGTERM or SIGINT (the first
-    lets the running task finish; a second stops at once). Exits with the worker's exit
-    status. Each option falls back to its BLUEQUE_* environment variable."""
+def worker(
+    state: State,
+    /,
+    queue: str | None,
+    task_ref: str | None,
+    log_level: str | None,
+    **settings: Any,
+) -> None:
+    environment = env.WorkerEnvironment.from_env(**settings)
+    queue = queue or environment.queue
+    task_ref = task_ref or environment.task
+    if queue is None:
+        raise click.UsageError(f"Missing argument QUEUE (or ${_QUEUE.name}).")
+    if task_ref is None:
+        raise click.UsageError(f"Missing option {flag(_TASK)} (or ${_TASK.name}).")
     fn = import_task(task_ref)
-    overrides = {WORKER_OPTIONS[name]: value for name, value in options.items()}
-    settings = WorkerSettings.from_env(**overrides)
-    configure_logging(log_level)
+    configure_logging(log_level or environment.log_level)
     client = state.client()
-    runner: Runner = ForkingRunner() if settings.fork else InProcessRunner()
-    code = Worker(client, queue, fn, runner, settings).run()
+    s = environment.settings
+    runner: Runner = ForkingRunner() if s.fork else InProcessRunner()
+    code = Worker(client, queue, fn, runner, s).run()
     click.get_current_context().exit(code)
 
 
@@ -185,23 +160,17 @@ class _Stop:
     help="Longest sleep between passes (shorter when a task falls due sooner).",
 )
 @click.option("--once", is_flag=True, help="One pass, print what it did, exit.")
-@click.option(
-    "--log-level",
-    envvar="BLUEQUE_LOG_LEVEL",
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    default="INFO",
-    show_default=True,
-)
+@log_level_option
 @pass_state
 def scheduler(
-    state: State, queues: tuple[str, ...], interval: float, once: bool, log_level: str
+    state: State, queues: tuple[str, ...], interval: float, once: bool, log_level: str | None
 ) -> None:
     """Promote due scheduled tasks and requeue the tasks of workers whose heartbeat expired,
     on QUEUES (default: every registered queue), until SIGTERM or SIGINT. For deployments
     without the Kubernetes operator; several schedulers may run at once. After Redis or
     this scheduler's connection comes back, reaping waits one heartbeat TTL, so that an
     outage is not taken for the death of every worker."""
-    configure_logging(log_level)
+    configure_logging(log_level or env.read_log_level())
     client = state.client()
     for name in queues:
         client.get_queue(name)  # a bad name is a mistake to report now, not every pass

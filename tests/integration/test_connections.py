@@ -3,6 +3,7 @@ password, unix socket, TLS (`rediss://`), Sentinel, Cluster; and bad URLs."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from blueque import Client, ConfigError, ConnectionFailedError
 from devtools.processes import free_port
 from devtools.redis_servers import RedisServer
+from tests.support.cli_processes import BluequeRunner
 
 
 def roundtrip(client: Client, db: int | None = None) -> None:
@@ -47,6 +49,36 @@ def test_password_in_url_and_keywords(server: list[RedisServer]) -> None:
     roundtrip(Client(hostname="127.0.0.1", port=s.port, password="s3cret"))
     with pytest.raises(Exception, match=r"(?i)auth|password"):
         roundtrip(Client(f"redis://:wrong@127.0.0.1:{s.port}/0"))
+
+
+def test_password_from_the_environment(server: list[RedisServer], tmp_path: Path) -> None:
+    """BLUEQUE_REDIS_PASSWORD (a Kubernetes Secret) supplies the password of a URL that has
+    none, or replaces a stale one, for the CLI and for a worker; it is never printed."""
+    s = RedisServer(
+        extra_args=["--requirepass", "pw-s3cret"], ping_kwargs={"password": "pw-s3cret"}
+    )
+    server.append(s.start())
+    bq = BluequeRunner(f"redis://127.0.0.1:{s.port}/0", tmp_path)
+    secret = {"BLUEQUE_REDIS_PASSWORD": "pw-s3cret"}
+    # The URL from REDIS_URL (BLUEQUE_REDIS_URL empty counts as unset), with a stale password.
+    stale = {**secret, "BLUEQUE_REDIS_URL": "", "REDIS_URL": f"redis://:stale@127.0.0.1:{s.port}/0"}
+    try:
+        denied = bq.run("info")
+        assert denied.returncode == 1 and "auth" in denied.stderr.lower(), denied.stderr
+        enqueued = bq.run("enqueue", "pw.q", "x", env=secret)
+        assert enqueued.returncode == 0, enqueued.stderr
+        task_id = enqueued.stdout.strip()
+        worked = bq.run("worker", "pw.q", "--task", "tests.support.task_functions:echo",
+                        "--max-tasks", "1", "--no-fork", env=stale)  # fmt: skip
+        assert worked.returncode == 0, worked.stderr
+        shown = bq.run("--json", "status", task_id, env=stale)
+        assert json.loads(shown.stdout)["result"] == "x"
+        wrong = bq.run("info", env={"BLUEQUE_REDIS_PASSWORD": "wrong-pw-s3cret"})
+        assert wrong.returncode == 1
+        for result in (denied, enqueued, worked, shown, wrong):
+            assert "s3cret" not in result.stdout + result.stderr
+    finally:
+        bq.kill_all()
 
 
 def test_unix_socket(server: list[RedisServer], tmp_path: Path) -> None:

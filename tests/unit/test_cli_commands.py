@@ -39,7 +39,7 @@ def invoke(server: fakeredis.FakeServer) -> Invoke:
     def run(*args: str, env: dict[str, str] | None = None) -> Result:
         # A fresh client per invocation: the CLI closes its client when a command ends.
         fresh = Client(redis=fakeredis.FakeRedis(server=server, decode_responses=True))
-        return CliRunner().invoke(cli, list(args), obj=State(url="unused", _client=fresh), env=env)
+        return CliRunner().invoke(cli, list(args), obj=State(_client=fresh), env=env)
 
     return run
 
@@ -339,8 +339,7 @@ def test_scheduler_once_promotes_due_tasks_and_reaps(invoke: Invoke, client: Cli
 
 def test_worker_options_mirror_every_worker_setting() -> None:
     names = {p.name for p in cli_processes.worker.params}
-    mirrored = {cli_processes.WORKER_OPTIONS[n] for n in names if n in cli_processes.WORKER_OPTIONS}
-    assert mirrored == {f.name for f in fields(WorkerSettings)}
+    assert {f.name for f in fields(WorkerSettings)} <= names
 
 
 @pytest.fixture

@@ -42,3 +42,31 @@ def test_url_forms() -> None:
 def test_bad_urls(url: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         connect(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "username"),
+    [
+        ("redis://app:old@10.0.0.5:6390/3", "app"),
+        ("redis://10.0.0.5:6390/3", None),
+        ("rediss://:old@10.0.0.5:6390/3", None),
+        ("unix://:old@/run/redis.sock?db=3", None),
+        ("redis+sentinel://app:old@10.0.0.5:26379/mymaster/3", "app"),
+    ],
+)
+def test_a_password_keyword_supplies_or_replaces_the_urls(url: str, username: str | None) -> None:
+    # How BLUEQUE_REDIS_PASSWORD (a Kubernetes Secret) reaches a URL from a ConfigMap.
+    r = connect(url, password="from-secret")
+    try:
+        kwargs = r.connection_pool.connection_kwargs
+        assert kwargs["password"] == "from-secret"
+        assert kwargs.get("username") == username
+        assert kwargs["db"] == 3
+    finally:
+        r.close()
+
+
+def test_a_password_in_a_bad_url_is_not_repeated() -> None:
+    with pytest.raises(ConfigError) as caught:
+        connect("http://app:topsecret@host:6379")
+    assert "topsecret" not in str(caught.value) and "app:***@host" in str(caught.value)
