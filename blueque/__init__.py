@@ -4,7 +4,7 @@ One task per worker, no prefetching, no timeouts; a documented protocol (PROTOCO
 which every transition is one atomic Lua script on one Redis Cluster slot.
 """
 
-from blueque import forking_runner, inprocess_runner
+from blueque import forking_runner, inprocess_runner, maintenance
 from blueque.client import Client
 from blueque.config import QueueConfig
 from blueque.environment import RedisEnvironment, WorkerEnvironment
@@ -56,4 +56,5 @@ __all__ = [
     "WorkerSettings",
     "forking_runner",
     "inprocess_runner",
+    "maintenance",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +18,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from blueque.records import ErrorInfo, QueueStats, WorkerInfo
+from blueque.maintenance import WorkerRow
+from blueque.records import ErrorInfo, QueueStats
 from blueque.task import Task
 
 
@@ -103,7 +105,8 @@ def task_dict(task: Task) -> dict[str, Any]:
     }
 
 
-def worker_dict(worker: WorkerInfo, task: Task | None = None) -> dict[str, Any]:
+def worker_dict(row: WorkerRow) -> dict[str, Any]:
+    worker, task = row.worker, row.task
     doc = worker.as_dict()
     doc["busy_for_s"] = since(worker.task_started_at) if worker.task else None
     doc["heartbeat_age_s"] = since(worker.heartbeat_at)
@@ -157,7 +160,7 @@ NUMERIC_COLUMNS = frozenset(
 )
 
 
-def queues_table(stats: list[QueueStats]) -> Table:
+def queues_table(stats: Sequence[QueueStats]) -> Table:
     table = _table(
         "Queues",
         "QUEUE",
@@ -192,13 +195,13 @@ def queues_table(stats: list[QueueStats]) -> Table:
 
 
 def workers_table(
-    rows: list[tuple[WorkerInfo, Task | None]], title: str = "Workers", show_queue: bool = False
+    rows: Sequence[WorkerRow], title: str = "Workers", show_queue: bool = False
 ) -> Table:
     columns = ["WORKER", "STATE", "TASK", "FOR", "PROGRESS", "HEARTBEAT", "HOST", "PID"]
     if show_queue:
         columns.insert(1, "QUEUE")
     table = _table(title, *columns)
-    for worker, task in rows:
+    for worker, task in ((row.worker, row.task) for row in rows):
         state = worker.state if worker.alive else f"{worker.state} (dead?)"
         cells = [
             worker.id,

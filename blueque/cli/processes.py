@@ -14,7 +14,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -25,7 +24,7 @@ import click
 from blueque import environment as env
 from blueque.cli.app import DURATION, State, UserError, describe, env_help, flag, pass_state
 from blueque.connection import REDIS_DOWN
-from blueque.errors import InvalidNameError
+from blueque.maintenance import PassReport, maintenance_pass
 from blueque.outcome import TaskFunction
 from blueque.reaping import ReapGuard
 from blueque.runners import ForkingRunner, InProcessRunner
@@ -176,8 +175,8 @@ def scheduler(
         client.get_queue(name)  # a bad name is a mistake to report now, not every pass
     guard = ReapGuard()
     if once:
-        report = scheduler_pass(state, queues, guard)
-        click.echo(json.dumps(report) if state.json else _summary(report))
+        report = maintenance_pass(client, queues, guard)
+        click.echo(json.dumps(report.as_dict()) if state.json else _summary(report))
         return
     stop = _Stop()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -186,9 +185,9 @@ def scheduler(
         while not stop.event.is_set():
             wait_s = interval
             try:
-                report = scheduler_pass(state, queues, guard)
-                if report["next_due_in_s"] is not None:
-                    wait_s = min(interval, report["next_due_in_s"])
+                report = maintenance_pass(client, queues, guard)
+                if report.next_due_in_s is not None:
+                    wait_s = min(interval, report.next_due_in_s)
             except Exception as exc:
                 if isinstance(exc, REDIS_DOWN):
                     guard.lost()
@@ -203,54 +202,16 @@ def scheduler(
     log.info("scheduler stopped")
 
 
-def scheduler_pass(state: State, names: tuple[str, ...], guard: ReapGuard) -> dict[str, Any]:
-    """promote_due and reap (through `guard`) on each queue; returns what was done and when
-    the next task is due (seconds from now, or None)."""
-    client = state.client()
-    now_ms = time.time() * 1000
-    report: dict[str, Any] = {"queues": {}, "next_due_in_s": None}
-    for name in names or tuple(client.queues()):
-        try:
-            queue = client.get_queue(name)
-        except InvalidNameError as exc:  # garbage in the registry must not stop the others
-            log.warning("skipping %s", exc)
-            continue
-        promoted, next_due_ms = queue.promote_due()
-        reap = guard.reap(queue)
-        reaped, requeued, failed = reap.workers, reap.requeued, reap.failed
-        report["queues"][name] = {
-            "promoted": promoted,
-            "reaped_workers": reaped,
-            "requeued": requeued,
-            "failed": failed,
-            "reap_held_back": reap.held_back,
-        }
-        if promoted or reaped:
-            log.info(
-                "%s: promoted %d; reaped %d worker(s): %d requeued, %d failed",
-                name,
-                promoted,
-                reaped,
-                requeued,
-                failed,
-            )
-        if next_due_ms is not None:
-            due_in = max(0.0, (next_due_ms - now_ms) / 1000)
-            current = report["next_due_in_s"]
-            report["next_due_in_s"] = due_in if current is None else min(current, due_in)
-    return report
-
-
-def _summary(report: dict[str, Any]) -> str:
+def _summary(report: PassReport) -> str:
     lines = [
-        f"{name}: promoted {r['promoted']}, "
+        f"{q.queue}: promoted {q.promoted}, "
         + (
-            f"reaping held back: {r['reap_held_back']}"
-            if r["reap_held_back"]
-            else f"reaped {r['reaped_workers']} worker(s)"
-            f" ({r['requeued']} requeued, {r['failed']} failed)"
+            f"reaping held back: {q.reap_held_back}"
+            if q.reap_held_back
+            else f"reaped {q.reaped_workers} worker(s) ({q.requeued} requeued, {q.failed} failed)"
         )
-        for name, r in report["queues"].items()
+        + (f"; failed: {q.error}" if q.error else "")
+        for q in report.queues
     ]
     return "\n".join(lines) or "no queues"
 

@@ -30,56 +30,21 @@ from blueque.cli.output import (
     workers_table,
 )
 from blueque.client import Client
-from blueque.errors import InvalidNameError
-from blueque.keys import validate_queue_name
-from blueque.queue import Queue
+from blueque.maintenance import QueueSnapshot, snapshot, worker_rows
 from blueque.reaping import ReapGuard
-from blueque.records import QueueStats, WorkerInfo
-from blueque.task import Task
-
-WorkerRows = list[tuple[WorkerInfo, Task | None]]
 
 
-def valid_queue_name(name: str) -> bool:
-    try:
-        validate_queue_name(name)
-    except InvalidNameError:
-        return False
-    return True
-
-
-def worker_rows(queue: Queue) -> WorkerRows:
-    """Each worker of a queue with the task it runs (for its progress): two round trips."""
-    workers = queue.workers()
-    running = {t.id: t for t in queue.get_tasks(w.task for w in workers if w.task)}
-    return [(w, running.get(w.task) if w.task else None) for w in workers]
-
-
-def snapshot(client: Client, names: tuple[str, ...]) -> tuple[list[QueueStats], WorkerRows]:
-    """Stats of the queues (all registered ones by default) and their busy workers."""
-    if names:
-        queues = [client.get_queue(n) for n in names]
-    else:  # the registry is not validated by Redis: a stray entry is left out, not fatal
-        queues = [client.get_queue(n) for n in client.queues() if valid_queue_name(n)]
-    stats = [q.stats() for q in queues]
-    busy: WorkerRows = []
-    for q, s in zip(queues, stats, strict=True):
-        if s.workers:
-            busy += [(w, t) for w, t in worker_rows(q) if w.task]
-    return stats, busy
-
-
-def snapshot_dict(stats: list[QueueStats], busy: WorkerRows) -> dict[str, Any]:
+def snapshot_dict(snap: QueueSnapshot) -> dict[str, Any]:
     return {
-        "queues": [s.as_dict() for s in stats],
-        "running": [worker_dict(w, t) for w, t in busy],
+        "queues": [s.as_dict() for s in snap.stats],
+        "running": [worker_dict(row) for row in snap.running],
     }
 
 
-def render(stats: list[QueueStats], busy: WorkerRows) -> RenderableType:
-    parts: list[RenderableType] = [queues_table(stats)]
-    if busy:
-        parts += [Text(""), workers_table(busy, "Running tasks", show_queue=True)]
+def render(snap: QueueSnapshot) -> RenderableType:
+    parts: list[RenderableType] = [queues_table(snap.stats)]
+    if snap.running:
+        parts += [Text(""), workers_table(snap.running, "Running tasks", show_queue=True)]
     return Group(*parts)
 
 
@@ -95,11 +60,11 @@ def info(state: State, queues: tuple[str, ...], watch: bool, interval: float) ->
     progress. With --watch the view refreshes live (with --json: one JSON line each time)."""
     client = state.client()
     if not watch:
-        stats, busy = snapshot(client, queues)
+        snap = snapshot(client, queues)
         if state.json:
-            echo_json(snapshot_dict(stats, busy))
+            echo_json(snapshot_dict(snap))
         else:
-            console().print(render(stats, busy))
+            console().print(render(snap))
         return
     try:
         if state.json:
@@ -112,8 +77,7 @@ def info(state: State, queues: tuple[str, ...], watch: bool, interval: float) ->
 
 def _watch_json(client: Client, queues: tuple[str, ...], interval: float) -> None:
     while True:
-        stats, busy = snapshot(client, queues)
-        click.echo(json.dumps(snapshot_dict(stats, busy), default=str))
+        click.echo(json.dumps(snapshot_dict(snapshot(client, queues)), default=str))
         sys.stdout.flush()
         time.sleep(interval)
 
@@ -124,8 +88,7 @@ def _watch_live(client: Client, queues: tuple[str, ...], interval: float) -> Non
         last: RenderableType | None = None
         while True:
             try:
-                stats, busy = snapshot(client, queues)
-                last = render(stats, busy)
+                last = render(snapshot(client, queues))
                 live.update(last, refresh=True)
             except Exception as exc:
                 message = describe(exc)
@@ -144,7 +107,7 @@ def workers(state: State, queue: str) -> None:
     """The workers of QUEUE: what each one is doing, for how long, and its progress."""
     rows = worker_rows(state.client().get_queue(queue))
     if state.json:
-        echo_json([worker_dict(w, t) for w, t in rows])
+        echo_json([worker_dict(row) for row in rows])
     else:
         console().print(workers_table(rows, f"Workers of {queue}"))
 

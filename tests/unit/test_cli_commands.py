@@ -328,6 +328,7 @@ def test_scheduler_once_promotes_due_tasks_and_reaps(invoke: Invoke, client: Cli
         "requeued": 1,
         "failed": 0,
         "reap_held_back": None,
+        "error": None,
     }
     assert 3500 < doc["next_due_in_s"] <= 3600
     assert client.get_task(due).status == "pending"
