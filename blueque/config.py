@@ -1,8 +1,11 @@
 """Per-queue settings, stored in the queue's config hash (in its slot).
 
-The defaults live in one place, the Lua prelude (`lua/_lib.lua`), because the scripts apply
-them; Python reads the effective values through the `get_config` script. Here we only
-validate what is written, so the worker, the CLI and the operator never disagree.
+`SCHEMA` is the one description of them: name, type, lowest allowed value, default, meaning.
+The Lua prelude (`lua/_lib.lua`) applies the defaults, since the scripts read the hash; the
+table in PROTOCOL.md documents them for other languages; `blueque config --help` is generated
+from `SCHEMA`, and a unit test checks that `_lib.lua` and PROTOCOL.md agree with it. Python
+reads the effective values through the `get_config` script, and validates what is written,
+so the worker, the CLI and the operator never disagree.
 """
 
 from __future__ import annotations
@@ -12,33 +15,58 @@ from typing import Any
 
 from blueque.errors import ConfigError
 
-# field -> (type, lowest allowed value)
-_FIELDS: dict[str, tuple[type, float]] = {
-    "max_attempts": (int, 1),
-    "keep_finished": (int, 1),  # 0 would delete a task as it finishes, before anyone reads it
-    "finished_ttl_s": (int, 1),
-    "retry_max": (int, 0),
-    "retry_delay_s": (float, 0),
-    "retry_backoff": (float, 1),
-}
+
+@dataclass(frozen=True)
+class Setting:
+    """One per-queue setting."""
+
+    name: str
+    type: type[int] | type[float]
+    minimum: int | float
+    default: int | float
+    description: str
+
+    @property
+    def json_type(self) -> str:
+        """'integer' or 'number', as JSON Schema (and a CRD's OpenAPI schema) name it."""
+        return "integer" if self.type is int else "number"
+
+
+SCHEMA: tuple[Setting, ...] = (
+    Setting(
+        "max_attempts",
+        int,
+        1,
+        3,
+        "Times a begun task may lose its worker (dead, or presumed dead); the last loss fails"
+        " it WorkerLost. Failures of the task itself count against retry_max, not here.",
+    ),
+    Setting(
+        "keep_finished",
+        int,
+        1,
+        10000,
+        "Finished tasks kept per index (complete, failed, cancelled); older ones are deleted."
+        " At least 1, so that a task that just finished can be read.",
+    ),
+    Setting("finished_ttl_s", int, 1, 604800, "Finished tasks older than this are deleted."),
+    Setting("retry_max", int, 0, 0, "Automatic retries of a task that raised (0: off)."),
+    Setting("retry_delay_s", float, 0, 10, "Delay before the first automatic retry."),
+    Setting("retry_backoff", float, 1, 2, "Factor by which each further retry's delay grows."),
+)
+_BY_NAME = {s.name: s for s in SCHEMA}
 
 
 @dataclass(frozen=True)
 class QueueConfig:
+    """A queue's effective settings; the fields are those of `SCHEMA`, in its order."""
+
     max_attempts: int
-    """Times a begun task may lose its worker (dead, or presumed dead); the last loss fails it
-    `WorkerLost`. Failures of the task itself count against `retry_max`, not here."""
     keep_finished: int
-    """Finished tasks kept per index (complete, failed, cancelled), at least 1; older ones are
-    deleted."""
     finished_ttl_s: int
-    """Finished tasks older than this are deleted."""
     retry_max: int
-    """Automatic retries of a task that raised (0: none)."""
     retry_delay_s: float
-    """Delay before the first automatic retry."""
     retry_backoff: float
-    """Factor by which each further retry's delay grows."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,8 +74,8 @@ class QueueConfig:
 
 def parse_config(raw: dict[str, str]) -> QueueConfig:
     values: dict[str, Any] = {}
-    for name, (kind, _) in _FIELDS.items():
-        values[name] = kind(float(raw[name])) if kind is int else kind(raw[name])
+    for s in SCHEMA:
+        values[s.name] = int(float(raw[s.name])) if s.type is int else float(raw[s.name])
     return QueueConfig(**values)
 
 
@@ -55,16 +83,16 @@ def validate_settings(settings: dict[str, Any]) -> dict[str, str]:
     """Checks settings to write; returns them as the strings stored in the config hash."""
     out: dict[str, str] = {}
     for name, value in settings.items():
-        if name not in _FIELDS:
-            raise ConfigError(f"unknown queue setting {name!r}; known: {', '.join(_FIELDS)}")
-        kind, lowest = _FIELDS[name]
+        setting = _BY_NAME.get(name)
+        if setting is None:
+            raise ConfigError(f"unknown queue setting {name!r}; known: {', '.join(_BY_NAME)}")
         try:
-            number = kind(value)
+            number = setting.type(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be a number, got {value!r}") from None
-        if kind is int and isinstance(value, float) and not value.is_integer():
+        if setting.type is int and isinstance(value, float) and not value.is_integer():
             raise ConfigError(f"{name} must be a whole number, got {value!r}")
-        if number < lowest:
-            raise ConfigError(f"{name} must be >= {lowest:g}, got {value!r}")
+        if number < setting.minimum:
+            raise ConfigError(f"{name} must be >= {setting.minimum:g}, got {value!r}")
         out[name] = str(number)
     return out

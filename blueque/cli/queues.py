@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import time
 from typing import Any
 
@@ -30,6 +31,7 @@ from blueque.cli.output import (
     workers_table,
 )
 from blueque.client import Client
+from blueque.config import SCHEMA
 from blueque.maintenance import QueueSnapshot, snapshot, worker_rows
 from blueque.reaping import ReapGuard
 
@@ -112,18 +114,24 @@ def workers(state: State, queue: str) -> None:
         console().print(workers_table(rows, f"Workers of {queue}"))
 
 
-@click.command()
+def _config_help() -> str:
+    lines = []
+    for s in SCHEMA:
+        lines.append(f"{s.name}: {s.json_type} >= {s.minimum:g}, default {s.default:g}")
+        lines += textwrap.wrap(s.description, 72, initial_indent="    ", subsequent_indent="    ")
+    # "\b" keeps click from rewrapping the block.
+    return (
+        "Show the settings of QUEUE, or set some: `config QUEUE retry_max=3 retry_delay_s=30`."
+        "\n\n\b\n" + "\n".join(lines)
+    )
+
+
+@click.command(help=_config_help())
 @click.argument("queue")
 @click.argument("settings", nargs=-1)
 @json_option
 @pass_state
 def config(state: State, queue: str, settings: tuple[str, ...]) -> None:
-    """Show the settings of QUEUE, or set some: `config QUEUE retry_max=3 retry_delay_s=30`.
-
-    max_attempts (times a task may lose its worker; the last loss fails it), keep_finished,
-    finished_ttl_s,
-    retry_max (automatic retries of a task that raised; 0: off), retry_delay_s,
-    retry_backoff (factor by which each further retry's delay grows)."""
     q = state.client().get_queue(queue)
     values = parse_assignments(settings)
     current = q.set_config(**values) if values else q.config()

@@ -16,7 +16,8 @@ if not PREFIX then
   return redis.error_reply('ERR blueque: KEYS[1] has no {queue} hash tag: ' .. KEYS[1])
 end
 
--- Per-queue settings: the config hash overrides these defaults field by field.
+-- Per-queue settings: the config hash overrides these defaults field by field. They are
+-- SCHEMA's defaults (blueque/config.py); tests/unit/test_config.py checks that they agree.
 local DEFAULTS = {
   max_attempts = 3,        -- times a begun task may lose its worker; the last loss fails it
   keep_finished = 10000,   -- finished tasks kept per index (complete, failed, cancelled)

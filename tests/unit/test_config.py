@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+import re
+from dataclasses import fields
+from pathlib import Path
+from typing import get_type_hints
 
-from blueque import Client, ConfigError
-from blueque.config import parse_config, validate_settings
+import pytest
+from click.testing import CliRunner
+
+from blueque import Client, ConfigError, QueueConfig
+from blueque.cli import cli
+from blueque.config import SCHEMA, parse_config, validate_settings
 
 
 def test_valid_settings_become_strings() -> None:
@@ -60,3 +67,59 @@ def test_defaults_and_writes_through_the_scripts(fake_client: Client) -> None:
         queue.set_config(max_attempts=7, bogus=1)
     assert queue.config() == updated  # nothing written by the refused call
     assert fake_client.queues() == ["cfg.q"]
+
+
+# -- one schema: the Lua defaults, PROTOCOL.md, QueueConfig and the CLI agree with it ---------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def lua_defaults() -> dict[str, float]:
+    """The DEFAULTS table of the Lua prelude: `name = number,` lines between its braces."""
+    lua = (REPO / "blueque" / "lua" / "_lib.lua").read_text()
+    body = re.search(r"local DEFAULTS = \{(.*?)\n\}", lua, re.DOTALL)
+    assert body is not None, "no DEFAULTS table in _lib.lua"
+    entries = re.findall(r"^\s*(\w+)\s*=\s*([-0-9.]+)\s*,", body.group(1), re.MULTILINE)
+    return {name: float(value) for name, value in entries}
+
+
+def protocol_rows() -> list[list[str]]:
+    """The rows of the table in PROTOCOL.md's Config section, cells stripped of backticks."""
+    text = (REPO / "PROTOCOL.md").read_text()
+    section = text.split("\n## Config", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    cells = [[c.strip().strip("`") for c in row.strip("|").split("|")] for row in rows]
+    assert cells[0] == ["field", "type", "minimum", "default", "meaning"], cells[0]
+    return cells[2:]  # after the header and the --- line
+
+
+def test_lua_defaults_are_the_schemas() -> None:
+    assert lua_defaults() == {s.name: float(s.default) for s in SCHEMA}
+
+
+def test_protocol_md_table_is_the_schema() -> None:
+    assert protocol_rows() == [
+        [s.name, s.json_type, f"{s.minimum:g}", f"{s.default:g}", s.description] for s in SCHEMA
+    ]
+
+
+def test_queue_config_has_the_schemas_fields_and_types() -> None:
+    hints = get_type_hints(QueueConfig)
+    assert [(f.name, hints[f.name]) for f in fields(QueueConfig)] == [
+        (s.name, s.type) for s in SCHEMA
+    ]
+
+
+def test_minimums_are_enforced_and_defaults_are_valid() -> None:
+    for s in SCHEMA:
+        assert validate_settings({s.name: s.default}) == {s.name: str(s.type(s.default))}
+        below = s.minimum - 1 if s.type is int else s.minimum - 0.5
+        with pytest.raises(ConfigError, match=f"{s.name} must be >= "):
+            validate_settings({s.name: below})
+
+
+def test_cli_help_lists_the_schema() -> None:
+    help_text = CliRunner().invoke(cli, ["config", "--help"]).output
+    for s in SCHEMA:
+        assert f"{s.name}: {s.json_type} >= {s.minimum:g}, default {s.default:g}" in help_text
+        assert " ".join(help_text.split()).count(s.description) == 1
