@@ -18,7 +18,7 @@ from typing import Any, cast
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
-from blueque.keys import QueueKeys
+from blueque.keys import QueueKeys, registry_key
 
 SCRIPT_NAMES = (
     "enqueue",
@@ -48,7 +48,8 @@ def script_source(name: str) -> str:
 
 
 class Scripts:
-    """The scripts registered on one Redis client (EVALSHA, loaded on first use)."""
+    """The scripts registered on one Redis client (EVALSHA, loaded on first use), and the
+    few plain commands of the protocol (the claim, reading a worker's own list)."""
 
     def __init__(self, redis: Any) -> None:
         self._redis = redis
@@ -58,6 +59,10 @@ class Scripts:
 
     def run(self, name: str, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
         return self._scripts[name](keys=list(keys), args=list(args))
+
+    def command(self, *args: Any) -> Any:
+        """One plain command, written as Redis spells it (as in a pipeline below)."""
+        return self._redis.execute_command(*args)
 
     def run_pipeline(self, calls: Sequence[Call]) -> list[Any]:
         """Runs scripts and plain commands in one round trip (a pipeline without MULTI:
@@ -154,12 +159,42 @@ class Transitions:
             keys.append(k.task(task_id))
         return "begin", keys, [worker_id, task_id or "", pid]
 
-    def _claim_calls(self, worker_id: str, pid: int, claim_timeout_s: float) -> list[Call]:
-        """The claim (`BLMOVE` pending -> the worker's list) and the begin of what it brought,
-        to send in one round trip. The worker's list must be empty (one task at a time)."""
+    # -- the claim: the one transition that is not a script (it blocks) ---------------------
+
+    def _claim_command(self, worker_id: str, timeout_s: float) -> tuple[Any, ...]:
         k = self.keys
-        claim = ("BLMOVE", k.pending, k.worker_tasks(worker_id), "LEFT", "RIGHT", claim_timeout_s)
-        return [claim, ScriptCall(*self._begin_call(worker_id, None, pid))]
+        return ("BLMOVE", k.pending, k.worker_tasks(worker_id), "LEFT", "RIGHT", timeout_s)
+
+    def claim(self, worker_id: str, timeout_s: float) -> str | None:
+        """Moves the head of pending into the worker's own list, waiting up to `timeout_s`
+        for one (0 waits forever); returns its id, or None. The worker's list must be empty
+        (one task at a time); `begin` then asks for permission to run it."""
+        claimed: str | None = self.scripts.command(*self._claim_command(worker_id, timeout_s))
+        return claimed
+
+    def held(self, worker_id: str) -> str | None:
+        """The task at the head of the worker's own list (claimed, maybe begun), or None."""
+        head: str | None = self.scripts.command("LINDEX", self.keys.worker_tasks(worker_id), 0)
+        return head
+
+    def registration(self, worker_id: str) -> tuple[dict[str, str], bool]:
+        """The worker's hash as it was last written, and whether its heartbeat is fresh (its
+        alive key exists): what a starting worker checks before it takes an id."""
+        fields: dict[str, str] = self.scripts.command("HGETALL", self.keys.worker(worker_id))
+        fresh = bool(self.scripts.command("EXISTS", self.keys.worker_alive(worker_id)))
+        return fields, fresh
+
+    def register_queue(self) -> None:
+        """Adds the queue to the registry of queue names (for `info`): the one key outside
+        the queue's slot, written idempotently and never needed for atomicity."""
+        self.scripts.command("SADD", registry_key(self.keys.namespace), self.keys.queue)
+
+    def _claim_calls(self, worker_id: str, pid: int, claim_timeout_s: float) -> list[Call]:
+        """The claim and the begin of what it brought, to send in one round trip."""
+        return [
+            self._claim_command(worker_id, claim_timeout_s),
+            ScriptCall(*self._begin_call(worker_id, None, pid)),
+        ]
 
     def claim_and_begin(self, worker_id: str, pid: int, claim_timeout_s: float) -> Begun:
         """Claims and begins in one round trip; status 'empty' when nothing came within the

@@ -15,7 +15,7 @@ from blueque.config import QueueConfig, parse_config, validate_settings
 from blueque.connection import redis_errors
 from blueque.errors import InvalidNameError, InvalidStateError, TaskNotFoundError
 from blueque.events import EventStream
-from blueque.keys import new_task_id, queue_keys, queue_of_task, registry_key, validate_worker_id
+from blueque.keys import new_task_id, queue_keys, queue_of_task, validate_worker_id
 from blueque.protocol import Transitions
 from blueque.records import QueueStats, WorkerInfo, parse_stats, parse_worker
 from blueque.serialization import encode
@@ -69,9 +69,8 @@ class Queue:
         return [row[0] for row in rows]
 
     def _register(self) -> None:
-        # The cross-slot registry of queue names, for `info`; idempotent, never atomic.
         if not self._registered:
-            self.client.redis.sadd(registry_key(self.client.namespace), self.name)
+            self.transitions.register_queue()
             self._registered = True
 
     # -- reading ---------------------------------------------------------------------------

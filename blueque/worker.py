@@ -26,7 +26,7 @@ from blueque.client import Client
 from blueque.connection import REDIS_DOWN, is_cluster, unavailable
 from blueque.errors import CorruptTaskError, StopNow, WorkerIdInUseError
 from blueque.identity import Holder, refuse_a_live_holder
-from blueque.keys import PROTOCOL_VERSION, registry_key
+from blueque.keys import PROTOCOL_VERSION
 from blueque.outcome import TaskFunction, error_info
 from blueque.protocol import Begun
 from blueque.queue import Queue
@@ -120,18 +120,16 @@ class Worker:
         return self.signals > 0 or bool(limit and self.tasks_done >= limit)
 
     def _start(self) -> None:
-        redis = self.client.redis
-        fields = redis.hgetall(self.keys.worker(self.id))
-        fresh = bool(redis.exists(self.keys.worker_alive(self.id)))
+        fields, fresh = self.transitions.registration(self.id)
         refuse_a_live_holder(
             self.id, Holder.from_fields(fields), fresh, socket.gethostname(), os.getpid()
         )
         # A restarted worker (same id, e.g. a container restart in the same pod) gives back
         # what its previous life held: that task's process is gone.
-        if self.client.redis.llen(self.keys.worker_tasks(self.id)):
+        if self.transitions.held(self.id) is not None:
             requeued, failed = self.transitions.requeue_worker(self.id, "worker restarted")
             log.warning("recovered own list: %d requeued, %d failed", requeued, failed)
-        self.client.redis.sadd(registry_key(self.client.namespace), self.queue.name)
+        self.transitions.register_queue()
         self.heartbeat()
         self._check_own_list = False
 
@@ -219,18 +217,11 @@ class Worker:
     def _claim(self) -> str | None:
         if self._check_own_list:
             # After a lost connection a claim may have moved a task to us unseen.
-            held: str | None = self.client.redis.lindex(self.keys.worker_tasks(self.id), 0)
+            held = self.transitions.held(self.id)
             self._check_own_list = False
             if held is not None:
                 return held
-        claimed: str | None = self.client.redis.blmove(
-            self.keys.pending,
-            self.keys.worker_tasks(self.id),
-            self.settings.claim_timeout_s,
-            "LEFT",
-            "RIGHT",
-        )
-        return claimed
+        return self.transitions.claim(self.id, self.settings.claim_timeout_s)
 
     def _deregister(self) -> None:
         # A task begun in the claim that a stop interrupted (sent with the last finish, or

@@ -10,9 +10,8 @@ from blueque import Client
 
 def finish_now(client: Client, task_id: str) -> None:
     queue = client.get_task(task_id)._q()
-    k = queue.keys
     queue.transitions.heartbeat("w", 60_000, {})  # a worker registers before it begins
-    assert client.redis.blmove(k.pending, k.worker_tasks("w"), 1, "LEFT", "RIGHT") == task_id
+    assert queue.transitions.claim("w", 1) == task_id
     attempt = queue.transitions.begin("w", task_id, 1).attempt
     assert queue.transitions.finish("w", task_id, attempt, "complete", '"ok"') == "complete"
 

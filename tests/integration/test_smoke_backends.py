@@ -11,10 +11,8 @@ def test_enqueue_claim_finish_wait(client: Client) -> None:
     queue = client.get_queue("smoke.q")
     task_id = queue.enqueue({"n": 1})
     queue.transitions.heartbeat("w1", 60_000, {})  # a worker registers before it begins
-    claimed = client.redis.blmove(
-        queue.keys.pending, queue.keys.worker_tasks("w1"), 1, "LEFT", "RIGHT"
-    )
-    assert claimed == task_id
+    assert queue.transitions.claim("w1", 1) == task_id
+    assert queue.transitions.held("w1") == task_id
     begun = queue.transitions.begin("w1", task_id, 123)
     assert begun.status == "ok" and begun.attempt == 1
 

@@ -14,10 +14,7 @@ def claim(queue: Queue, worker_id: str, timeout_s: float = 1.0) -> str | None:
     the head of pending into its list."""
     if not queue.client.redis.sismember(queue.keys.workers, worker_id):
         queue.transitions.heartbeat(worker_id, 60_000, {})
-    claimed: str | None = queue.client.redis.blmove(
-        queue.keys.pending, queue.keys.worker_tasks(worker_id), timeout_s, "LEFT", "RIGHT"
-    )
-    return claimed
+    return queue.transitions.claim(worker_id, timeout_s)
 
 
 def run_one(queue: Queue, worker_id: str, result: str = '"ok"') -> str:

@@ -1,0 +1,64 @@
+"""The claim, through the protocol layer: `Transitions.claim`, `held`, and the pipelines a
+worker sends ([BLMOVE, begin], then [finish, BLMOVE, begin]): one round trip each on a
+standalone server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis.connection
+
+from blueque import Client
+
+
+@pytest.fixture
+def sends(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
+    """Every write of a request (or a pipeline) to a Redis socket: one per round trip."""
+    sent: list[bytes] = []
+    original: Callable[..., None] = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(
+        self: redis.connection.AbstractConnection,
+        command: bytes | list[bytes],
+        check_health: bool = True,
+    ) -> None:
+        sent.append(command if isinstance(command, bytes) else b"".join(command))
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    yield sent
+
+
+def test_claim_and_held(client: Client) -> None:
+    queue = client.get_queue("claim.q")
+    first, second = queue.enqueue_many(["a", "b"])
+    t = queue.transitions
+    assert t.held("w") is None
+    assert t.claim("w", 1) == first
+    assert t.held("w") == first
+    assert queue.stats().reserved == 1
+    assert t.claim("other", 1) == second
+    assert t.claim("third", 0.05) is None  # nothing within the timeout
+
+
+def test_a_task_costs_one_round_trip(client_standalone: Client, sends: list[bytes]) -> None:
+    queue = client_standalone.get_queue("rt.q")
+    queue.enqueue_many(["a", "b", "c"])
+    t = queue.transitions
+    t.heartbeat("w", 60_000, {})  # a worker registers before it begins
+    warm = t.claim_and_begin("w", 1, 1.0)  # loads the scripts (NOSCRIPT, then EVAL)
+    assert warm.status == "ok"
+    state, begun = t.finish_claim_begin("w", warm.task_id, warm.attempt, "complete", "1", 1, 1.0)
+    assert state == "complete" and begun.status == "ok"
+
+    before = len(sends)
+    state, after = t.finish_claim_begin("w", begun.task_id, begun.attempt, "complete", "2", 1, 1.0)
+    assert state == "complete" and after.status == "ok"
+    assert len(sends) - before == 1  # finish, BLMOVE and begin in one write
+    assert b"BLMOVE" in sends[-1]
+    before = len(sends)
+    assert t.finish("w", after.task_id, after.attempt, "complete", "3") == "complete"
+    nothing = t.claim_and_begin("w", 1, 0.05)
+    assert nothing.status == "empty"
+    assert len(sends) - before == 2
