@@ -22,10 +22,12 @@ from blueque.errors import (
     WorkerIdInUseError,
 )
 from blueque.keys import PROTOCOL_VERSION
+from blueque.outcome import TaskFunction
 from blueque.queue import Queue
 from blueque.reaping import Reaped, ReapGuard
 from blueque.records import QueueStats, WorkerInfo
 from blueque.settings import WorkerSettings
+from blueque.states import Outcome, TaskState
 from blueque.task import Task
 from blueque.worker import Worker
 
@@ -38,6 +40,7 @@ __all__ = [
     "CorruptTaskError",
     "InvalidNameError",
     "InvalidStateError",
+    "Outcome",
     "PayloadError",
     "Queue",
     "QueueConfig",
@@ -47,7 +50,9 @@ __all__ = [
     "RedisEnvironment",
     "Task",
     "TaskFailedError",
+    "TaskFunction",
     "TaskNotFoundError",
+    "TaskState",
     "WaitTimeoutError",
     "Worker",
     "WorkerEnvironment",

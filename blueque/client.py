@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
-from blueque.connection import close, connect, redis_errors
+from blueque.connection import RedisClient, close, connect, redis_errors
 from blueque.events import SubscriberPool
 from blueque.keys import DEFAULT_NAMESPACE, queue_of_task, registry_key
 from blueque.protocol import Scripts
@@ -30,9 +30,9 @@ class Client:
         ssl: bool = False,
         cluster: bool = False,
         namespace: str = DEFAULT_NAMESPACE,
-        redis: Any = None,
+        redis: RedisClient | None = None,
     ) -> None:
-        self.redis: Any = (
+        self.redis: RedisClient = (
             redis
             if redis is not None
             else connect(
@@ -64,7 +64,7 @@ class Client:
     def queues(self) -> list[str]:
         """Names of every queue that was ever used (the registry set)."""
         with redis_errors("list queues"):
-            return sorted(self.redis.smembers(registry_key(self.namespace)))
+            return sorted(cast(set[str], self.redis.smembers(registry_key(self.namespace))))
 
     def info(self) -> list[QueueStats]:
         """Stats of every queue: one round trip per queue."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
@@ -28,6 +28,11 @@ _COMMON: dict[str, Any] = {
 }
 
 
+# A client of either topology. Blueque's own clients decode replies (`decode_responses`), so
+# its reads are str; redis-py types them `bytes | str`, hence the casts where they are used.
+RedisClient = redis.Redis | RedisCluster
+
+
 def _no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
 
@@ -42,7 +47,7 @@ def connect(
     username: str | None = None,
     ssl: bool = False,
     cluster: bool = False,
-) -> Any:
+) -> RedisClient:
     """A redis-py client (`Redis` or `RedisCluster`) with Blueque's connection settings.
 
     URL forms: `redis://`, `rediss://` (TLS), `unix://`, `redis+cluster://host:port` (or
@@ -117,7 +122,9 @@ def redact(url: str) -> str:
     return _with_userinfo(url, lambda user, pw: f"{user}:***@" if pw else f"{user}@")
 
 
-def _sentinel(netloc: str, path: str, query: str, tls: bool, password_over: str | None) -> Any:
+def _sentinel(
+    netloc: str, path: str, query: str, tls: bool, password_over: str | None
+) -> redis.Redis:
     auth, _, hosts = netloc.rpartition("@")
     username, _, password = auth.partition(":") if auth else ("", "", "")
     if password_over is not None:
@@ -133,7 +140,8 @@ def _sentinel(netloc: str, path: str, query: str, tls: bool, password_over: str 
     db = int(segments[1]) if len(segments) > 1 else int(parse_qs(query).get("db", ["0"])[0])
     auth_kwargs = {"username": unquote(username) or None, "password": unquote(password) or None}
     sentinel = Sentinel(nodes, sentinel_kwargs=auth_kwargs, ssl=tls, **auth_kwargs)  # type: ignore[no-untyped-call]
-    return sentinel.master_for(master, db=db, retry=_no_retry(), **_COMMON)  # type: ignore[no-untyped-call]
+    client: redis.Redis = sentinel.master_for(master, db=db, retry=_no_retry(), **_COMMON)  # type: ignore[no-untyped-call]
+    return client
 
 
 # What a caller that retries (the worker) treats as "Redis is unavailable right now": it
@@ -155,11 +163,11 @@ def unavailable(exc: BaseException) -> str:
     return f"Redis unreachable ({exc})"
 
 
-def is_cluster(client: Any) -> bool:
+def is_cluster(client: RedisClient) -> TypeGuard[RedisCluster]:
     return isinstance(client, RedisCluster)
 
 
-def close(client: Any) -> None:
+def close(client: RedisClient) -> None:
     """Closes a client and its sockets. `RedisCluster.close()` leaves the node pools'
     sockets to the garbage collector, so they are disconnected here explicitly."""
     if isinstance(client, RedisCluster):

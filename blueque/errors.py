@@ -31,6 +31,11 @@ class InvalidStateError(BluequeError):
     """The task is not in a state that allows the operation (e.g. retry a running task)."""
 
 
+class ProtocolError(BluequeError):
+    """Redis answered something the protocol does not define (a script of another version
+    or a foreign key in the queue's slot)."""
+
+
 class ConfigError(BluequeError, ValueError):
     """An invalid setting: an unknown field, a value out of range, a bad URL."""
 

@@ -11,7 +11,7 @@ import threading
 from types import TracebackType
 from typing import Any
 
-from blueque.connection import is_cluster, redis_errors
+from blueque.connection import RedisClient, is_cluster, redis_errors
 
 CONFIRM_TIMEOUT_S = 5.0
 
@@ -25,7 +25,7 @@ class SubscriberPool:
     connection per node and their unsubscribe bookkeeping is per node.
     """
 
-    def __init__(self, redis: Any, keep: int = 4) -> None:
+    def __init__(self, redis: RedisClient, keep: int = 4) -> None:
         self._redis = redis
         self._keep = 0 if is_cluster(redis) else keep
         self._idle: list[Any] = []
@@ -35,7 +35,7 @@ class SubscriberPool:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return self._redis.pubsub()
+        return self._redis.pubsub()  # type: ignore[no-untyped-call]
 
     def release(self, pubsub: Any, channel: str) -> None:
         """Unsubscribes and keeps the connection, or closes it when that fails or the pool
@@ -79,7 +79,9 @@ class EventStream:
     from Redis afterwards cannot miss an event published after that read.
     """
 
-    def __init__(self, redis: Any, channel: str, pool: SubscriberPool | None = None) -> None:
+    def __init__(
+        self, redis: RedisClient, channel: str, pool: SubscriberPool | None = None
+    ) -> None:
         self._pool = pool or SubscriberPool(redis, keep=0)
         self._channel = channel
         self._pubsub: Any = None

@@ -9,14 +9,19 @@ fails with a reason and never takes its worker with it.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from blueque.records import ErrorInfo
 from blueque.serialization import encode, printable
+from blueque.states import Outcome
 from blueque.task import Task
 
-TaskFunction = Callable[[Task], Any]
+
+class TaskFunction(Protocol):
+    """What a worker runs: takes the begun `Task` (its `parameters`, `set_progress`) and
+    returns a JSON value (the result) or raises (the task fails)."""
+
+    def __call__(self, task: Task, /) -> Any: ...
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
@@ -48,7 +53,7 @@ def _traceback(exc: BaseException) -> str:
         return f"<the traceback could not be formatted: {type(failure).__name__}>"
 
 
-def call_task_function(fn: TaskFunction, task: Task) -> tuple[str, str]:
+def call_task_function(fn: TaskFunction, task: Task) -> tuple[Outcome, str]:
     """Runs the user's function; returns (outcome, payload) ready for `finish`."""
     try:
         result = fn(task)

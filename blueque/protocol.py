@@ -13,12 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any, cast
+from typing import Any, Literal, cast, get_args
 
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
+from blueque.connection import RedisClient
+from blueque.errors import ProtocolError
 from blueque.keys import QueueKeys, registry_key
+from blueque.states import Outcome
 
 SCRIPT_NAMES = (
     "enqueue",
@@ -51,7 +54,7 @@ class Scripts:
     """The scripts registered on one Redis client (EVALSHA, loaded on first use), and the
     few plain commands of the protocol (the claim, reading a worker's own list)."""
 
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
         self._scripts: dict[str, Script] = {
             name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES
@@ -62,7 +65,7 @@ class Scripts:
 
     def command(self, *args: Any) -> Any:
         """One plain command, written as Redis spells it (as in a pipeline below)."""
-        return self._redis.execute_command(*args)
+        return self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
 
     def run_pipeline(self, calls: Sequence[Call]) -> list[Any]:
         """Runs scripts and plain commands in one round trip (a pipeline without MULTI:
@@ -102,22 +105,31 @@ class ScriptCall:
 Call = ScriptCall | tuple[Any, ...]
 
 
+BeginStatus = Literal[
+    "ok", "draining", "unregistered", "gone", "dropped", "cancelled", "missing", "empty"
+]
+_BEGIN_STATUSES: tuple[BeginStatus, ...] = get_args(BeginStatus)
+
+
 @dataclass(frozen=True)
 class Begun:
     """What `begin` answered: `status` is 'ok' (then attempt and parameters are set),
     'draining', 'unregistered', 'gone', 'dropped', 'cancelled', 'missing' or 'empty'
     (nothing was claimed)."""
 
-    status: str
+    status: BeginStatus
     task_id: str = ""
     attempt: int = 0
     parameters: str | None = None
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> Begun:
-        if reply[0] == "ok":
+        status = reply[0]
+        if status not in _BEGIN_STATUSES:
+            raise ProtocolError(f"begin answered {reply!r}")
+        if status == "ok":
             return cls("ok", str(reply[3]), int(reply[1]), reply[2])
-        return cls(str(reply[0]), str(reply[1]))
+        return cls(status, str(reply[1]))
 
 
 @dataclass(frozen=True)
@@ -202,7 +214,9 @@ class Transitions:
         _, begun = self.scripts.run_pipeline(self._claim_calls(worker_id, pid, claim_timeout_s))
         return Begun.from_reply(begun)
 
-    def finish(self, worker_id: str, task_id: str, attempt: int, outcome: str, payload: str) -> str:
+    def finish(
+        self, worker_id: str, task_id: str, attempt: int, outcome: Outcome, payload: str
+    ) -> str:
         keys = self._finish_keys(worker_id, task_id)
         return str(
             self.scripts.run("finish", keys, [worker_id, task_id, attempt, outcome, payload])
@@ -228,7 +242,7 @@ class Transitions:
         worker_id: str,
         task_id: str,
         attempt: int,
-        outcome: str,
+        outcome: Outcome,
         payload: str,
         pid: int,
         claim_timeout_s: float,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from blueque.config import QueueConfig, parse_config, validate_settings
 from blueque.connection import redis_errors
@@ -19,12 +19,13 @@ from blueque.keys import new_task_id, queue_keys, queue_of_task, validate_worker
 from blueque.protocol import Transitions
 from blueque.records import QueueStats, WorkerInfo, parse_stats, parse_worker
 from blueque.serialization import encode
+from blueque.states import LISTABLE, TaskState
 from blueque.task import Task
 
 if TYPE_CHECKING:
     from blueque.client import Client
 
-LISTABLE_STATES = ("pending", "scheduled", "complete", "failed", "cancelled")
+LISTABLE_STATES = LISTABLE  # (the name before blueque.states)
 
 
 class Queue:
@@ -79,7 +80,7 @@ class Queue:
         if queue_of_task(task_id) != self.name:
             raise InvalidNameError(f"task {task_id} does not belong to queue {self.name}")
         with redis_errors(f"read task {task_id}"):
-            fields = self.client.redis.hgetall(self.keys.task(task_id))
+            fields = cast(dict[str, str], self.client.redis.hgetall(self.keys.task(task_id)))
         if not fields:
             raise TaskNotFoundError(f"no task {task_id}")
         return Task.from_hash(self, task_id, fields)
@@ -88,24 +89,23 @@ class Queue:
         with redis_errors(f"read stats of {self.name}"):
             return parse_stats(self.name, self.transitions.stats())
 
-    def tasks(self, state: str, limit: int = 100) -> list[Task]:
+    def tasks(self, state: TaskState | str, limit: int = 100) -> list[Task]:
         """Tasks in one state: pending in queue order, scheduled by due time, finished
         newest first. Reserved and running tasks are listed per worker: see `workers()`."""
-        if state not in LISTABLE_STATES:
-            raise ValueError(f"state must be one of {', '.join(LISTABLE_STATES)}, not {state!r}")
-        return self._load(self._ids(state, limit))
+        return self._load(self._ids(_listable(state), limit))
 
-    def _ids(self, state: str, limit: int) -> list[str]:
+    def _ids(self, state: TaskState, limit: int) -> list[str]:
         redis = self.client.redis
         k = self.keys
         with redis_errors(f"list {state} tasks of {self.name}"):
-            if state == "pending":
-                ids: list[str] = redis.lrange(k.pending, 0, limit - 1)
-            elif state == "scheduled":
+            ids: object
+            if state == TaskState.PENDING:
+                ids = redis.lrange(k.pending, 0, limit - 1)
+            elif state == TaskState.SCHEDULED:
                 ids = redis.zrange(k.scheduled, 0, limit - 1)
             else:
                 ids = redis.zrange(k.finished(state), 0, limit - 1, desc=True)
-        return ids
+        return cast(list[str], ids)
 
     def get_tasks(self, task_ids: Iterable[str]) -> list[Task]:
         """Snapshots of many tasks of this queue in one round trip; unknown ids are left
@@ -133,7 +133,7 @@ class Queue:
         redis = self.client.redis
         k = self.keys
         with redis_errors(f"list workers of {self.name}"):
-            ids = sorted(redis.smembers(k.workers))
+            ids = sorted(cast(set[str], redis.smembers(k.workers)))
             pipe = redis.pipeline(transaction=False)
             for wid in ids:
                 pipe.hgetall(k.worker(wid))
@@ -186,10 +186,9 @@ class Queue:
         if outcome == "busy":
             raise InvalidStateError(f"task {task_id} is held by a worker: cancel it first")
 
-    def purge(self, state: str) -> int:
+    def purge(self, state: TaskState | str) -> int:
         """Deletes every task in one waiting or finished state; returns how many."""
-        if state not in LISTABLE_STATES:
-            raise ValueError(f"state must be one of {', '.join(LISTABLE_STATES)}, not {state!r}")
+        state = _listable(state)
         deleted = 0
         while ids := self._ids(state, 500):
             with redis_errors(f"purge {state} tasks of {self.name}"):
@@ -215,7 +214,8 @@ class Queue:
         values = validate_settings(settings)
         with redis_errors(f"write config of {self.name}"):
             if values:
-                self.client.redis.hset(self.keys.config, mapping=values)
+                flat = [part for pair in values.items() for part in pair]
+                self.client.redis.hset(self.keys.config, items=flat)
             self._register()
         return self.config()
 
@@ -245,3 +245,14 @@ class Queue:
         """Moves due scheduled tasks to pending; returns (promoted, next due time in ms)."""
         with redis_errors(f"promote scheduled tasks of {self.name}"):
             return self.transitions.promote_due(limit)
+
+
+def _listable(state: TaskState | str) -> TaskState:
+    """`state` as a TaskState kept in a list or set of the queue itself."""
+    if state not in _LISTABLE:
+        words = ", ".join(LISTABLE_STATES)
+        raise ValueError(f"state must be one of {words}, not {state!r}")
+    return TaskState(state)
+
+
+_LISTABLE = frozenset(LISTABLE)

@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis.exceptions as redis_exceptions
 
@@ -114,7 +114,7 @@ class ReapGuard:
 def longest_heartbeat_ttl_s(queue: Queue) -> float | None:
     """The longest heartbeat TTL among the queue's registered workers; None if none."""
     redis = queue.client.redis
-    ids = sorted(redis.smembers(queue.keys.workers))
+    ids = sorted(cast(set[str], redis.smembers(queue.keys.workers)))
     if not ids:
         return None
     pipe = redis.pipeline(transaction=False)
@@ -137,7 +137,7 @@ def redis_uptime_s(queue: Queue) -> float | None:
     redis = queue.client.redis
     try:
         if is_cluster(redis):
-            node = redis.get_node_from_key(queue.keys.workers)
+            node = redis.get_node_from_key(queue.keys.workers)  # type: ignore[no-untyped-call]
             info = redis.info("server", target_nodes=node)
         else:
             info = redis.info("server")

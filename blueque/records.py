@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
+
+WorkerState = Literal["busy", "reserved", "draining", "idle"]
 
 
 class ErrorInfo(TypedDict, total=False):
@@ -120,7 +122,7 @@ class WorkerInfo:
     holding: tuple[str, ...]
 
     @property
-    def state(self) -> str:
+    def state(self) -> WorkerState:
         if self.task:
             return "busy"
         if self.holding:

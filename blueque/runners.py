@@ -24,6 +24,7 @@ from blueque.errors import StopNow
 from blueque.outcome import call_task_function
 from blueque.process_tree import become_subreaper, children, die_with_parent, end_strays, kill_group
 from blueque.serialization import encode
+from blueque.states import Outcome, as_outcome
 from blueque.task import Task
 
 if TYPE_CHECKING:
@@ -300,7 +301,7 @@ class _Handover:
             self.chunks.append(chunk)
             self.received += len(chunk)
 
-    def _message(self) -> tuple[str, str] | None:
+    def _message(self) -> tuple[Outcome, str] | None:
         if self.header is None:
             data = b"".join(self.chunks)
             self.chunks = [data]
@@ -313,7 +314,7 @@ class _Handover:
         if self.received < len(head) + length:
             return None
         body = b"".join(self.chunks)[len(head) : len(head) + length]
-        return outcome, body.decode()
+        return as_outcome(outcome), body.decode()
 
 
 def _signal_group(pid: int, sig: int) -> None:

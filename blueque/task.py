@@ -15,19 +15,19 @@ from typing import TYPE_CHECKING, Any, cast
 from blueque.errors import CorruptTaskError, TaskFailedError, WaitTimeoutError
 from blueque.records import ErrorInfo, from_ms
 from blueque.serialization import decode, encode
+from blueque.states import FINISHED, TaskState
 
 if TYPE_CHECKING:
     from blueque.queue import Queue
 
-STATES = ("scheduled", "pending", "reserved", "running", "complete", "failed", "cancelled")
-FINISHED = frozenset({"complete", "failed", "cancelled"})
+_STATES = frozenset(TaskState)  # members hash and compare as their words
 
 
 @dataclass(frozen=True)
 class Task:
     id: str
     queue: str
-    status: str
+    status: TaskState
     parameters: Any
     attempts: int
     result: Any = None
@@ -50,7 +50,7 @@ class Task:
     @classmethod
     def from_hash(cls, queue: Queue, task_id: str, h: dict[str, str]) -> Task:
         state = h.get("state")
-        if state not in STATES or "parameters" not in h:
+        if state not in _STATES or "parameters" not in h:
             raise CorruptTaskError(
                 f"task {task_id} is corrupt: state={state!r}, fields={sorted(h)}"
             )
@@ -58,7 +58,7 @@ class Task:
             return cls(
                 id=task_id,
                 queue=queue.name,
-                status=state,
+                status=TaskState(state),
                 parameters=decode(h["parameters"], "parameters"),
                 attempts=int(h.get("attempts") or 0),
                 result=decode(h.get("result"), "result"),
@@ -117,7 +117,7 @@ class Task:
                 event = events.next(timeout=remaining if remaining is not None else 5.0)
                 if event is None or event.get("task") == self.id:
                     task = self.refresh()
-        if raise_on_failure and task.status != "complete":
+        if raise_on_failure and task.status != TaskState.COMPLETE:
             detail = task.error.get("message", "") if task.error else ""
             raise TaskFailedError(f"task {self.id} {task.status}: {detail}".rstrip(": "))
         return task

@@ -32,6 +32,7 @@ from blueque.protocol import Begun
 from blueque.queue import Queue
 from blueque.serialization import decode, encode
 from blueque.settings import WorkerSettings
+from blueque.states import Outcome, TaskState
 from blueque.task import Task
 
 log = logging.getLogger("blueque.worker")
@@ -160,7 +161,7 @@ class Worker:
         task = Task(
             id=task_id,
             queue=self.queue.name,
-            status="running",
+            status=TaskState.RUNNING,
             parameters=None,
             attempts=begun.attempt,
             worker=self.id,
@@ -270,7 +271,9 @@ class Worker:
             return self.heartbeat()
         return False
 
-    def record(self, task: Task, outcome: str, payload: str, *, then_claim: bool = False) -> str:
+    def record(
+        self, task: Task, outcome: Outcome, payload: str, *, then_claim: bool = False
+    ) -> str:
         """Writes a task's outcome, retrying while Redis is unreachable: a result is never
         dropped because of an outage. Returns the task's new state, or 'stale'.
 

@@ -26,10 +26,12 @@ from blueque.cli.output import (
     tasks_table,
 )
 from blueque.client import Client
-from blueque.queue import LISTABLE_STATES
+from blueque.states import HELD, LISTABLE, TaskState
 from blueque.task import Task
 
-HELD_STATES = ("reserved", "running")
+# click.Choice takes words (given Enum members it would match their names).
+LISTABLE_WORDS = [s.value for s in LISTABLE]
+HELD_WORDS = [s.value for s in HELD]
 
 
 @click.command()
@@ -96,11 +98,11 @@ def wait(state: State, task_id: str, timeout: float | None) -> None:
 def _report_finished(state: State, task: Task) -> None:
     if state.json:
         echo_json(task_dict(task))
-    elif task.status == "complete":
+    elif task.status == TaskState.COMPLETE:
         # A string as it is (a script can use it directly), anything else as JSON.
         result = task.result
         click.echo(result if isinstance(result, str) else json.dumps(result, ensure_ascii=False))
-    if task.status != "complete":
+    if task.status != TaskState.COMPLETE:
         raise UserError(f"task {task.id} {task.status}: {error_line(task.error)}")
 
 
@@ -109,7 +111,7 @@ def _report_finished(state: State, task: Task) -> None:
 @click.option(
     "--state",
     "task_state",
-    type=click.Choice([*LISTABLE_STATES, *HELD_STATES]),
+    type=click.Choice([*LISTABLE_WORDS, *HELD_WORDS]),
     default="pending",
     show_default=True,
 )
@@ -120,10 +122,10 @@ def tasks(state: State, queue: str, task_state: str, limit: int) -> None:
     """List tasks of QUEUE in one state: pending in queue order, scheduled by due time,
     finished newest first, reserved and running as the workers hold them."""
     q = state.client().get_queue(queue)
-    if task_state in HELD_STATES:
+    if task_state in HELD_WORDS:
         ids: list[str] = []
         for worker in q.workers():
-            if task_state == "running":
+            if task_state == TaskState.RUNNING:
                 ids += [worker.task] if worker.task else []
             else:
                 ids += [t for t in worker.holding if t != worker.task]
@@ -159,7 +161,7 @@ def cancel(state: State, task_id: str, wait_: bool, timeout: float | None) -> No
 
 
 def _who_stops(client: Client, task: Task) -> str:
-    if task.status != "running":  # claimed, not begun: `begin` will cancel it
+    if task.status != TaskState.RUNNING:  # claimed, not begun: `begin` will cancel it
         return f"{task.id} is reserved by a worker and ends cancelled before it starts"
     workers = client.get_queue(task.queue).workers()
     runner = next((w.runner for w in workers if w.id == task.worker), None)
@@ -178,7 +180,7 @@ def _who_stops(client: Client, task: Task) -> str:
 def retry(state: State, task_id: str) -> None:
     """Put a failed or cancelled task back at the end of its queue."""
     task = state.client().get_task(task_id)
-    if task.status not in ("failed", "cancelled"):
+    if task.status not in (TaskState.FAILED, TaskState.CANCELLED):
         # The retry script answers 'pending' both for "requeued" and for "was pending".
         raise UserError(
             f"task {task_id} is {task.status}: only failed or cancelled tasks can be retried"
@@ -192,7 +194,7 @@ def retry(state: State, task_id: str) -> None:
 
 @click.command()
 @click.argument("queue")
-@click.option("--state", "task_state", type=click.Choice(LISTABLE_STATES), required=True)
+@click.option("--state", "task_state", type=click.Choice(LISTABLE_WORDS), required=True)
 @json_option
 @pass_state
 def purge(state: State, queue: str, task_state: str) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from blueque import Client, ConfigError, ConnectionFailedError
 from devtools.processes import free_port
@@ -25,6 +26,7 @@ def roundtrip(client: Client, db: int | None = None) -> None:
         assert client.get_task(task_id).parameters == {"via": "this connection"}
         assert queue.stats().totals["enqueued"] == before + 1
         if db is not None:
+            assert isinstance(client.redis, redis.Redis)
             assert client.redis.connection_pool.connection_kwargs["db"] == db
             assert client.redis.exists(queue.keys.task(task_id)) == 1
     finally:

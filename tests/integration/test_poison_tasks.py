@@ -106,6 +106,7 @@ def test_parameters_nested_too_deep_fail_the_task_not_the_worker(
         queue.keys.task(poison_id), "state", "error", "attempts"
     )
     assert (state, attempts) == ("failed", "1"), worker.output()
+    assert isinstance(raw_error, str)
     error = json.loads(raw_error)
     assert error["type"] == "blueque.errors.CorruptTaskError"
     assert "parameters" in error["message"] and "nested too deeply" in error["message"]

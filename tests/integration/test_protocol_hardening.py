@@ -361,7 +361,7 @@ def test_bad_script_arguments_fail_before_any_write(client: Client) -> None:
     with pytest.raises(ResponseError, match="ttl"):
         t.heartbeat("w1", 0, {})
     with pytest.raises(ResponseError, match="unknown outcome"):
-        t.finish("w1", new_task_id("badargs.q"), 1, "exploded", "1")
+        t.finish("w1", new_task_id("badargs.q"), 1, "exploded", "1")  # type: ignore[arg-type]  # on purpose
     before = snapshot(queue, queue.keys.worker("w1"), queue.keys.worker_alive("w1"))
     assert all(v is None for v in before.values())
 

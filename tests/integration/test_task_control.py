@@ -282,7 +282,7 @@ def test_progress_is_in_the_hash_published_and_shown_by_status_and_info_watch(
     assert task.status == "running" and task.progress == {"step": 3, "of": 3}
     assert task.progress_at is not None
     raw = client.redis.hget(queue.keys.task(task_id), "progress")
-    assert json.loads(raw) == {"step": 3, "of": 3}
+    assert isinstance(raw, str) and json.loads(raw) == {"step": 3, "of": 3}
 
     doc = json.loads(run_ok(bq, "--json", "status", task_id))
     assert doc["progress"] == {"step": 3, "of": 3} and doc["progress_at"] is not None

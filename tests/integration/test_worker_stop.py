@@ -97,7 +97,7 @@ def test_sigterm_during_an_idle_claim_gives_the_task_it_brings_back_at_no_cost(
 def await_heartbeats(client: Client, worker_id: str, count: int) -> None:
     """Waits until the worker has heartbeated `count` more times (it is registered then)."""
     queue = client.get_queue(Q)
-    seen: set[str] = set()
+    seen: set[bytes | str] = set()
 
     def enough() -> bool:
         at = client.redis.hget(queue.keys.worker(worker_id), "heartbeat_at")

@@ -61,11 +61,9 @@ def user_error(result: Result) -> str:
 
 def simulate_running(queue: Queue, worker_id: str = "w1", ttl_ms: int = 30_000) -> str:
     """Plays a worker: registers, claims the head of pending and begins it."""
-    keys = queue.keys
     queue.transitions.heartbeat(worker_id, ttl_ms, {"host": "h", "pid": 7})
-    task_id: str = queue.client.redis.lmove(
-        keys.pending, keys.worker_tasks(worker_id), "LEFT", "RIGHT"
-    )
+    task_id = queue.transitions.claim(worker_id, 0.01)
+    assert task_id is not None
     assert queue.transitions.begin(worker_id, task_id, 4242).status == "ok"
     return task_id
 

@@ -2,30 +2,44 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+import redis
 
 from blueque import Client, ConfigError
-from blueque.connection import connect
+from blueque.connection import RedisClient, connect
+
+
+def standalone(client: RedisClient) -> redis.Redis:
+    assert isinstance(client, redis.Redis), client
+    return client
+
+
+def pool_kwargs(client: RedisClient) -> dict[str, Any]:
+    kwargs: dict[str, Any] = standalone(client).connection_pool.connection_kwargs
+    return kwargs
 
 
 def test_keywords_of_the_original_client() -> None:
     with Client(hostname="cache.internal", port=6380, db=2, password="pw") as client:
-        kwargs = client.redis.connection_pool.connection_kwargs
+        kwargs = pool_kwargs(client.redis)
         assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.internal", 6380, 2)
         assert kwargs["password"] == "pw" and kwargs["decode_responses"] is True
 
 
 def test_url_forms() -> None:
-    r = connect("redis://:secret@10.0.0.5:6390/3")
+    r = standalone(connect("redis://:secret@10.0.0.5:6390/3"))
     try:
-        kwargs = r.connection_pool.connection_kwargs
+        kwargs = pool_kwargs(r)
         assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("10.0.0.5", 6390, 3)
         assert kwargs["password"] == "secret"
         # No silent command retries: a retried script could apply a transition twice.
-        assert r.get_retry()._retries == 0
+        retry = r.get_retry()
+        assert retry is not None and retry._retries == 0
     finally:
         r.close()
-    tls = connect("rediss://h:6379/0")
+    tls = standalone(connect("rediss://h:6379/0"))
     try:
         assert tls.connection_pool.connection_class.__name__ == "SSLConnection"
     finally:
@@ -58,7 +72,7 @@ def test_a_password_keyword_supplies_or_replaces_the_urls(url: str, username: st
     # How BLUEQUE_REDIS_PASSWORD (a Kubernetes Secret) reaches a URL from a ConfigMap.
     r = connect(url, password="from-secret")
     try:
-        kwargs = r.connection_pool.connection_kwargs
+        kwargs = pool_kwargs(r)
         assert kwargs["password"] == "from-secret"
         assert kwargs.get("username") == username
         assert kwargs["db"] == 3

@@ -49,7 +49,7 @@ def test_fencing(queue: Queue) -> None:
     assert queue.stats().totals["stale"] == 3
     assert queue.get_task(task_id).status == "running"
     with pytest.raises(Exception, match="unknown outcome"):
-        t.finish("w", task_id, 1, "exploded", "1")
+        t.finish("w", task_id, 1, "exploded", "1")  # type: ignore[arg-type]  # on purpose
 
 
 def test_requeue_and_attempt_limit(queue: Queue) -> None:

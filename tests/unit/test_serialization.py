@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from blueque import CorruptTaskError, PayloadError, Task
+from blueque import CorruptTaskError, PayloadError, Task, TaskState
 from blueque.outcome import call_task_function, error_info
 from blueque.serialization import decode, encode
 
@@ -38,7 +38,9 @@ def test_undecodable_text_is_a_corrupt_task() -> None:
 
 
 def _task(parameters: object) -> Task:
-    return Task(id="q:" + "0" * 32, queue="q", status="running", parameters=parameters, attempts=1)
+    return Task(
+        id="q:" + "0" * 32, queue="q", status=TaskState.RUNNING, parameters=parameters, attempts=1
+    )
 
 
 def test_error_info_keeps_type_message_and_traceback() -> None:

@@ -67,12 +67,8 @@ def run_worker(client: Client, fn: Callable[[Task], Any], flaky: tuple[str, str]
     wrapped: Flaky | None = None
     if flaky is not None:
         method, when = flaky
-        if method == "blmove":
-            wrapped = Flaky(client.redis, method, when)
-            worker.client = Client(redis=wrapped)
-        else:
-            wrapped = Flaky(worker.transitions, method, when)
-            worker.transitions = wrapped  # type: ignore[assignment]
+        wrapped = Flaky(worker.transitions, method, when)
+        worker.transitions = wrapped  # type: ignore[assignment]
     assert worker.run() == 0
     if wrapped is not None:
         assert wrapped.injected == 1, "the failure was never injected"
