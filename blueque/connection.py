@@ -76,6 +76,15 @@ def connect(
             retry=_no_retry(),
             **_COMMON,
         )
+    try:
+        return _from_url(url, password, cluster)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # a port or db that is no number, a malformed URL
+        raise ConfigError(f"invalid Redis URL {redact(url)!r}: {exc}") from None
+
+
+def _from_url(url: str, password: str | None, cluster: bool) -> RedisClient:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if password is not None:

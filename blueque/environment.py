@@ -148,23 +148,25 @@ def _get(env: Mapping[str, str], name: str, fallback: str | None = None) -> str 
     return value or None
 
 
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
+_BOOLEANS |= {"0": False, "false": False, "no": False, "off": False}
+
+
 def _parse(name: str, kind: Any, raw: str) -> Any:
+    value: Any = raw
     try:
         if kind is bool:
-            lowered = raw.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if kind is float:
-            return float(raw)
-        if kind is int:
-            return int(raw)
-        return raw
+            value = _BOOLEANS.get(raw.strip().lower())
+        elif kind is float:
+            value = float(raw)
+        elif kind is int:
+            value = int(raw)
     except ValueError:
+        value = None
+    if value is None:
         kind_name = getattr(kind, "__name__", "string")
-        raise ConfigError(f"{name}={raw!r} is not a valid {kind_name}") from None
+        raise ConfigError(f"{name}={raw!r} is not a valid {kind_name}")
+    return value
 
 
 def read_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:

@@ -1,7 +1,9 @@
 """Every error Blueque raises on purpose, in one hierarchy callers can branch on.
 
-`BluequeError` is the root. User mistakes (a bad queue name, an unknown task, a payload that
-is not JSON) are `ValueError`/`LookupError` subclasses too, so generic handlers keep working.
+`BluequeError` is the root. Each error also subclasses the built-in exception a caller would
+expect (a bad queue name is a `ValueError`, an unknown task a `LookupError`, a slow Redis a
+`TimeoutError`...), so generic handlers keep working; nothing in the public API raises a bare
+built-in on purpose (tests/unit/test_errors.py checks the source).
 """
 
 from __future__ import annotations
@@ -40,8 +42,21 @@ class ConfigError(BluequeError, ValueError):
     """An invalid setting: an unknown field, a value out of range, a bad URL."""
 
 
+class InvalidArgumentError(BluequeError, ValueError):
+    """An argument a call cannot take: an unknown state, both or neither of `eta=` and
+    `delay=`, a malformed duration."""
+
+
+class DetachedTaskError(BluequeError, RuntimeError):
+    """An operation on a `Task` built by hand, without the queue it belongs to."""
+
+
 class ConnectionFailedError(BluequeError, ConnectionError):
     """Redis could not be reached (or answered with a connection-level error)."""
+
+
+class RedisTimeoutError(ConnectionFailedError, TimeoutError):
+    """Redis did not answer in time (e.g. no confirmation of a subscription)."""
 
 
 class WaitTimeoutError(BluequeError, TimeoutError):

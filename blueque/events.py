@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from blueque.connection import RedisClient, is_cluster, redis_errors
+from blueque.errors import RedisTimeoutError
 
 CONFIRM_TIMEOUT_S = 5.0
 
@@ -92,7 +93,7 @@ class EventStream:
             try:
                 self._pubsub.ssubscribe(self._channel)
                 if not _await_reply(self._pubsub, "ssubscribe"):
-                    raise TimeoutError("no subscribe confirmation from Redis within 5 s")
+                    raise RedisTimeoutError("no subscribe confirmation from Redis within 5 s")
             except BaseException:
                 self._close()
                 raise

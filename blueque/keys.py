@@ -13,7 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from blueque.errors import InvalidNameError
+from blueque.errors import InvalidArgumentError, InvalidNameError
 
 PROTOCOL_VERSION = 2
 DEFAULT_NAMESPACE = "blueque"
@@ -110,9 +110,10 @@ class QueueKeys:
         return self.prefix + "draining"
 
     def finished(self, state: str) -> str:
-        return {"complete": self.complete, "failed": self.failed, "cancelled": self.cancelled}[
-            state
-        ]
+        """The index of finished tasks in `state` (complete, failed or cancelled)."""
+        if state not in ("complete", "failed", "cancelled"):
+            raise InvalidArgumentError(f"no index of finished tasks in state {state!r}")
+        return self.prefix + state
 
     def task(self, task_id: str) -> str:
         return self.prefix + "task:" + task_id

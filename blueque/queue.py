@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 from blueque.config import QueueConfig, parse_config, validate_settings
 from blueque.connection import redis_errors
-from blueque.errors import InvalidNameError, InvalidStateError, TaskNotFoundError
+from blueque.errors import (
+    InvalidArgumentError,
+    InvalidNameError,
+    InvalidStateError,
+    TaskNotFoundError,
+)
 from blueque.events import EventStream
 from blueque.keys import new_task_id, queue_keys, queue_of_task, validate_worker_id
 from blueque.protocol import Transitions
@@ -56,7 +61,7 @@ class Queue:
         everywhere in Python) or after `delay` seconds. A time in the past makes it pending
         at once."""
         if (eta is None) == (delay is None):
-            raise ValueError("schedule() takes exactly one of eta= or delay=")
+            raise InvalidArgumentError("schedule() takes exactly one of eta= or delay=")
         seconds = eta.timestamp() - time.time() if eta is not None else float(delay or 0)
         return self._create([(parameters, max(1, round(seconds * 1000)) if seconds > 0 else 0)])[0]
 
@@ -251,7 +256,7 @@ def _listable(state: TaskState | str) -> TaskState:
     """`state` as a TaskState kept in a list or set of the queue itself."""
     if state not in _LISTABLE:
         words = ", ".join(LISTABLE_STATES)
-        raise ValueError(f"state must be one of {words}, not {state!r}")
+        raise InvalidArgumentError(f"state must be one of {words}, not {state!r}")
     return TaskState(state)
 
 

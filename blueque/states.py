@@ -10,6 +10,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal, get_args
 
+from blueque.errors import InvalidArgumentError
+
 
 class TaskState(StrEnum):
     SCHEDULED = "scheduled"
@@ -30,9 +32,9 @@ OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 
 
 def as_outcome(word: str) -> Outcome:
-    """`word` as an Outcome; ValueError if it is none."""
+    """`word` as an Outcome; `InvalidArgumentError` (a ValueError) if it is none."""
     if word not in OUTCOMES:
-        raise ValueError(f"not an outcome: {word!r} (one of {', '.join(OUTCOMES)})")
+        raise InvalidArgumentError(f"not an outcome: {word!r} (one of {', '.join(OUTCOMES)})")
     return word
 
 

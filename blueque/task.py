@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from blueque.errors import CorruptTaskError, TaskFailedError, WaitTimeoutError
+from blueque.errors import CorruptTaskError, DetachedTaskError, TaskFailedError, WaitTimeoutError
 from blueque.records import ErrorInfo, from_ms
 from blueque.serialization import decode, encode
 from blueque.states import FINISHED, TaskState
@@ -94,7 +94,7 @@ class Task:
 
     def _q(self) -> Queue:
         if self._queue is None:
-            raise RuntimeError("this Task was built without a queue; use Client.get_task")
+            raise DetachedTaskError("this Task was built without a queue; use Client.get_task")
         return self._queue
 
     def refresh(self) -> Task:

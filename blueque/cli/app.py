@@ -18,7 +18,7 @@ import redis.exceptions
 
 from blueque.client import Client
 from blueque.environment import RedisEnvironment, Variable
-from blueque.errors import BluequeError
+from blueque.errors import BluequeError, ConfigError, InvalidArgumentError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,7 +89,7 @@ pass_state = click.make_pass_decorator(State)
 def flag(variable: Variable) -> str:
     """The option (or argument) name of a variable that has one."""
     if variable.option is None:
-        raise LookupError(f"{variable.name} has no command-line flag")
+        raise ConfigError(f"{variable.name} has no command-line flag")
     return variable.option
 
 
@@ -140,11 +140,11 @@ def parse_duration(text: str) -> float:
             continue
         unit = "ms" if raw.startswith("ms", i) else ch
         if unit not in _UNITS or not number:
-            raise ValueError(f"not a duration: {text!r} (e.g. 30, 1.5s, 250ms, 5m, 1h30m)")
+            raise InvalidArgumentError(f"not a duration: {text!r} (e.g. 30, 1.5s, 5m, 1h30m)")
         total += float(number) * _UNITS[unit]
         number, i = "", i + len(unit)
     if number or not raw:
-        raise ValueError(f"not a duration: {text!r} (e.g. 30, 1.5s, 250ms, 5m, 1h30m)")
+        raise InvalidArgumentError(f"not a duration: {text!r} (e.g. 30, 1.5s, 5m, 1h30m)")
     return total
 
 
