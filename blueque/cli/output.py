@@ -1,25 +1,21 @@
-"""How the CLI shows things: human times, JSON documents, rich tables.
+"""How the CLI shows things: human times and JSON documents (the tables are in `tables.py`).
 
 Pure functions of library records (`Task`, `QueueStats`, `WorkerInfo`), so they are tested
 without Redis. People get tables with ages like "3m12s"; scripts get `--json`, whose
-documents hold full ISO timestamps and numbers of seconds instead.
+documents hold full ISO timestamps and numbers of seconds instead. Nothing here imports
+rich: `blueque worker` loads this module's neighbours, never the table library.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import click
-from rich.console import Console, Group, RenderableType
-from rich.table import Table
-from rich.text import Text
 
 from blueque.maintenance import WorkerRow
-from blueque.records import ErrorInfo, QueueStats
+from blueque.records import ErrorInfo
 from blueque.task import Task
 
 
@@ -118,126 +114,6 @@ def echo_json(document: Any) -> None:
     click.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))
 
 
-# -- tables ---------------------------------------------------------------------------------
-
-
-def console() -> Console:
-    """A console on the current stdout; wide when piped, so ids are never cut."""
-    out = Console(file=sys.stdout)
-    if not out.is_terminal:
-        out = Console(file=sys.stdout, width=240)
-    return out
-
-
-class _PlainTable(Table):
-    """A table whose cells are plain text: task data is never read as rich markup."""
-
-    def add_row(self, *cells: RenderableType | None, **options: Any) -> None:
-        super().add_row(*(Text(c) if isinstance(c, str) else c for c in cells), **options)
-
-
-def _table(title: str | None, *columns: str) -> Table:
-    table = _PlainTable(title=title, title_justify="left", box=None, header_style="bold")
-    for name in columns:
-        numeric = name in NUMERIC_COLUMNS
-        table.add_column(name, justify="right" if numeric else "left", overflow="fold")
-    return table
-
-
-NUMERIC_COLUMNS = frozenset(
-    {
-        "PENDING",
-        "RESERVED",
-        "RUNNING",
-        "SCHEDULED",
-        "COMPLETE",
-        "FAILED",
-        "CANCELLED",
-        "WORKERS",
-        "DRAINING",
-        "ATTEMPTS",
-    }
-)
-
-
-def queues_table(stats: Sequence[QueueStats]) -> Table:
-    table = _table(
-        "Queues",
-        "QUEUE",
-        "PENDING",
-        "RESERVED",
-        "RUNNING",
-        "SCHEDULED",
-        "COMPLETE",
-        "FAILED",
-        "CANCELLED",
-        "WORKERS",
-        "DRAINING",
-        "OLDEST PENDING",
-    )
-    for s in stats:
-        table.add_row(
-            s.queue,
-            str(s.pending),
-            str(s.reserved),
-            str(s.running),
-            str(s.scheduled),
-            str(s.complete),
-            str(s.failed),
-            str(s.cancelled),
-            str(s.workers),
-            str(s.draining),
-            format_duration(s.oldest_pending_age_s),
-        )
-    if not stats:
-        table.caption = "no queues yet"
-    return table
-
-
-def workers_table(
-    rows: Sequence[WorkerRow], title: str = "Workers", show_queue: bool = False
-) -> Table:
-    columns = ["WORKER", "STATE", "TASK", "FOR", "PROGRESS", "HEARTBEAT", "HOST", "PID"]
-    if show_queue:
-        columns.insert(1, "QUEUE")
-    table = _table(title, *columns)
-    for worker, task in ((row.worker, row.task) for row in rows):
-        state = worker.state if worker.alive else f"{worker.state} (dead?)"
-        cells = [
-            worker.id,
-            state,
-            worker.task or (", ".join(worker.holding) if worker.holding else "-"),
-            format_duration(since(worker.task_started_at)) if worker.task else "-",
-            compact(task.progress, 40) if task is not None else "-",
-            format_age(worker.heartbeat_at),
-            worker.pod or worker.host or "-",
-            str(worker.pid) if worker.pid else "-",
-        ]
-        if show_queue:
-            cells.insert(1, worker.queue)
-        table.add_row(*cells)
-    if not rows:
-        table.caption = "no workers"
-    return table
-
-
-def tasks_table(tasks: list[Task], title: str) -> Table:
-    table = _table(title, "ID", "STATE", "ATTEMPTS", "ENQUEUED", "WORKER", "FOR", "DETAIL")
-    for task in tasks:
-        table.add_row(
-            task.id,
-            task.status,
-            str(task.attempts),
-            format_age(task.enqueued_at),
-            task.worker or "-",
-            format_duration(task.runtime_s),
-            task_detail(task),
-        )
-    if not tasks:
-        table.caption = "no tasks"
-    return table
-
-
 def task_detail(task: Task) -> str:
     """The one thing worth knowing about a task in a list, by state."""
     if task.status == "failed" or (task.status == "cancelled" and task.error):
@@ -252,50 +128,3 @@ def task_detail(task: Task) -> str:
     if task.status == "running" and task.progress is not None:
         return f"progress {compact(task.progress, 40)}"
     return compact(task.parameters, 50)
-
-
-def task_view(task: Task) -> RenderableType:
-    """`status`: every field of one task, then its traceback as plain text."""
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column(overflow="fold")
-
-    def row(name: str, value: str | None) -> None:
-        if value not in (None, "", "-"):
-            grid.add_row(name, Text(value or ""))
-
-    pending_cancel = task.cancel_requested and not task.finished
-    state = task.status + (" (cancel requested)" if pending_cancel else "")
-    row("id", task.id)
-    row("queue", task.queue)
-    row("state", state)
-    row("attempts", str(task.attempts))
-    row("retries", str(task.retries) if task.retries else None)
-    row("worker", task.worker)
-    row("pid", str(task.pid) if task.pid else None)
-    if task.progress is not None:
-        row("progress", f"{compact(task.progress, 200)} ({format_age(task.progress_at)})")
-    row("enqueued", _when(task.enqueued_at))
-    row("due", _when(task.due_at) if task.status == "scheduled" else None)
-    row("started", _when(task.started_at))
-    row("finished", _when(task.finished_at))
-    row("runtime", format_duration(task.runtime_s) if task.started_at else None)
-    row("parameters", compact(task.parameters, 400))
-    if task.status == "complete":
-        row("result", compact(task.result, 400))
-    row("error", error_line(task.error) if task.error else None)
-    if task.error and task.error.get("signal"):
-        row("signal", task.error.get("signal"))
-    row("last error", error_line(task.last_error) if task.last_error else None)
-    parts: list[RenderableType] = [grid]
-    traceback = (task.error or task.last_error or {}).get("traceback")
-    if traceback:
-        parts.append(Text("\n" + traceback.rstrip()))
-    return Group(*parts)
-
-
-def _when(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    local = moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    return f"{local} ({format_age(moment)})"

@@ -9,27 +9,16 @@ import time
 from typing import Any
 
 import click
-from rich.console import Group, RenderableType
-from rich.live import Live
-from rich.text import Text
 
 from blueque.cli.app import (
     DURATION,
     State,
     UserError,
-    describe,
     json_option,
     parse_assignments,
     pass_state,
 )
-from blueque.cli.output import (
-    console,
-    echo_json,
-    format_age,
-    queues_table,
-    worker_dict,
-    workers_table,
-)
+from blueque.cli.output import echo_json, format_age, worker_dict
 from blueque.client import Client
 from blueque.config import SCHEMA
 from blueque.maintenance import QueueSnapshot, snapshot, worker_rows
@@ -41,13 +30,6 @@ def snapshot_dict(snap: QueueSnapshot) -> dict[str, Any]:
         "queues": [s.as_dict() for s in snap.stats],
         "running": [worker_dict(row) for row in snap.running],
     }
-
-
-def render(snap: QueueSnapshot) -> RenderableType:
-    parts: list[RenderableType] = [queues_table(snap.stats)]
-    if snap.running:
-        parts += [Text(""), workers_table(snap.running, "Running tasks", show_queue=True)]
-    return Group(*parts)
 
 
 @click.command()
@@ -66,13 +48,17 @@ def info(state: State, queues: tuple[str, ...], watch: bool, interval: float) ->
         if state.json:
             echo_json(snapshot_dict(snap))
         else:
-            console().print(render(snap))
+            from blueque.cli import tables  # rich: only where a table is printed
+
+            tables.console().print(tables.render_snapshot(snap))
         return
     try:
         if state.json:
             _watch_json(client, queues, interval)
         else:
-            _watch_live(client, queues, interval)
+            from blueque.cli import tables
+
+            tables.watch_live(lambda: snapshot(client, queues), interval)
     except KeyboardInterrupt:
         pass
 
@@ -82,23 +68,6 @@ def _watch_json(client: Client, queues: tuple[str, ...], interval: float) -> Non
         click.echo(json.dumps(snapshot_dict(snapshot(client, queues)), default=str))
         sys.stdout.flush()
         time.sleep(interval)
-
-
-def _watch_live(client: Client, queues: tuple[str, ...], interval: float) -> None:
-    """Redraws every `interval`; while Redis is unreachable it says so and keeps trying."""
-    with Live(Text("connecting…"), console=console(), auto_refresh=False) as live:
-        last: RenderableType | None = None
-        while True:
-            try:
-                last = render(snapshot(client, queues))
-                live.update(last, refresh=True)
-            except Exception as exc:
-                message = describe(exc)
-                if message is None:
-                    raise
-                note = Text(f"{message} (retrying)", style="red")
-                live.update(Group(last, note) if last else note, refresh=True)
-            time.sleep(interval)
 
 
 @click.command()
@@ -111,7 +80,9 @@ def workers(state: State, queue: str) -> None:
     if state.json:
         echo_json([worker_dict(row) for row in rows])
     else:
-        console().print(workers_table(rows, f"Workers of {queue}"))
+        from blueque.cli import tables
+
+        tables.console().print(tables.workers_table(rows, f"Workers of {queue}"))
 
 
 def _config_help() -> str:
@@ -138,9 +109,8 @@ def config(state: State, queue: str, settings: tuple[str, ...]) -> None:
     if state.json:
         echo_json(current.as_dict())
         return
-    table = console()
     for name, value in current.as_dict().items():
-        table.print(f"{name} = {value:g}" if isinstance(value, float) else f"{name} = {value}")
+        click.echo(f"{name} = {value:g}" if isinstance(value, float) else f"{name} = {value}")
 
 
 @click.command()

@@ -17,14 +17,7 @@ from blueque.cli.app import (
     parse_params,
     pass_state,
 )
-from blueque.cli.output import (
-    console,
-    echo_json,
-    error_line,
-    task_dict,
-    task_view,
-    tasks_table,
-)
+from blueque.cli.output import echo_json, error_line, task_dict
 from blueque.client import Client
 from blueque.states import HELD, LISTABLE, TaskState
 from blueque.task import Task
@@ -81,7 +74,9 @@ def status(state: State, task_id: str) -> None:
     if state.json:
         echo_json(task_dict(task))
     else:
-        console().print(task_view(task))
+        from blueque.cli import tables  # rich: only where a table is printed
+
+        tables.console().print(tables.task_view(task))
 
 
 @click.command()
@@ -135,7 +130,11 @@ def tasks(state: State, queue: str, task_state: str, limit: int) -> None:
     if state.json:
         echo_json([task_dict(t) for t in found])
     else:
-        console().print(tasks_table(found, f"{task_state.capitalize()} tasks of {q.name}"))
+        from blueque.cli import tables
+
+        tables.console().print(
+            tables.tasks_table(found, f"{task_state.capitalize()} tasks of {q.name}")
+        )
 
 
 @click.command()

@@ -230,3 +230,23 @@ def test_drain_and_undrain_a_live_worker(bq: BluequeRunner, redis_url: str, tmp_
         assert ok(bq.run("wait", waiting, "--timeout", "10")).strip() == "done"
     finally:
         client.close()
+
+
+def test_a_worker_never_imports_rich(bq: BluequeRunner, tmp_path: Path) -> None:
+    """The worker image stays lean: `blueque worker` loads no table library (only the
+    commands that print tables import rich, when they run)."""
+    probe = tmp_path / "probe" / "import_probe.py"
+    probe.parent.mkdir()
+    probe.write_text(
+        "import sys\n\n"
+        "def loaded(task):\n"
+        "    return sorted(m for m in sys.modules if m.split('.')[0] in task.parameters)\n"
+    )
+    task_id = ok(bq.run("enqueue", "probe.q", '["rich", "blueque"]')).strip()
+    env = {"PYTHONPATH": str(probe.parent)}
+    ok(bq.run("worker", "probe.q", "--task", "import_probe:loaded", "--max-tasks", "1", env=env))
+    loaded = status(bq, task_id)["result"]
+    assert isinstance(loaded, list) and "blueque.worker" in loaded  # the probe saw the worker
+    assert [m for m in loaded if m == "rich" or m.startswith(("rich.", "blueque.cli.tables"))] == []
+    # A command that prints a table does load it.
+    assert "probe.q" in ok(bq.run("info"))
