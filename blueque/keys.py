@@ -19,23 +19,28 @@ PROTOCOL_VERSION = 2
 DEFAULT_NAMESPACE = "blueque"
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
+# A namespace may also hold colons (`app:blueque`), never braces: the scripts find a queue's
+# prefix as the text up to the first `}:`, which must be the end of the queue's hash tag.
+_NAMESPACE = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 _TASK_ID = re.compile(r"(?P<queue>[A-Za-z0-9._-]{1,200}):(?P<unique>[0-9a-f]{32})")
 
 
+def _validate(kind: str, value: str, pattern: re.Pattern[str], rule: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise InvalidNameError(f"invalid {kind} {value!r}: use {rule}")
+    return value
+
+
 def validate_queue_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise InvalidNameError(
-            f"invalid queue name {name!r}: use 1-200 characters of A-Z a-z 0-9 . _ -"
-        )
-    return name
+    return _validate("queue name", name, _NAME, "1-200 characters of A-Z a-z 0-9 . _ -")
 
 
 def validate_worker_id(worker_id: str) -> str:
-    if not isinstance(worker_id, str) or not _NAME.fullmatch(worker_id):
-        raise InvalidNameError(
-            f"invalid worker id {worker_id!r}: use 1-200 characters of A-Z a-z 0-9 . _ -"
-        )
-    return worker_id
+    return _validate("worker id", worker_id, _NAME, "1-200 characters of A-Z a-z 0-9 . _ -")
+
+
+def validate_namespace(namespace: str) -> str:
+    return _validate("namespace", namespace, _NAMESPACE, "1-100 characters of A-Z a-z 0-9 . _ : -")
 
 
 def sanitize_worker_id(raw: str) -> str:
@@ -128,9 +133,9 @@ class QueueKeys:
 
 
 def queue_keys(queue: str, namespace: str = DEFAULT_NAMESPACE) -> QueueKeys:
-    return QueueKeys(namespace, validate_queue_name(queue))
+    return QueueKeys(validate_namespace(namespace), validate_queue_name(queue))
 
 
 def registry_key(namespace: str = DEFAULT_NAMESPACE) -> str:
     """The one cross-slot key: the set of queue names, for `info`. Never needed atomically."""
-    return f"{namespace}:queues"
+    return f"{validate_namespace(namespace)}:queues"

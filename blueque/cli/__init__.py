@@ -12,7 +12,7 @@ import click
 
 from blueque.cli import processes, queues, tasks
 from blueque.cli.app import BluequeGroup, State
-from blueque.keys import DEFAULT_NAMESPACE
+from blueque.keys import DEFAULT_NAMESPACE, validate_namespace
 
 
 @click.group(cls=BluequeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,7 +43,8 @@ from blueque.keys import DEFAULT_NAMESPACE
 def cli(ctx: click.Context, url: str, cluster: bool, namespace: str, json_: bool) -> None:
     """Blueque: a Redis task queue for long-running work."""
     state = ctx.ensure_object(State)
-    state.url, state.cluster, state.namespace = url, cluster, namespace
+    state.url, state.cluster = url, cluster
+    state.namespace = validate_namespace(namespace)
     state.json = state.json or json_
     ctx.call_on_close(state.close)
 

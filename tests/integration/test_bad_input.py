@@ -84,6 +84,18 @@ def test_invalid_queue_names(client: Client, name: object) -> None:
     assert client.queues() == []
 
 
+@pytest.mark.parametrize("namespace", ["app{1}", "x}:y", ""])
+def test_invalid_namespace_is_refused_before_anything_is_written(
+    redis_url: str, namespace: str
+) -> None:
+    # With `app{1}` the scripts took `app{1}:` as the queue's prefix while Python used
+    # `app{1}:{q}:`: a claimed task was dropped as missing and its hash said pending forever.
+    with pytest.raises(InvalidNameError, match="invalid namespace"):
+        Client(redis_url, namespace=namespace)
+    with Client(redis_url) as client:
+        assert client.redis.keys("*") == []
+
+
 def test_invalid_worker_id(queue: Queue) -> None:
     with pytest.raises(InvalidNameError, match="invalid worker id"):
         queue.drain("no/slashes")

@@ -417,6 +417,13 @@ def test_user_mistakes_are_one_line(invoke: Invoke, args: tuple[str, ...], messa
     assert message in user_error(invoke(*args))
 
 
+def test_a_namespace_with_braces_is_refused(invoke: Invoke, client: Client) -> None:
+    assert "invalid namespace 'app{1}'" in user_error(invoke("--namespace", "app{1}", "info"))
+    env = {"BLUEQUE_NAMESPACE": "a}:b"}
+    assert "invalid namespace 'a}:b'" in user_error(invoke("enqueue", "q", "x", env=env))
+    assert client.redis.keys("*") == []
+
+
 def test_unreachable_redis_is_one_line() -> None:
     # A real connection attempt to a closed port, no fake.
     result = CliRunner().invoke(cli, ["--url", "redis://127.0.0.1:1/0", "info"])

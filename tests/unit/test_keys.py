@@ -12,6 +12,7 @@ from blueque.keys import (
     queue_of_task,
     registry_key,
     sanitize_worker_id,
+    validate_namespace,
     validate_queue_name,
     validate_worker_id,
 )
@@ -35,6 +36,22 @@ def test_invalid_worker_ids() -> None:
     for bad in ("", "a b", "a:b", "{w}"):
         with pytest.raises(InvalidNameError, match="invalid worker id"):
             validate_worker_id(bad)
+
+
+@pytest.mark.parametrize("namespace", ["blueque", "app:jobs", "app-1.test_x", "x" * 100])
+def test_valid_namespaces(namespace: str) -> None:
+    assert validate_namespace(namespace) == namespace
+    assert queue_keys("q", namespace).prefix == f"{namespace}:{{q}}:"
+
+
+@pytest.mark.parametrize("namespace", ["", "app{1}", "a}:b", "{x}", "a b", "é", "x" * 101, None])
+def test_invalid_namespaces(namespace: object) -> None:
+    # A brace would move the queue's hash tag or the `}:` the scripts find the prefix by:
+    # then the scripts and Python derive different keys for the same task.
+    with pytest.raises(InvalidNameError, match="invalid namespace"):
+        validate_namespace(namespace)  # type: ignore[arg-type]
+    with pytest.raises(InvalidNameError, match="invalid namespace"):
+        queue_keys("q", namespace)  # type: ignore[arg-type]
 
 
 def test_sanitize_worker_id_makes_any_host_or_pod_name_valid() -> None:
