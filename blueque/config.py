@@ -7,10 +7,12 @@ validate what is written, so the worker, the CLI and the operator never disagree
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from blueque.errors import ConfigError
+from blueque.keys import MAX_DELAY_S
 
 # field -> (type, lowest allowed value)
 _FIELDS: dict[str, tuple[type, float]] = {
@@ -45,26 +47,54 @@ class QueueConfig:
 
 
 def parse_config(raw: dict[str, str]) -> QueueConfig:
+    """The effective settings, as `get_config` answers them; `ConfigError` names a stored
+    value that is not a valid setting (written by hand or by another client)."""
     values: dict[str, Any] = {}
-    for name, (kind, _) in _FIELDS.items():
-        values[name] = kind(float(raw[name])) if kind is int else kind(raw[name])
+    for name in _FIELDS:
+        values[name] = check_setting(name, raw[name])
     return QueueConfig(**values)
+
+
+# field -> highest allowed value: past these a value is a mistake (or the arithmetic of the
+# scripts would leave the dates that clients can represent).
+_HIGHEST: dict[str, float] = {
+    "max_attempts": 1000,
+    "keep_finished": 100_000_000,
+    "finished_ttl_s": MAX_DELAY_S,
+    "retry_max": 1000,
+    "retry_delay_s": MAX_DELAY_S,
+    "retry_backoff": 100,
+}
+
+
+def check_setting(name: str, value: Any) -> int | float:
+    """One setting as a number of its type, or `ConfigError` saying what is wrong."""
+    if name not in _FIELDS:
+        raise ConfigError(f"unknown queue setting {name!r}; known: {', '.join(_FIELDS)}")
+    kind, lowest = _FIELDS[name]
+    shown = _shown(value)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ConfigError(f"{name} must be a number, got {shown}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {shown}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{name} must be a finite number, got {shown}")
+    if kind is int and not number.is_integer():
+        raise ConfigError(f"{name} must be a whole number, got {shown}")
+    if number < lowest:
+        raise ConfigError(f"{name} must be >= {lowest:g}, got {shown}")
+    if number > _HIGHEST[name]:
+        raise ConfigError(f"{name} must be <= {_HIGHEST[name]:.0f}, got {shown}")
+    return int(number) if kind is int else number
 
 
 def validate_settings(settings: dict[str, Any]) -> dict[str, str]:
     """Checks settings to write; returns them as the strings stored in the config hash."""
-    out: dict[str, str] = {}
-    for name, value in settings.items():
-        if name not in _FIELDS:
-            raise ConfigError(f"unknown queue setting {name!r}; known: {', '.join(_FIELDS)}")
-        kind, lowest = _FIELDS[name]
-        try:
-            number = kind(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be a number, got {value!r}") from None
-        if kind is int and isinstance(value, float) and not value.is_integer():
-            raise ConfigError(f"{name} must be a whole number, got {value!r}")
-        if number < lowest:
-            raise ConfigError(f"{name} must be >= {lowest:g}, got {value!r}")
-        out[name] = str(number)
-    return out
+    return {name: str(check_setting(name, value)) for name, value in settings.items()}
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"

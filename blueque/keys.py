@@ -17,6 +17,9 @@ from blueque.errors import InvalidNameError
 
 PROTOCOL_VERSION = 2
 DEFAULT_NAMESPACE = "blueque"
+# The longest delay the protocol takes (a schedule, a retry delay, a retention): ten years.
+# Due times must stay dates every client can represent, and a longer delay is a mistake.
+MAX_DELAY_S = 10 * 365 * 24 * 3600
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 # A namespace may also hold colons (`app:blueque`), never braces: the scripts find a queue's

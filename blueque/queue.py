@@ -7,13 +7,21 @@ Each method is one script call (one round trip) unless it says otherwise; the sc
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from blueque.config import QueueConfig, parse_config, validate_settings
+import redis.exceptions
+
+from blueque.config import QueueConfig, check_setting, parse_config, validate_settings
 from blueque.connection import redis_errors
-from blueque.errors import InvalidNameError, InvalidStateError, TaskNotFoundError
+from blueque.errors import (
+    ConfigError,
+    CorruptKeyError,
+    InvalidNameError,
+    InvalidStateError,
+    TaskNotFoundError,
+)
 from blueque.events import EventStream
 from blueque.keys import new_task_id, queue_keys, queue_of_task, registry_key, validate_worker_id
 from blueque.protocol import Transitions
@@ -207,8 +215,22 @@ class Queue:
     # -- settings --------------------------------------------------------------------------
 
     def config(self) -> QueueConfig:
+        """The effective settings; `CorruptKeyError` names a stored value that is not one."""
         with redis_errors(f"read config of {self.name}"):
-            return parse_config(self.transitions.get_config())
+            try:
+                return parse_config(self.transitions.get_config())
+            except (ConfigError, CorruptKeyError, redis.exceptions.ResponseError) as exc:
+                if isinstance(exc, redis.exceptions.ResponseError) and not str(exc).startswith(
+                    "blueque: "
+                ):
+                    raise
+                stored = self.client.redis.hgetall(self.keys.config)
+        problem = next((str(e) for e in _setting_errors(stored)), "invalid settings")
+        raise CorruptKeyError(
+            f"config hash {self.keys.config} is corrupt: {problem} (write a valid value:"
+            f" blueque config {self.name} NAME=VALUE)",
+            self.keys.config,
+        )
 
     def set_config(self, **settings: Any) -> QueueConfig:
         """Writes settings (see `QueueConfig`); unknown fields and bad values raise
@@ -246,3 +268,13 @@ class Queue:
         """Moves due scheduled tasks to pending; returns (promoted, next due time in ms)."""
         with redis_errors(f"promote scheduled tasks of {self.name}"):
             return self.transitions.promote_due(limit)
+
+
+def _setting_errors(stored: dict[str, str]) -> Iterator[ConfigError]:
+    for name, value in stored.items():
+        if name not in QueueConfig.__dataclass_fields__:
+            continue  # a field no script reads
+        try:
+            check_setting(name, value)
+        except ConfigError as exc:
+            yield exc

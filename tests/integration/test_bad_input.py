@@ -14,6 +14,7 @@ import pytest
 
 from blueque import (
     Client,
+    ConfigError,
     ConnectionFailedError,
     CorruptTaskError,
     InvalidNameError,
@@ -21,7 +22,7 @@ from blueque import (
     Queue,
     TaskNotFoundError,
 )
-from blueque.keys import new_task_id
+from blueque.keys import MAX_DELAY_S, new_task_id
 from devtools.processes import free_port, wait_until
 from devtools.redis_servers import RedisServer
 from tests.support.workers import WorkerSpawner
@@ -94,6 +95,31 @@ def test_invalid_namespace_is_refused_before_anything_is_written(
         Client(redis_url, namespace=namespace)
     with Client(redis_url) as client:
         assert client.redis.keys("*") == []
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, "nan", 1e300])
+def test_non_finite_or_absurd_settings_are_refused(queue: Queue, bad: object) -> None:
+    with pytest.raises(ConfigError, match="retry_delay_s must be"):
+        queue.set_config(retry_max=3, retry_delay_s=bad)
+    assert queue.client.redis.exists(queue.keys.config) == 0  # all or nothing
+    assert math.isfinite(queue.config().retry_delay_s)
+
+
+def test_retry_due_time_stays_a_date(client: Client, queue: Queue) -> None:
+    # The largest settings allowed, after many retries: backoff ^ retries is inf in Lua, and
+    # a due time of 'inf' could no longer be read.
+    queue.set_config(retry_max=1000, retry_delay_s=MAX_DELAY_S, retry_backoff=100)
+    task_id = queue.enqueue("x")
+    client.redis.hset(queue.keys.task(task_id), "retries", 999)
+    queue.transitions.heartbeat("w", 30_000, {"host": "h", "pid": 1})
+    assert client.redis.lmove(queue.keys.pending, queue.keys.worker_tasks("w"), "LEFT", "RIGHT")
+    begun = queue.transitions.begin("w", task_id, 1)
+    assert begun.status == "ok", begun
+    error = '{"type":"E","message":"m"}'
+    assert queue.transitions.finish("w", task_id, begun.attempt, "failed", error) == "scheduled"
+    task = client.get_task(task_id)
+    assert task.due_at is not None and task.due_at.year == 9999
+    assert [t.id for t in queue.tasks("scheduled")] == [task_id]
 
 
 def test_invalid_worker_id(queue: Queue) -> None:

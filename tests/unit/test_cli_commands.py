@@ -210,11 +210,24 @@ def test_config_shows_defaults_and_sets_values(invoke: Invoke, client: Client) -
 def test_config_mistakes(invoke: Invoke, client: Client) -> None:
     assert "unknown queue setting 'nope'" in user_error(invoke("config", "q", "nope=1"))
     assert "retry_backoff must be >= 1" in user_error(invoke("config", "q", "retry_backoff=0.5"))
+    for bad in ("nan", "inf", "-inf", "1e300"):
+        message = user_error(invoke("config", "q", f"retry_delay_s={bad}"))
+        assert "retry_delay_s must be" in message, message
+    assert client.redis.exists(client.get_queue("q").keys.config) == 0
     assert invoke("config", "q", "retry_max").exit_code == 2
     assert client.get_queue("q").config().retry_backoff == 2  # nothing was written
 
 
 # -- cancel, retry, purge ---------------------------------------------------------------------
+
+
+def test_json_config_is_always_json(invoke: Invoke, client: Client) -> None:
+    queue = client.get_queue("q")
+    client.redis.hset(queue.keys.config, "retry_delay_s", "nan")  # by hand, or another client
+    message = user_error(invoke("--json", "config", "q"))
+    assert "config hash blueque:{q}:config is corrupt" in message and "'nan'" in message
+    ok(invoke("config", "q", "retry_delay_s=3"))
+    assert json.loads(ok(invoke("--json", "config", "q")))["retry_delay_s"] == 3
 
 
 def test_cancel_then_retry_a_pending_task(invoke: Invoke, client: Client) -> None:
