@@ -6,18 +6,19 @@ Each method is one script call (one round trip) unless it says otherwise; the sc
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
 
+from blueque import bounds
 from blueque.config import QueueConfig, check_setting, parse_config, validate_settings
 from blueque.connection import redis_errors
 from blueque.errors import (
     ConfigError,
     CorruptKeyError,
+    InvalidArgumentError,
     InvalidNameError,
     InvalidStateError,
     TaskNotFoundError,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from blueque.client import Client
 
 LISTABLE_STATES = ("pending", "scheduled", "complete", "failed", "cancelled")
+MAX_LIST = 1_000_000  # the most tasks one call lists or promotes
 
 
 class Queue:
@@ -53,19 +55,18 @@ class Queue:
         return self._create([(parameters, 0)])[0]
 
     def enqueue_many(self, parameters: Iterable[Any]) -> list[str]:
-        """Adds many tasks in one atomic round trip; returns their ids in order."""
-        return self._create([(p, 0) for p in parameters])
+        """Adds many tasks in one atomic round trip; returns their ids in order. A string,
+        bytes or a mapping is refused (`InvalidArgumentError`): it is not a list of tasks."""
+        return self._create([(p, 0) for p in bounds.batch(parameters)])
 
     def schedule(
         self, parameters: Any, *, eta: datetime | None = None, delay: float | None = None
     ) -> str:
         """Adds a task that becomes pending at `eta` (a datetime; naive means local time, as
         everywhere in Python) or after `delay` seconds. A time in the past makes it pending
-        at once."""
-        if (eta is None) == (delay is None):
-            raise ValueError("schedule() takes exactly one of eta= or delay=")
-        seconds = eta.timestamp() - time.time() if eta is not None else float(delay or 0)
-        return self._create([(parameters, max(1, round(seconds * 1000)) if seconds > 0 else 0)])[0]
+        at once; one more than ten years ahead (`MAX_DELAY_S`), a NaN or an infinity is
+        refused with `InvalidArgumentError`."""
+        return self._create([(parameters, bounds.delay_ms(eta, delay))])[0]
 
     def _create(self, items: list[tuple[Any, int]]) -> list[str]:
         if not items:
@@ -101,8 +102,10 @@ class Queue:
         """Tasks in one state: pending in queue order, scheduled by due time, finished
         newest first. Reserved and running tasks are listed per worker: see `workers()`."""
         if state not in LISTABLE_STATES:
-            raise ValueError(f"state must be one of {', '.join(LISTABLE_STATES)}, not {state!r}")
-        return self._load(self._ids(state, limit))
+            raise InvalidArgumentError(
+                f"state must be one of {', '.join(LISTABLE_STATES)}, not {state!r}"
+            )
+        return self._load(self._ids(state, bounds.whole("limit", limit, 1, MAX_LIST)))
 
     def _ids(self, state: str, limit: int) -> list[str]:
         redis = self.client.redis
@@ -198,7 +201,9 @@ class Queue:
     def purge(self, state: str) -> int:
         """Deletes every task in one waiting or finished state; returns how many."""
         if state not in LISTABLE_STATES:
-            raise ValueError(f"state must be one of {', '.join(LISTABLE_STATES)}, not {state!r}")
+            raise InvalidArgumentError(
+                f"state must be one of {', '.join(LISTABLE_STATES)}, not {state!r}"
+            )
         deleted = 0
         while ids := self._ids(state, 500):
             with redis_errors(f"purge {state} tasks of {self.name}"):
@@ -266,6 +271,7 @@ class Queue:
 
     def promote_due(self, limit: int = 1000) -> tuple[int, int | None]:
         """Moves due scheduled tasks to pending; returns (promoted, next due time in ms)."""
+        bounds.whole("limit", limit, 1, MAX_LIST)
         with redis_errors(f"promote scheduled tasks of {self.name}"):
             return self.transitions.promote_due(limit)
 

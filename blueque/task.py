@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
+from blueque import bounds
 from blueque.errors import CorruptTaskError, TaskFailedError, WaitTimeoutError
 from blueque.records import ErrorInfo, from_ms
 from blueque.serialization import decode, encode
@@ -106,6 +107,7 @@ class Task:
         Subscribes to the queue's event channel before reading the state, so a transition
         that happens in between is not missed; then sleeps on the channel, not in a loop.
         """
+        timeout = bounds.timeout(timeout)
         queue = self._q()
         deadline = None if timeout is None else time.monotonic() + timeout
         with queue.events() as events:

@@ -2,12 +2,14 @@
 
 Commands are thin edges: parse, call the library, report. User mistakes (an unknown task, a
 bad queue name, Redis unreachable) are turned into one line `error: ...` and exit status 1
-here, once, instead of in every command; click's own usage errors keep exit status 2.
+here, once, instead of in every command; click's own usage errors keep exit status 2 and
+become one line too, naming the command's help.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 import redis.exceptions
+from click.exceptions import NoArgsIsHelpError
 
 from blueque.client import Client
 from blueque.errors import BluequeError
@@ -29,8 +32,25 @@ class UserError(click.ClickException):
     exit_code = 1
 
     def show(self, file: Any = None) -> None:
-        one_line = " ".join(part.strip() for part in self.format_message().splitlines())
-        click.echo(f"error: {one_line}", err=True)
+        click.echo(f"error: {_one_line(self.format_message())}", err=True)
+
+
+class UsageMistake(click.UsageError):
+    """A usage error (exit status 2) as one line too, pointing at the command's help."""
+
+    def show(self, file: Any = None) -> None:
+        hint = f" (see '{self.ctx.command_path} -h')" if self.ctx is not None else ""
+        click.echo(f"error: {_one_line(self.message)}{hint}", err=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _as_one_line(exc: click.UsageError) -> click.UsageError:
+    if isinstance(exc, UsageMistake | NoArgsIsHelpError):  # the latter shows the help
+        return exc
+    return UsageMistake(exc.format_message(), exc.ctx)
 
 
 @dataclass
@@ -69,9 +89,23 @@ def describe(exc: BaseException) -> str | None:
 
 
 class BluequeGroup(click.Group):
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:  # the global options
+            raise _as_one_line(exc) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a command's arguments and options
+            raise _as_one_line(exc) from None
         except (
             BluequeError,
             redis.exceptions.RedisError,
@@ -107,7 +141,14 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(text: str) -> float:
-    """Seconds from '90', '1.5', '250ms', '5m', '1h30m', '2d'."""
+    """Seconds from '90', '1.5', '250ms', '5m', '1h30m', '2d'; never a NaN or an infinity."""
+    seconds = _parse_duration(text)
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a duration: {text!r} (a finite time, e.g. 30, 1.5s, 5m, 1h30m)")
+    return seconds
+
+
+def _parse_duration(text: str) -> float:
     raw = text.strip().lower()
     try:
         return float(raw)

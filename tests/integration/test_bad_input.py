@@ -8,6 +8,7 @@ import re
 import signal
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from blueque import (
     ConfigError,
     ConnectionFailedError,
     CorruptTaskError,
+    InvalidArgumentError,
     InvalidNameError,
     PayloadError,
     Queue,
@@ -45,6 +47,65 @@ def test_parameters_that_are_not_json_are_refused(queue: Queue, bad: object) -> 
         queue.schedule(bad, delay=10)
     stats = queue.stats()
     assert (stats.pending, stats.scheduled, stats.totals["enqueued"]) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "delay",
+    [
+        math.nan,
+        math.inf,
+        -math.inf,
+        1e30,
+        MAX_DELAY_S + 1,
+        pytest.param(10**400, id="10**400"),
+        "5",
+        None,
+        True,
+    ],
+)
+def test_delays_no_reader_could_use_are_refused(queue: Queue, delay: object) -> None:
+    # `inf`, `nan` and 1e30 were accepted: the task's due time was no date, and `tasks
+    # --state scheduled` failed for the whole queue.
+    with pytest.raises(InvalidArgumentError) as err:
+        queue.schedule("x", delay=delay)  # type: ignore[arg-type]
+    assert isinstance(err.value, ValueError) and isinstance(err.value, TypeError)
+    assert queue.client.redis.exists(queue.keys.stats, queue.keys.scheduled) == 0
+
+
+def test_times_in_range_work_at_both_ends(queue: Queue) -> None:
+    far = queue.schedule("far", delay=MAX_DELAY_S)
+    past = queue.schedule("past", eta=datetime(1, 1, 2, tzinfo=UTC))
+    assert [t.id for t in queue.tasks("scheduled")] == [far]
+    assert queue.client.get_task(past).status == "pending"
+    with pytest.raises(InvalidArgumentError, match="ten years"):
+        queue.schedule("x", eta=datetime(9999, 12, 31, tzinfo=UTC))
+    with pytest.raises(InvalidArgumentError, match="eta must be a datetime"):
+        queue.schedule("x", eta="2030-01-01")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="exactly one of"):
+        queue.schedule("x")
+
+
+@pytest.mark.parametrize("batch", ["abc", b"ab", bytearray(b"a"), {"a": 1, "b": 2}, 5])
+def test_a_batch_must_be_a_list(queue: Queue, batch: object) -> None:
+    # enqueue_many("abc") made three tasks, one per letter.
+    with pytest.raises(InvalidArgumentError, match="enqueue_many takes a list"):
+        queue.enqueue_many(batch)  # type: ignore[arg-type]
+    assert queue.stats().totals["enqueued"] == 0
+    assert len(queue.enqueue_many(iter(["a", "b"]))) == 2  # any other iterable is fine
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1.5, "5", math.nan])
+def test_list_limits(queue: Queue, limit: object) -> None:
+    queue.enqueue_many([1, 2])
+    with pytest.raises(InvalidArgumentError, match="limit"):
+        queue.tasks("pending", limit)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("timeout", [math.nan, -1, math.inf, "1"])
+def test_wait_timeouts(queue: Queue, timeout: object) -> None:
+    task = queue.client.get_task(queue.enqueue(1))
+    with pytest.raises(InvalidArgumentError, match="timeout"):
+        task.wait(timeout)  # type: ignore[arg-type]
 
 
 def test_json_values_round_trip_and_a_string_stays_a_string(queue: Queue) -> None:

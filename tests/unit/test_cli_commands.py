@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import fakeredis
 import pytest
@@ -49,9 +49,10 @@ def ok(result: Result) -> str:
     return result.stdout
 
 
-def user_error(result: Result) -> str:
-    """Asserts the CLI's contract for a user mistake; returns the message."""
-    assert result.exit_code == 1, result.output
+def user_error(result: Result, exit_code: int = 1) -> str:
+    """Asserts the CLI's contract for a user mistake (a usage error: exit_code 2); returns
+    the message."""
+    assert result.exit_code == exit_code, result.output
     assert result.stdout == ""
     assert "Traceback" not in result.output
     lines = result.stderr.splitlines()
@@ -106,7 +107,8 @@ def test_enqueue_delay_schedules(invoke: Invoke, client: Client) -> None:
 
 
 def test_enqueue_at_schedules(invoke: Invoke, client: Client) -> None:
-    task_id = ok(invoke("enqueue", "mail", "x", "--at", "2999-01-01T00:00:00+00:00")).strip()
+    at = (datetime.now(UTC) + timedelta(days=300)).isoformat()
+    task_id = ok(invoke("enqueue", "mail", "x", "--at", at)).strip()
     assert client.get_task(task_id).status == "scheduled"
     result = invoke("enqueue", "mail", "x", "--at", "tomorrow")
     assert result.exit_code == 2 and "not an ISO 8601" in result.output
@@ -114,7 +116,33 @@ def test_enqueue_at_schedules(invoke: Invoke, client: Client) -> None:
 
 def test_enqueue_rejects_delay_and_at_together(invoke: Invoke) -> None:
     result = invoke("enqueue", "q", "x", "--delay", "5", "--at", "2999-01-01T00:00:00")
-    assert result.exit_code == 2
+    assert "use --delay or --at" in user_error(result, exit_code=2)
+
+
+@pytest.mark.parametrize(
+    ("option", "exit_code", "message"),
+    [
+        (("--delay", "inf"), 2, "not a duration: 'inf'"),
+        (("--delay", "nan"), 2, "not a duration: 'nan'"),
+        (("--delay", "1e400s"), 2, "not a duration"),
+        (("--delay", "1e30"), 1, "delay must be between"),
+        (("--delay", "100000000d"), 1, "delay must be between"),
+        (("--at", "9999-12-31T23:59:59"), 1, "more than 315360000 s (ten years) ahead"),
+    ],
+)
+def test_enqueue_refuses_times_no_reader_could_use(
+    invoke: Invoke, client: Client, option: tuple[str, str], exit_code: int, message: str
+) -> None:
+    # They were accepted (exit 0, an id printed); then `status` said corrupt and
+    # `tasks --state scheduled` failed for the whole queue.
+    assert message in user_error(invoke("enqueue", "q", "x", *option), exit_code)
+    assert client.redis.keys("*") == []
+
+
+def test_usage_errors_are_one_line_too(invoke: Invoke) -> None:
+    assert "Missing argument 'PARAMS'" in user_error(invoke("enqueue", "q"), exit_code=2)
+    message = user_error(invoke("tasks", "q", "--state", "nope"), exit_code=2)
+    assert message.endswith("(see 'cli tasks -h')"), message
 
 
 def test_wait_prints_a_string_result_as_is_and_others_as_json(
