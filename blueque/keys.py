@@ -139,6 +139,40 @@ def queue_keys(queue: str, namespace: str = DEFAULT_NAMESPACE) -> QueueKeys:
     return QueueKeys(validate_namespace(namespace), validate_queue_name(queue))
 
 
+# The Redis type of each key of a queue, by the part of its name after the prefix.
+_TYPES = {
+    "pending": "list",
+    "scheduled": "zset",
+    "complete": "zset",
+    "failed": "zset",
+    "cancelled": "zset",
+    "stats": "hash",
+    "config": "hash",
+    "workers": "set",
+    "draining": "set",
+}
+_QUEUE_KEY = re.compile(r"[A-Za-z0-9._:-]{1,100}:\{(?P<queue>[A-Za-z0-9._-]{1,200})\}:(?P<rest>.+)")
+
+
+def key_type(key: str) -> str | None:
+    """The Redis type a key of a queue holds (`hash`, `list`, `zset`, `set`, `string`), or
+    None for the events channel and for names that are no queue key."""
+    match = _QUEUE_KEY.fullmatch(key)
+    if match is None:
+        return None
+    rest = match["rest"]
+    if rest in _TYPES:
+        return _TYPES[rest]
+    if rest.startswith("task:"):
+        return "hash"
+    parts = rest.split(":")  # a worker id holds no colon
+    if parts[0] == "worker" and len(parts) == 2:
+        return "hash"
+    if parts[0] == "worker" and len(parts) == 3:
+        return {"tasks": "list", "alive": "string"}.get(parts[2])
+    return None
+
+
 def registry_key(namespace: str = DEFAULT_NAMESPACE) -> str:
     """The one cross-slot key: the set of queue names, for `info`. Never needed atomically."""
     return f"{validate_namespace(namespace)}:queues"

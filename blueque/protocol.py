@@ -337,8 +337,11 @@ class Transitions:
         return str(self.scripts.run("delete", keys, [task_id]))
 
     def stats(self) -> list[Any]:
+        return cast(list[Any], self.scripts.run("stats", self.stats_keys(), []))
+
+    def stats_keys(self) -> list[str]:
         k = self.keys
-        keys = [
+        return [
             k.pending,
             k.scheduled,
             k.complete,
@@ -348,7 +351,6 @@ class Transitions:
             k.workers,
             k.draining,
         ]
-        return cast(list[Any], self.scripts.run("stats", keys, []))
 
     def get_config(self) -> dict[str, str]:
         flat = self.scripts.run("get_config", [self.keys.config], [])

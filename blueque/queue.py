@@ -15,6 +15,7 @@ import redis.exceptions
 from blueque import bounds
 from blueque.config import QueueConfig, check_setting, parse_config, validate_settings
 from blueque.connection import redis_errors
+from blueque.corruption import blame, is_data_error, naming_keys
 from blueque.errors import (
     ConfigError,
     CorruptKeyError,
@@ -88,15 +89,21 @@ class Queue:
     def get_task(self, task_id: str) -> Task:
         if queue_of_task(task_id) != self.name:
             raise InvalidNameError(f"task {task_id} does not belong to queue {self.name}")
-        with redis_errors(f"read task {task_id}"):
-            fields = self.client.redis.hgetall(self.keys.task(task_id))
+        key = self.keys.task(task_id)
+        with redis_errors(f"read task {task_id}"), naming_keys(self.client.redis, "read", [key]):
+            fields = self.client.redis.hgetall(key)
         if not fields:
             raise TaskNotFoundError(f"no task {task_id}")
         return Task.from_hash(self, task_id, fields)
 
     def stats(self) -> QueueStats:
         with redis_errors(f"read stats of {self.name}"):
-            return parse_stats(self.name, self.transitions.stats())
+            reply = self.transitions.stats()
+            try:
+                return parse_stats(self.name, reply)
+            except (TypeError, ValueError) as exc:
+                error = blame(self.client.redis, "stats", self.transitions.stats_keys(), str(exc))
+        raise error
 
     def tasks(self, state: str, limit: int = 100) -> list[Task]:
         """Tasks in one state: pending in queue order, scheduled by due time, finished
@@ -110,7 +117,11 @@ class Queue:
     def _ids(self, state: str, limit: int) -> list[str]:
         redis = self.client.redis
         k = self.keys
-        with redis_errors(f"list {state} tasks of {self.name}"):
+        source = {"pending": k.pending, "scheduled": k.scheduled}.get(state) or k.finished(state)
+        with (
+            redis_errors(f"list {state} tasks of {self.name}"),
+            naming_keys(redis, f"list {state} tasks", [source]),
+        ):
             if state == "pending":
                 ids: list[str] = redis.lrange(k.pending, 0, limit - 1)
             elif state == "scheduled":
@@ -121,7 +132,8 @@ class Queue:
 
     def get_tasks(self, task_ids: Iterable[str]) -> list[Task]:
         """Snapshots of many tasks of this queue in one round trip; unknown ids are left
-        out."""
+        out. A task that cannot be read is listed with `corrupt` saying why (lists never fail
+        for one bad task)."""
         ids = list(task_ids)
         for task_id in ids:
             self._check(task_id)
@@ -132,29 +144,45 @@ class Queue:
         for task_id in ids:
             pipe.hgetall(self.keys.task(task_id))
         with redis_errors(f"read tasks of {self.name}"):
-            replies = pipe.execute() if ids else []
-        return [
-            Task.from_hash(self, task_id, fields)
-            for task_id, fields in zip(ids, replies, strict=True)
-            if fields
-        ]
+            replies = pipe.execute(raise_on_error=False) if ids else []
+        tasks: list[Task] = []
+        for task_id, fields in zip(ids, replies, strict=True):
+            if isinstance(fields, Exception):
+                if not is_data_error(fields):
+                    raise fields
+                key = self.keys.task(task_id)
+                reason = str(blame(self.client.redis, "read", [key], str(fields)))
+                tasks.append(Task.unreadable(self, task_id, reason))
+            elif fields:
+                tasks.append(Task.from_hash(self, task_id, fields, partial=True))
+        return tasks
 
     def workers(self) -> list[WorkerInfo]:
         """Every registered worker with what it holds (one round trip for the ids, one for
         their details)."""
         redis = self.client.redis
         k = self.keys
-        with redis_errors(f"list workers of {self.name}"):
+        with (
+            redis_errors(f"list workers of {self.name}"),
+            naming_keys(redis, "list workers", [k.workers]),
+        ):
             ids = sorted(redis.smembers(k.workers))
             pipe = redis.pipeline(transaction=False)
             for wid in ids:
                 pipe.hgetall(k.worker(wid))
                 pipe.lrange(k.worker_tasks(wid), 0, -1)
                 pipe.exists(k.worker_alive(wid))
-            replies = pipe.execute()
+            # A worker key of the wrong type reads as empty: the others still show.
+            replies = [
+                {} if isinstance(r, Exception) and is_data_error(r) else r
+                for r in pipe.execute(raise_on_error=False)
+            ]
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         return [
             parse_worker(
-                self.name, wid, replies[3 * i], replies[3 * i + 1], bool(replies[3 * i + 2])
+                self.name, wid, replies[3 * i], list(replies[3 * i + 1]), bool(replies[3 * i + 2])
             )
             for i, wid in enumerate(ids)
         ]

@@ -100,6 +100,7 @@ def task_dict(task: Task) -> dict[str, Any]:
         "started_at": iso(task.started_at),
         "finished_at": iso(task.finished_at),
         "runtime_s": task.runtime_s,
+        "corrupt": task.corrupt,
     }
 
 
@@ -223,7 +224,9 @@ def tasks_table(tasks: list[Task], title: str) -> Table:
     for task in tasks:
         table.add_row(
             task.id,
-            task.status,
+            f"{task.status} (corrupt)"
+            if task.corrupt and task.status != "corrupt"
+            else task.status,
             str(task.attempts),
             format_age(task.enqueued_at),
             task.worker or "-",
@@ -237,6 +240,8 @@ def tasks_table(tasks: list[Task], title: str) -> Table:
 
 def task_detail(task: Task) -> str:
     """The one thing worth knowing about a task in a list, by state."""
+    if task.corrupt:
+        return task.corrupt
     if task.status == "failed" or (task.status == "cancelled" and task.error):
         return error_line(task.error)
     if task.status == "complete":
@@ -266,6 +271,7 @@ def task_view(task: Task) -> RenderableType:
     row("id", task.id)
     row("queue", task.queue)
     row("state", state)
+    row("corrupt", task.corrupt)
     row("attempts", str(task.attempts))
     row("retries", str(task.retries) if task.retries else None)
     row("worker", task.worker)

@@ -26,6 +26,8 @@ from blueque.cli.output import (
     tasks_table,
 )
 from blueque.client import Client
+from blueque.errors import TaskNotFoundError
+from blueque.keys import queue_of_task
 from blueque.queue import LISTABLE_STATES
 from blueque.task import Task
 
@@ -74,8 +76,12 @@ def enqueue(
 @json_option
 @pass_state
 def status(state: State, task_id: str) -> None:
-    """Show one task: state, attempts, worker, progress, timings, error with traceback."""
-    task = state.client().get_task(task_id)
+    """Show one task: state, attempts, worker, progress, timings, error with traceback. A
+    task whose hash cannot be read in full shows what can be, and why the rest cannot."""
+    found = state.client().get_queue(queue_of_task(task_id)).get_tasks([task_id])
+    if not found:
+        raise TaskNotFoundError(f"no task {task_id}")
+    task = found[0]
     if state.json:
         echo_json(task_dict(task))
     else:

@@ -198,6 +198,26 @@ def test_corrupt_task_hash_is_a_clear_error(client: Client, queue: Queue) -> Non
         client.get_task(no_state)
 
 
+def test_lists_show_a_corrupt_task_and_the_others(client: Client, queue: Queue) -> None:
+    deep, wrong_type, good = queue.enqueue_many([1, 2, 3])
+    client.redis.hset(queue.keys.task(deep), "parameters", "[" * 5000 + "]" * 5000)
+    client.redis.delete(queue.keys.task(wrong_type))
+    client.redis.set(queue.keys.task(wrong_type), "a string")
+    listed = {t.id: t for t in queue.tasks("pending")}
+    assert listed[good].corrupt is None and listed[good].parameters == 3
+    assert listed[deep].corrupt == "parameters is nested too deeply to decode"
+    assert (listed[deep].status, listed[deep].parameters) == ("pending", None)
+    key = queue.keys.task(wrong_type)
+    assert f"key {key} holds a string, not a hash" in (listed[wrong_type].corrupt or "")
+    assert listed[wrong_type].status == "corrupt"
+    # Reading one task stays strict, and names the key.
+    with pytest.raises(CorruptTaskError, match="nested too deeply"):
+        client.get_task(deep)
+    with pytest.raises(CorruptTaskError, match=re.escape(f"key {key} holds a string")) as err:
+        client.get_task(wrong_type)
+    assert err.value.key == key
+
+
 def test_redis_down_is_a_clear_error() -> None:
     with Client(hostname="127.0.0.1", port=free_port()) as client:
         queue = client.get_queue(Q)
@@ -236,12 +256,15 @@ def test_result_that_is_not_json_fails_the_task(
     assert client_standalone.get_task(good).wait(20).result == "fine"
 
 
+@pytest.mark.parametrize(
+    "parameters", ["{not json", "[" * 5000 + "]" * 5000], ids=["not-json", "5000-deep"]
+)
 def test_worker_fails_a_corrupt_task_and_goes_on(
-    client_standalone: Client, redis_url: str, workers: WorkerSpawner
+    client_standalone: Client, redis_url: str, workers: WorkerSpawner, parameters: str
 ) -> None:
     queue = client_standalone.get_queue(Q)
     corrupt, good = queue.enqueue_many([1, {"result": "after corrupt"}])
-    client_standalone.redis.hset(queue.keys.task(corrupt), "parameters", "{not json")
+    client_standalone.redis.hset(queue.keys.task(corrupt), "parameters", parameters)
     worker = workers.start(redis_url, Q)
     assert client_standalone.get_task(good).wait(20).result == "after corrupt"
     fields = client_standalone.redis.hgetall(queue.keys.task(corrupt))

@@ -186,6 +186,67 @@ def test_tasks_lists_running_from_the_workers(invoke: Invoke, client: Client) ->
     assert [t["parameters"] for t in pending] == ["b"]
 
 
+def poison(queue: Queue) -> dict[str, str]:
+    """Tasks and a worker written raw, as a producer in another language or a hand could:
+    each one broke a view with a traceback."""
+    redis = queue.client.redis
+    queue.enqueue("runs")
+    running = simulate_running(queue)  # worker w1 runs it
+    names = ["deep_params", "deep_result", "odd_error", "bare_error", "nan", "string_key"]
+    ids = dict(zip(names, queue.enqueue_many(list(range(len(names)))), strict=True))
+    task = queue.keys.task
+    redis.hset(task(ids["deep_params"]), "parameters", "[" * 5000 + "]" * 5000)
+    redis.hset(
+        task(ids["deep_result"]),
+        mapping={"state": "complete", "result": "[" * 100_000 + "]" * 100_000},
+    )
+    odd = '{"type": 5, "message": ["x"], "traceback": {"a": 1}}'
+    redis.hset(task(ids["odd_error"]), mapping={"state": "failed", "error": odd})
+    redis.hset(task(ids["bare_error"]), mapping={"state": "failed", "error": '"a string"'})
+    redis.hset(task(ids["nan"]), mapping={"parameters": "NaN", "enqueued_at": "1e400"})
+    redis.delete(task(ids["string_key"]))
+    redis.set(task(ids["string_key"]), "not a hash")
+    ids["running"] = running
+    redis.hset(queue.keys.worker("w1"), mapping={"pid": "abc", "heartbeat_at": "1e400"})
+    redis.hset(task(running), "progress", "{" * 3000)
+    return ids
+
+
+def test_every_view_renders_around_poisonous_tasks(invoke: Invoke, client: Client) -> None:
+    queue = client.get_queue("q")
+    ids = poison(queue)
+    views = [("tasks", "q"), ("tasks", "q", "--state", "running"), ("workers", "q"), ("info",)]
+    views += [("status", task_id) for task_id in ids.values()]
+    for view in views:
+        text = ok(invoke(*view))
+        assert json.loads(ok(invoke("--json", *view))) is not None, view
+    listed = {t["id"]: t for t in json.loads(ok(invoke("--json", "tasks", "q")))}
+    assert sorted(listed) == sorted(set(ids.values()) - {ids["running"]})
+    expected = {
+        "deep_params": "parameters is nested too deeply to decode",
+        "deep_result": "result is nested too deeply to decode",
+        "nan": "NaN is not a JSON value",
+        "string_key": f"key {queue.keys.task(ids['string_key'])} holds a string, not a hash",
+    }
+    for name, reason in expected.items():
+        assert reason in listed[ids[name]]["corrupt"], (name, listed[ids[name]])
+        assert reason in ok(invoke("status", ids[name]))
+    assert "'1e400' is not a time in ms" in listed[ids["nan"]]["corrupt"]
+    odd, bare = listed[ids["odd_error"]], listed[ids["bare_error"]]
+    assert odd["corrupt"] is None and odd["error"] == {
+        "type": "5",
+        "message": '["x"]',
+        "traceback": '{"a": 1}',
+    }
+    assert bare["error"] == {"type": "Error", "message": "a string"}
+    text = ok(invoke("tasks", "q"))
+    assert "pending (corrupt)" in text and '5: ["x"]' in text and "Error: a string" in text
+    running = json.loads(ok(invoke("--json", "status", ids["running"])))
+    assert "progress is not valid JSON" in running["corrupt"]
+    worker = json.loads(ok(invoke("--json", "workers", "q")))[0]
+    assert (worker["pid"], worker["heartbeat_at"], worker["task"]) == (None, None, ids["running"])
+
+
 # -- info and workers ---------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ from redis.crc import key_slot
 
 from blueque import InvalidNameError
 from blueque.keys import (
+    key_type,
     new_task_id,
     queue_keys,
     queue_of_task,
@@ -89,3 +90,22 @@ def test_every_key_of_a_queue_is_in_one_cluster_slot() -> None:
     assert k.finished("failed") == k.failed
     assert queue_keys("emails", namespace="other").pending == "other:{emails}:pending"
     assert registry_key() == "blueque:queues"
+
+
+def test_key_types_follow_the_layout() -> None:
+    k = queue_keys("q", "app:x")
+    expected = {
+        k.pending: "list",
+        k.scheduled: "zset",
+        k.complete: "zset",
+        k.stats: "hash",
+        k.config: "hash",
+        k.workers: "set",
+        k.task("q:" + "0" * 32): "hash",
+        k.worker("tasks"): "hash",  # a worker named like a suffix
+        k.worker_tasks("w"): "list",
+        k.worker_alive("w"): "string",
+        k.events: None,  # a channel
+        "app:x:queues": None,
+    }
+    assert {key: key_type(key) for key in expected} == expected
