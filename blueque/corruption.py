@@ -24,11 +24,9 @@ from blueque.keys import key_type
 
 # What Redis answers when a key holds the wrong type or a field is not a number; inside a
 # script, also Lua's own errors about what a call returned (`user_script:N: ...`).
-_DATA_ERROR = re.compile(
-    r"^(WRONGTYPE|.*not an integer|.*not a valid float|user_script:\d+:|blueque: corrupt key )"
-)
-# A script's own refusal: `blueque: corrupt key <key>: <what is wrong>`.
-_NAMED = re.compile(r"^blueque: corrupt key (?P<key>\S+): (?P<problem>.*)$", re.S)
+_DATA_ERROR = re.compile(r"^(WRONGTYPE|.*not an integer|.*not a valid float|user_script:\d+:)")
+# A script's own refusal, which names the key: `blueque: <key> <what is wrong>`.
+_NAMED = re.compile(r"^blueque: (?P<key>\S+) (?P<problem>.*)$", re.S)
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 _TASK_NUMBERS = (
     "attempts",
@@ -46,7 +44,16 @@ _MEMBERS_CHECKED = 20  # task ids or worker ids followed per list or set
 
 def is_data_error(exc: BaseException) -> bool:
     """A failure caused by what a key holds (not by the connection, memory or the cluster)."""
-    return type(exc) is redis.exceptions.ResponseError and bool(_DATA_ERROR.match(str(exc)))
+    if type(exc) is not redis.exceptions.ResponseError:
+        return False
+    return bool(_DATA_ERROR.match(str(exc))) or _named(str(exc)) is not None
+
+
+def _named(message: str) -> tuple[str, str] | None:
+    match = _NAMED.match(message)
+    if match is None or key_type(match["key"]) is None:
+        return None
+    return match["key"], match["problem"]
 
 
 @contextlib.contextmanager
@@ -68,9 +75,9 @@ def corrupt_key_error(
     is no data error. When no key is found to blame, the error keeps Redis's message."""
     if not is_data_error(exc):
         return None
-    named = _NAMED.match(str(exc))
+    named = _named(str(exc))
     if named:
-        return _error(action, named["key"], named["problem"])
+        return _error(action, *named)
     return blame(client, action, keys, str(exc))
 
 
@@ -140,7 +147,7 @@ def _hash_problem(key: str, fields: dict[str, str]) -> str | None:
     for name in numbers:
         number = fields.get(name)
         if number and not _INTEGER.fullmatch(number):
-            return f"holds {number[:40]!r} in field {name!r}, not an integer"
+            return f"field {name} is {number[:40]!r}: not an integer"
     return None
 
 

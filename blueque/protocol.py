@@ -18,6 +18,7 @@ from typing import Any, cast
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
+from blueque.corruption import corrupt_key_error, naming_keys
 from blueque.keys import QueueKeys
 
 SCRIPT_NAMES = (
@@ -57,7 +58,8 @@ class Scripts:
         }
 
     def run(self, name: str, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
-        return self._scripts[name](keys=list(keys), args=list(args))
+        with naming_keys(self._redis, name, keys):
+            return self._scripts[name](keys=list(keys), args=list(args))
 
     def run_pipeline(self, calls: Sequence[Call]) -> list[Any]:
         """Runs scripts and plain commands in one round trip (a pipeline without MULTI:
@@ -81,9 +83,14 @@ class Scripts:
                 call = calls[i]
                 if isinstance(call, ScriptCall):
                     replies[i] = self.run(call.name, call.keys, call.args)  # loads it
-        for reply in replies:
+        for call, reply in zip(calls, replies, strict=True):
             if isinstance(reply, Exception):
-                raise reply
+                name, keys = (
+                    (call.name, call.keys)
+                    if isinstance(call, ScriptCall)
+                    else (str(call[0]), [a for a in call[1:] if isinstance(a, str)])
+                )
+                raise corrupt_key_error(self._redis, name, keys, reply) or reply
         return replies
 
 

@@ -22,7 +22,7 @@ import click
 
 from blueque.cli.app import DURATION, State, UserError, describe, pass_state
 from blueque.connection import REDIS_DOWN
-from blueque.errors import InvalidNameError
+from blueque.errors import CorruptKeyError, InvalidNameError
 from blueque.outcome import TaskFunction
 from blueque.reaping import ReapGuard
 from blueque.runners import ForkingRunner, InProcessRunner
@@ -209,6 +209,9 @@ def scheduler(
     if once:
         report = scheduler_pass(state, queues, guard)
         click.echo(json.dumps(report) if state.json else _summary(report))
+        broken = [name for name, r in report["queues"].items() if "error" in r]
+        if broken:
+            raise UserError(f"the pass failed on queue(s) {', '.join(broken)} (logged above)")
         return
     stop = _Stop()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -246,8 +249,13 @@ def scheduler_pass(state: State, names: tuple[str, ...], guard: ReapGuard) -> di
         except InvalidNameError as exc:  # garbage in the registry must not stop the others
             log.warning("skipping %s", exc)
             continue
-        promoted, next_due_ms = queue.promote_due()
-        reap = guard.reap(queue)
+        try:
+            promoted, next_due_ms = queue.promote_due()
+            reap = guard.reap(queue)
+        except CorruptKeyError as exc:  # one corrupt queue must not stop the others
+            log.error("queue %s: %s", name, exc)
+            report["queues"][name] = {"error": str(exc)}
+            continue
         reaped, requeued, failed = reap.workers, reap.requeued, reap.failed
         report["queues"][name] = {
             "promoted": promoted,
@@ -274,7 +282,9 @@ def scheduler_pass(state: State, names: tuple[str, ...], guard: ReapGuard) -> di
 
 def _summary(report: dict[str, Any]) -> str:
     lines = [
-        f"{name}: promoted {r['promoted']}, "
+        f"{name}: failed: {r['error']}"
+        if "error" in r
+        else f"{name}: promoted {r['promoted']}, "
         + (
             f"reaping held back: {r['reap_held_back']}"
             if r["reap_held_back"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -30,7 +31,7 @@ from blueque.cli.output import (
     workers_table,
 )
 from blueque.client import Client
-from blueque.errors import InvalidNameError
+from blueque.errors import CorruptKeyError, InvalidNameError
 from blueque.keys import validate_queue_name
 from blueque.queue import Queue
 from blueque.reaping import ReapGuard
@@ -55,32 +56,47 @@ def worker_rows(queue: Queue) -> WorkerRows:
     return [(w, running.get(w.task) if w.task else None) for w in workers]
 
 
-def snapshot(client: Client, names: tuple[str, ...]) -> tuple[list[QueueStats], WorkerRows]:
+@dataclass
+class Snapshot:
+    """What `info` shows: stats of the queues, their busy workers, and the queues whose keys
+    could not be read (each with the message naming the key): those never hide the others."""
+
+    stats: list[QueueStats]
+    busy: WorkerRows
+    errors: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "queues": [s.as_dict() for s in self.stats],
+            "running": [worker_dict(w, t) for w, t in self.busy],
+            "errors": dict(self.errors),
+        }
+
+    def render(self) -> RenderableType:
+        parts: list[RenderableType] = [queues_table(self.stats)]
+        parts += [Text(f"{name}: {error}", style="red") for name, error in self.errors.items()]
+        if self.busy:
+            parts += [Text(""), workers_table(self.busy, "Running tasks", show_queue=True)]
+        return Group(*parts)
+
+
+def snapshot(client: Client, names: tuple[str, ...]) -> Snapshot:
     """Stats of the queues (all registered ones by default) and their busy workers."""
     if names:
         queues = [client.get_queue(n) for n in names]
     else:  # the registry is not validated by Redis: a stray entry is left out, not fatal
         queues = [client.get_queue(n) for n in client.queues() if valid_queue_name(n)]
-    stats = [q.stats() for q in queues]
-    busy: WorkerRows = []
-    for q, s in zip(queues, stats, strict=True):
-        if s.workers:
-            busy += [(w, t) for w, t in worker_rows(q) if w.task]
-    return stats, busy
-
-
-def snapshot_dict(stats: list[QueueStats], busy: WorkerRows) -> dict[str, Any]:
-    return {
-        "queues": [s.as_dict() for s in stats],
-        "running": [worker_dict(w, t) for w, t in busy],
-    }
-
-
-def render(stats: list[QueueStats], busy: WorkerRows) -> RenderableType:
-    parts: list[RenderableType] = [queues_table(stats)]
-    if busy:
-        parts += [Text(""), workers_table(busy, "Running tasks", show_queue=True)]
-    return Group(*parts)
+    shot = Snapshot([], [], {})
+    for q in queues:
+        try:
+            stats = q.stats()
+            busy = [(w, t) for w, t in worker_rows(q) if w.task] if stats.workers else []
+        except CorruptKeyError as exc:
+            shot.errors[q.name] = str(exc)
+            continue
+        shot.stats.append(stats)
+        shot.busy += busy
+    return shot
 
 
 @click.command()
@@ -95,11 +111,11 @@ def info(state: State, queues: tuple[str, ...], watch: bool, interval: float) ->
     progress. With --watch the view refreshes live (with --json: one JSON line each time)."""
     client = state.client()
     if not watch:
-        stats, busy = snapshot(client, queues)
+        shot = snapshot(client, queues)
         if state.json:
-            echo_json(snapshot_dict(stats, busy))
+            echo_json(shot.as_dict())
         else:
-            console().print(render(stats, busy))
+            console().print(shot.render())
         return
     try:
         if state.json:
@@ -112,8 +128,7 @@ def info(state: State, queues: tuple[str, ...], watch: bool, interval: float) ->
 
 def _watch_json(client: Client, queues: tuple[str, ...], interval: float) -> None:
     while True:
-        stats, busy = snapshot(client, queues)
-        click.echo(json.dumps(snapshot_dict(stats, busy), default=str))
+        click.echo(json.dumps(snapshot(client, queues).as_dict(), default=str))
         sys.stdout.flush()
         time.sleep(interval)
 
@@ -124,8 +139,7 @@ def _watch_live(client: Client, queues: tuple[str, ...], interval: float) -> Non
         last: RenderableType | None = None
         while True:
             try:
-                stats, busy = snapshot(client, queues)
-                last = render(stats, busy)
+                last = snapshot(client, queues).render()
                 live.update(last, refresh=True)
             except Exception as exc:
                 message = describe(exc)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from blueque import (
     Client,
     ConfigError,
     ConnectionFailedError,
+    CorruptKeyError,
     CorruptTaskError,
     InvalidArgumentError,
     InvalidNameError,
@@ -218,6 +220,50 @@ def test_lists_show_a_corrupt_task_and_the_others(client: Client, queue: Queue) 
     assert err.value.key == key
 
 
+@pytest.mark.parametrize(
+    ("key", "corrupt"),
+    [
+        ("pending", lambda r, k: r.set(k, "x")),
+        ("scheduled", lambda r, k: r.rpush(k, "x")),
+        ("stats", lambda r, k: r.hset(k, "live", "many")),
+        ("stats", lambda r, k: r.sadd(k, "x")),
+    ],
+)
+def test_a_failing_enqueue_creates_nothing(
+    client: Client, queue: Queue, key: str, corrupt: Any
+) -> None:
+    # pending held a string: the task hashes were written, then RPUSH failed, and the tasks
+    # were in no list.
+    name = getattr(queue.keys, key)
+    corrupt(client.redis, name)
+    for call in (lambda: queue.enqueue(1), lambda: queue.enqueue_many([1, 2])):
+        with pytest.raises(CorruptKeyError, match=re.escape(f"key {name} ")) as err:
+            call()
+        assert err.value.key == name
+    with pytest.raises(CorruptKeyError, match=re.escape(name)):
+        queue.schedule(1, delay=60)
+    assert client.redis.keys(queue.keys.task("*")) == []
+
+
+def test_script_errors_name_the_corrupt_key(client: Client, queue: Queue) -> None:
+    bad, good = queue.enqueue_many([1, 2])
+    task_key = queue.keys.task(bad)
+    client.redis.delete(task_key)
+    client.redis.set(task_key, "not a hash")
+    assert client.redis.lmove(queue.keys.pending, queue.keys.worker_tasks("w"), "LEFT", "RIGHT")
+    # A derived key (the head of the worker's list), not in the script's KEYS.
+    with pytest.raises(CorruptTaskError, match=re.escape(f"key {task_key} holds a string")):
+        queue.transitions.begin("w", None, 1)
+    with pytest.raises(CorruptTaskError) as err:
+        queue.requeue_worker("w")
+    assert err.value.key == task_key
+    client.redis.hset(queue.keys.config, "keep_finished", "lots")
+    with pytest.raises(CorruptKeyError, match='field keep_finished is "lots"') as e:
+        queue.promote_due()
+    assert e.value.key == queue.keys.config
+    assert client.get_task(good).status == "pending"  # nothing else is touched
+
+
 def test_redis_down_is_a_clear_error() -> None:
     with Client(hostname="127.0.0.1", port=free_port()) as client:
         queue = client.get_queue(Q)
@@ -271,6 +317,38 @@ def test_worker_fails_a_corrupt_task_and_goes_on(
     assert fields["state"] == "failed", fields
     assert "CorruptTaskError" in fields["error"]
     assert worker.poll() is None, worker.output()
+
+
+def test_worker_drops_a_task_whose_hash_is_corrupt_and_goes_on(
+    client_standalone: Client, redis_url: str, workers: WorkerSpawner
+) -> None:
+    # It exited 1, restarted into the same failure, forever.
+    queue = client_standalone.get_queue(Q)
+    corrupt, good = queue.enqueue_many([1, {"result": "after corrupt"}])
+    key = queue.keys.task(corrupt)
+    client_standalone.redis.delete(key)
+    client_standalone.redis.set(key, "not a hash")
+    worker = workers.start(redis_url, Q, env={"BLUEQUE_WORKER_ID": "w-corrupt"})
+    assert client_standalone.get_task(good).wait(20).result == "after corrupt"
+    assert worker.poll() is None, worker.output()
+    assert f"key {key} holds a string, not a hash" in worker.output()
+    assert client_standalone.redis.lrange(queue.keys.worker_tasks("w-corrupt"), 0, -1) == []
+    stats = queue.stats()
+    assert (stats.pending, stats.reserved, stats.running) == (0, 0, 0)
+
+
+def test_worker_waits_for_a_corrupt_queue_key_to_be_repaired(
+    client_standalone: Client, redis_url: str, workers: WorkerSpawner
+) -> None:
+    queue = client_standalone.get_queue(Q)
+    client_standalone.redis.set(queue.keys.pending, "not a list")
+    worker = workers.start(redis_url, Q, env={"BLUEQUE_RECONNECT_MAX_DELAY_S": "0.2"})
+    message = f"key {queue.keys.pending} holds a string, not a list"
+    wait_until(lambda: worker.output().count(message) >= 2, 20, what="the key to be named")
+    assert worker.poll() is None, worker.output()
+    client_standalone.redis.delete(queue.keys.pending)  # repaired
+    task_id = queue.enqueue({"result": "after repair"})
+    assert client_standalone.get_task(task_id).wait(20).result == "after repair"
 
 
 def test_worker_rides_out_a_redis_outage_and_loses_nothing(

@@ -436,6 +436,39 @@ def test_scheduler_once_promotes_due_tasks_and_reaps(invoke: Invoke, client: Cli
     assert client.get_task(later).status == "scheduled"
 
 
+def test_scheduler_goes_on_past_a_corrupt_queue(invoke: Invoke, client: Client) -> None:
+    # One corrupt queue stopped the pass for every queue, and the log did not say which.
+    broken, fine = client.get_queue("broken"), client.get_queue("fine")
+    broken.enqueue("x")
+    client.redis.delete(broken.keys.scheduled)
+    client.redis.set(broken.keys.scheduled, "not a sorted set")
+    due = fine.schedule("soon", delay=0.01)
+    due_at = client.get_task(due).due_at
+    assert due_at is not None
+    poll(lambda: datetime.now(UTC) > due_at, timeout_s=5)
+    result = invoke("--json", "scheduler", "--once")
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert doc["queues"]["fine"]["promoted"] == 1
+    assert client.get_task(due).status == "pending"
+    message = f"key {broken.keys.scheduled} holds a string, not a zset"
+    assert message in doc["queues"]["broken"]["error"]
+    assert f"queue broken: promote_due failed: {message}" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("error: the pass failed on queue(s) broken")
+
+
+def test_info_shows_the_other_queues_when_one_is_corrupt(invoke: Invoke, client: Client) -> None:
+    broken, fine = client.get_queue("broken"), client.get_queue("fine")
+    broken.enqueue("x")
+    fine.enqueue_many([1, 2])
+    client.redis.hset(broken.keys.stats, "running", "lots")
+    doc = json.loads(ok(invoke("--json", "info")))
+    assert [q["queue"] for q in doc["queues"]] == ["fine"]
+    assert f"key {broken.keys.stats} field running is 'lots'" in doc["errors"]["broken"]
+    text = ok(invoke("info"))
+    assert "fine" in text and f"broken: stats failed: key {broken.keys.stats}" in text
+
+
 # -- worker -----------------------------------------------------------------------------------
 
 
