@@ -25,7 +25,7 @@ from typing import Protocol
 import redis.exceptions
 
 from blueque.client import Client
-from blueque.connection import REDIS_DOWN, is_cluster, unavailable
+from blueque.connection import REDIS_DOWN, check_claim_timeout, is_cluster, unavailable
 from blueque.corruption import naming_keys
 from blueque.errors import CorruptKeyError, CorruptTaskError, StopNow, WorkerIdInUseError
 from blueque.identity import Holder, refuse_a_live_holder
@@ -79,6 +79,7 @@ class Worker:
         self.fn = fn
         self.runner = runner
         self.settings = settings or WorkerSettings.from_env()
+        check_claim_timeout(client.redis, self.settings.claim_timeout_s)
         self.id = self.settings.resolved_worker_id()
         self.transitions = self.queue.transitions
         self.keys = self.queue.keys

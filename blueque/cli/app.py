@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +21,7 @@ import redis.exceptions
 from click.exceptions import NoArgsIsHelpError
 
 from blueque.client import Client
+from blueque.connection import failure, redact
 from blueque.errors import BluequeError
 from blueque.keys import DEFAULT_NAMESPACE
 
@@ -35,16 +37,17 @@ class UserError(click.ClickException):
         click.echo(f"error: {_one_line(self.format_message())}", err=True)
 
 
+def _one_line(text: str) -> str:
+    """A message as one line, with the password of any URL in it replaced by ***."""
+    return redact(" ".join(part.strip() for part in text.splitlines() if part.strip()))
+
+
 class UsageMistake(click.UsageError):
     """A usage error (exit status 2) as one line too, pointing at the command's help."""
 
     def show(self, file: Any = None) -> None:
         hint = f" (see '{self.ctx.command_path} -h')" if self.ctx is not None else ""
         click.echo(f"error: {_one_line(self.message)}{hint}", err=True)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def _as_one_line(exc: click.UsageError) -> click.UsageError:
@@ -76,11 +79,17 @@ class State:
 
 
 def describe(exc: BaseException) -> str | None:
-    """The one-line message for an error a user can fix, or None for a bug."""
+    """The one-line message for an error a user can fix (passwords redacted), or None for a
+    bug."""
+    message = _description(exc)
+    return None if message is None else redact(message)
+
+
+def _description(exc: BaseException) -> str | None:
     if isinstance(exc, BluequeError):
         return str(exc)
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
-        return f"Redis unreachable: {exc}"
+        return f"{failure(exc)}: {exc}"
     if isinstance(exc, redis.exceptions.RedisError | redis.exceptions.RedisClusterException):
         return f"Redis error: {exc}"
     if isinstance(exc, TimeoutError):  # e.g. no subscribe confirmation from a slow Redis
@@ -201,11 +210,32 @@ MOMENT: dict[str, Any] = {"type": str, "metavar": "DATETIME", "callback": _momen
 
 
 def parse_params(text: str) -> Any:
-    """Task parameters from the command line: JSON if it parses, else the string itself."""
+    """Task parameters from the command line: JSON if it parses, else the string itself
+    (`NaN` too: it is not JSON). Text that is not UTF-8 is refused, and so is JSON nested
+    too deeply to read."""
     try:
-        return json.loads(text)
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # bytes of argv that are not UTF-8 (surrogateescape)
+        raise UserError(f"PARAMS is not valid UTF-8 text (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise UserError("PARAMS is JSON nested too deeply to read") from None
     except ValueError:
         return text
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def read_stdin() -> str:
+    """All of stdin as UTF-8 text."""
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"PARAMS from stdin is not valid UTF-8 text (byte {exc.start})") from None
 
 
 def parse_assignments(pairs: tuple[str, ...]) -> dict[str, str]:

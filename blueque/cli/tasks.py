@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime
 
 import click
@@ -16,6 +15,7 @@ from blueque.cli.app import (
     json_option,
     parse_params,
     pass_state,
+    read_stdin,
 )
 from blueque.cli.output import (
     console,
@@ -58,7 +58,7 @@ def enqueue(
     if delay is not None and at is not None:
         raise click.UsageError("use --delay or --at, not both")
     q = state.client().get_queue(queue)
-    parameters = parse_params(sys.stdin.read() if params == "-" else params)
+    parameters = parse_params(read_stdin() if params == "-" else params)
     if delay is not None or at is not None:
         task_id = q.schedule(parameters, eta=at, delay=delay)
     else:

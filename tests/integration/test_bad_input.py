@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from blueque import (
     Client,
@@ -26,6 +27,7 @@ from blueque import (
     Queue,
     TaskNotFoundError,
 )
+from blueque.cli import cli
 from blueque.keys import MAX_DELAY_S, new_task_id
 from devtools.processes import free_port, wait_until
 from devtools.redis_servers import RedisServer
@@ -411,3 +413,63 @@ def test_worker_started_before_redis_waits_for_it(
     with Client(own_server.url) as client:
         task_id = client.get_queue(Q).enqueue({"result": "once Redis is up"})
         assert client.get_task(task_id).wait(20).result == "once Redis is up"
+
+
+# -- hostile input through the CLI ----------------------------------------------------------
+
+SECRET = "s3cret-pw"
+ECHO = "tests.support.task_functions:echo"
+NO_TASK = "bad.q:" + "0" * 32
+HOSTILE: list[tuple[str, tuple[str, ...], bytes | None]] = [
+    ("bad scheme", ("--url", f"http://u:{SECRET}@127.0.0.1:1/0", "info"), None),
+    ("db not a number", ("--url", f"redis://:{SECRET}@{{host}}/abc", "info"), None),
+    ("port not a number", ("--url", f"redis://:{SECRET}@127.0.0.1:notaport/0", "info"), None),
+    ("port out of range", ("--url", f"redis://:{SECRET}@127.0.0.1:99999/0", "info"), None),
+    ("sentinel port", ("--url", f"redis+sentinel://u:{SECRET}@h:x/m", "info"), None),
+    ("db query", ("--url", f"unix:///tmp/none.sock?db=x&password={SECRET}", "info"), None),
+    ("namespace", ("--namespace", "app{1}", "enqueue", Q, "x"), None),
+    ("delay inf", ("enqueue", Q, "x", "--delay", "inf"), None),
+    ("delay nan", ("enqueue", Q, "x", "--delay", "nan"), None),
+    ("delay 1e30", ("enqueue", Q, "x", "--delay", "1e30"), None),
+    ("delay 100000000d", ("enqueue", Q, "x", "--delay", "100000000d"), None),
+    ("delay -1", ("enqueue", Q, "x", "--delay", "-1"), None),
+    ("at year 9999", ("enqueue", Q, "x", "--at", "9999-12-31T00:00:00"), None),
+    ("queue name", ("enqueue", "bad{q}", "x"), None),
+    ("params not UTF-8", ("enqueue", Q, "a\udcffb"), None),
+    ("stdin not UTF-8", ("enqueue", Q, "-"), b"\xff\xfe"),
+    ("stdin 100000 deep", ("enqueue", Q, "-"), b"[" * 100_000 + b"]" * 100_000),
+    ("config nan", ("config", Q, "retry_delay_s=nan"), None),
+    ("config inf", ("config", Q, "retry_backoff=inf"), None),
+    ("config huge", ("config", Q, "finished_ttl_s=1e300"), None),
+    ("config zero", ("config", Q, "max_attempts=0"), None),
+    ("config unknown", ("config", Q, "nope=1"), None),
+    ("config malformed", ("config", Q, "retry_max"), None),
+    ("1 ms heartbeat", ("worker", Q, "--task", ECHO, "--heartbeat-interval", "0.001"), None),
+    (
+        "claim past socket timeout",
+        ("worker", Q, "--task", ECHO, "--claim-timeout", "8", "--heartbeat-ttl", "60"),
+        None,
+    ),
+    ("task not importable", ("worker", Q, "--task", "no_such_module:fn"), None),
+    ("limit 0", ("tasks", Q, "--limit", "0"), None),
+    ("state", ("tasks", Q, "--state", "lost"), None),
+    ("task id", ("status", "not-an-id"), None),
+    ("wait timeout nan", ("wait", NO_TASK, "--timeout", "nan"), None),
+    ("scheduler interval", ("scheduler", "--interval", "inf"), None),
+    ("unknown option", ("--frobnicate", "info"), None),
+]
+
+
+@pytest.mark.parametrize(("args", "stdin"), [c[1:] for c in HOSTILE], ids=[c[0] for c in HOSTILE])
+def test_hostile_input_gets_one_line_and_writes_nothing(
+    redis_url: str, args: tuple[str, ...], stdin: bytes | None
+) -> None:
+    host = redis_url.removeprefix("redis://").partition("/")[0]
+    argv = [a.replace("{host}", host) for a in args]
+    result = CliRunner().invoke(cli, ["--url", redis_url, *argv], input=stdin)
+    assert result.exit_code in (1, 2), (result.exit_code, result.output, result.exception)
+    assert "Traceback" not in result.output and SECRET not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    with Client(redis_url) as client:
+        assert client.redis.keys("*") == []

@@ -139,6 +139,25 @@ def test_enqueue_refuses_times_no_reader_could_use(
     assert client.redis.keys("*") == []
 
 
+def test_enqueue_refuses_params_it_cannot_carry(
+    server: fakeredis.FakeServer, invoke: Invoke, client: Client
+) -> None:
+    # Each gave a traceback. An argv byte that is not UTF-8 reaches Python as a surrogate.
+    assert "PARAMS is not valid UTF-8 text" in user_error(invoke("enqueue", "q", "ab\udcffc"))
+    for stdin, message in (
+        (b"ab\xffc", "PARAMS from stdin is not valid UTF-8 text (byte 2)"),
+        (b"[" * 100_000 + b"]" * 100_000, "PARAMS is JSON nested too deeply to read"),
+    ):
+        fresh = Client(redis=fakeredis.FakeRedis(server=server, decode_responses=True))
+        result = CliRunner().invoke(
+            cli, ["enqueue", "q", "-"], input=stdin, obj=State(url="unused", _client=fresh)
+        )
+        assert message in user_error(result)
+    assert client.redis.keys("*") == []
+    task_id = ok(invoke("enqueue", "q", "NaN")).strip()  # not JSON: a string
+    assert client.get_task(task_id).parameters == "NaN"
+
+
 def test_usage_errors_are_one_line_too(invoke: Invoke) -> None:
     assert "Missing argument 'PARAMS'" in user_error(invoke("enqueue", "q"), exit_code=2)
     message = user_error(invoke("tasks", "q", "--state", "nope"), exit_code=2)
