@@ -6,14 +6,12 @@ Each method is one script call (one round trip) unless it says otherwise; the sc
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import redis.exceptions
-
 from blueque import bounds
-from blueque.config import QueueConfig, check_setting, parse_config, validate_settings
+from blueque.config import QueueConfig, parse_config, validate_settings
 from blueque.connection import redis_errors
 from blueque.corruption import blame, is_data_error, naming_keys
 from blueque.errors import (
@@ -248,22 +246,20 @@ class Queue:
     # -- settings --------------------------------------------------------------------------
 
     def config(self) -> QueueConfig:
-        """The effective settings; `CorruptKeyError` names a stored value that is not one."""
+        """The effective settings. A stored value that is not a valid setting is a
+        `CorruptKeyError` naming the config hash: the `get_config` script refuses what no
+        script can use, and this a value above its highest (written by hand or another
+        client)."""
         with redis_errors(f"read config of {self.name}"):
-            try:
-                return parse_config(self.transitions.get_config())
-            except (ConfigError, CorruptKeyError, redis.exceptions.ResponseError) as exc:
-                if isinstance(exc, redis.exceptions.ResponseError) and not str(exc).startswith(
-                    "blueque: "
-                ):
-                    raise
-                stored = self.client.redis.hgetall(self.keys.config)
-        problem = next((str(e) for e in _setting_errors(stored)), "invalid settings")
-        raise CorruptKeyError(
-            f"config hash {self.keys.config} is corrupt: {problem} (write a valid value:"
-            f" blueque config {self.name} NAME=VALUE)",
-            self.keys.config,
-        )
+            effective = self.transitions.get_config()
+        try:
+            return parse_config(effective)
+        except ConfigError as exc:
+            raise CorruptKeyError(
+                f"config hash {self.keys.config} is corrupt: {exc} (write a valid value:"
+                f" blueque config {self.name} NAME=VALUE)",
+                self.keys.config,
+            ) from None
 
     def set_config(self, **settings: Any) -> QueueConfig:
         """Writes settings (see `QueueConfig`); unknown fields and bad values raise
@@ -302,13 +298,3 @@ class Queue:
         bounds.whole("limit", limit, 1, MAX_LIST)
         with redis_errors(f"promote scheduled tasks of {self.name}"):
             return self.transitions.promote_due(limit)
-
-
-def _setting_errors(stored: dict[str, str]) -> Iterator[ConfigError]:
-    for name, value in stored.items():
-        if name not in QueueConfig.__dataclass_fields__:
-            continue  # a field no script reads
-        try:
-            check_setting(name, value)
-        except ConfigError as exc:
-            yield exc

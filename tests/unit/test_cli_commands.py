@@ -333,7 +333,7 @@ def test_json_config_is_always_json(invoke: Invoke, client: Client) -> None:
     queue = client.get_queue("q")
     client.redis.hset(queue.keys.config, "retry_delay_s", "nan")  # by hand, or another client
     message = user_error(invoke("--json", "config", "q"))
-    assert "config hash blueque:{q}:config is corrupt" in message and "'nan'" in message
+    assert "blueque:{q}:config field retry_delay_s is" in message and "nan" in message
     ok(invoke("config", "q", "retry_delay_s=3"))
     assert json.loads(ok(invoke("--json", "config", "q")))["retry_delay_s"] == 3
 

@@ -80,9 +80,8 @@ def test_a_corrupt_stored_setting_names_the_key(fake_client: Client, stored: str
     # Written by hand or by another client: reading it names the key, never returns NaN.
     queue = fake_client.get_queue("cfg.q")
     fake_client.redis.hset(queue.keys.config, "retry_delay_s", stored)
-    with pytest.raises(CorruptKeyError, match=r"config hash blueque:\{cfg.q\}:config") as err:
+    with pytest.raises(CorruptKeyError, match=r"blueque:\{cfg.q\}:config .*retry_delay_s") as err:
         queue.config()
-    assert f"got '{stored}'" in str(err.value)
     assert err.value.key == queue.keys.config
     repaired = queue.set_config(retry_delay_s=5)  # the way out the message names
     assert repaired.retry_delay_s == 5
