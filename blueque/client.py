@@ -6,7 +6,7 @@ from typing import cast
 
 from blueque.connection import RedisClient, close, connect, redis_errors
 from blueque.events import SubscriberPool
-from blueque.keys import DEFAULT_NAMESPACE, queue_of_task, registry_key
+from blueque.keys import DEFAULT_NAMESPACE, queue_of_task, registry_key, validate_namespace
 from blueque.protocol import Scripts
 from blueque.queue import Queue
 from blueque.records import QueueStats
@@ -32,6 +32,7 @@ class Client:
         namespace: str = DEFAULT_NAMESPACE,
         redis: RedisClient | None = None,
     ) -> None:
+        self.namespace = validate_namespace(namespace)  # before connecting: nothing to close
         self.redis: RedisClient = (
             redis
             if redis is not None
@@ -46,7 +47,6 @@ class Client:
                 cluster=cluster,
             )
         )
-        self.namespace = namespace
         self.scripts = Scripts(self.redis)
         self.subscribers = SubscriberPool(self.redis)
         self._queues: dict[str, Queue] = {}

@@ -8,9 +8,10 @@ are safe to repeat. Connection-level failures surface as `ConnectionFailedError`
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeGuard
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 import redis
 import redis.exceptions
@@ -21,9 +22,15 @@ from redis.sentinel import Sentinel
 
 from blueque.errors import ConfigError, ConnectionFailedError
 
+# A Redis that does not answer within this long counts as unreachable. Set here, not left to
+# redis-py's default (which changed between versions), since a worker's blocking claim must
+# end well within it (see `check_claim_timeout`).
+SOCKET_TIMEOUT_S = 5.0
+
 _COMMON: dict[str, Any] = {
     "decode_responses": True,
     "socket_connect_timeout": 5.0,
+    "socket_timeout": SOCKET_TIMEOUT_S,
     "socket_keepalive": True,
 }
 
@@ -56,6 +63,15 @@ def connect(
     Secret, while the URL is in a ConfigMap).
     """
     if url is None:
+        for name, value, lowest, highest in (("port", port, 1, 65535), ("db", db, 0, 2**31)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not lowest <= value <= highest
+            ):
+                raise ConfigError(
+                    f"{name} must be a whole number {lowest}-{highest}, got {value!r}"
+                )
         if cluster:
             return RedisCluster(
                 host=hostname,
@@ -81,7 +97,7 @@ def connect(
     except ConfigError:
         raise
     except ValueError as exc:  # a port or db that is no number, a malformed URL
-        raise ConfigError(f"invalid Redis URL {redact(url)!r}: {exc}") from None
+        raise ConfigError(f"invalid Redis URL {redact(url)}: {exc}") from None
 
 
 def _from_url(url: str, password: str | None, cluster: bool) -> RedisClient:
@@ -92,6 +108,8 @@ def _from_url(url: str, password: str | None, cluster: bool) -> RedisClient:
         url = _without_password(url)
         parts = urlsplit(url)
     auth: dict[str, Any] = {} if password is None else {"password": password}
+    if not scheme.endswith("+sentinel"):  # its hosts and path are parsed by _sentinel
+        _check_url(url, parts)
     if scheme in ("redis+cluster", "rediss+cluster") or (cluster and scheme in ("redis", "rediss")):
         plain = ("rediss" if scheme.startswith("rediss") else "redis") + url[len(scheme) :]
         return RedisCluster.from_url(plain, retry=_no_retry(), **auth, **_COMMON)
@@ -100,7 +118,7 @@ def _from_url(url: str, password: str | None, cluster: bool) -> RedisClient:
             parts.netloc, parts.path, parts.query, scheme.startswith("rediss"), password
         )
     if scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"unsupported Redis URL scheme {scheme!r} in {redact(url)!r}")
+        raise ConfigError(f"unsupported Redis URL scheme {scheme!r} in {redact(url)}")
     options = dict(_COMMON)
     if scheme == "unix":
         del options["socket_keepalive"]  # a TCP option
@@ -126,9 +144,29 @@ def _without_password(url: str) -> str:
     return _with_userinfo(url, lambda user, _: f"{user}@" if user else "")
 
 
-def redact(url: str) -> str:
-    """The URL with its password, if any, replaced by `***` (for messages)."""
-    return _with_userinfo(url, lambda user, pw: f"{user}:***@" if pw else f"{user}@")
+def _check_url(url: str, parts: SplitResult) -> None:
+    """Refuses what redis-py would silently read as something else: a database path that is
+    no number (`/abc` meant database 0). A port that is no number raises here too."""
+    parts.port  # noqa: B018 (raises ValueError for a port that is no number or out of range)
+    path = "" if parts.scheme.lower() == "unix" else parts.path  # a unix path is the socket's
+    for db in [path.strip("/"), *parse_qs(parts.query).get("db", [])]:
+        if db and not (db.isdigit() and db.isascii()):
+            raise ConfigError(
+                f"invalid Redis URL {redact(url)}: the database must be a number, got {db!r}"
+            )
+
+
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/\s]*):[^@/\s]*@")
+
+
+_QUERY_PASSWORD = re.compile(r"(?P<name>[?&]password=)[^&#\s'\"]*")
+
+
+def redact(text: str) -> str:
+    """`text` with the password of every URL in it (`user:password@`, `?password=`) replaced
+    by `***`: for every message and log line that may show a URL."""
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m['name']}***", text)
 
 
 def _sentinel(
@@ -166,10 +204,10 @@ REDIS_DOWN = (
 
 
 def unavailable(exc: BaseException) -> str:
-    """Why Redis is unavailable, for a log line."""
+    """Why Redis is unavailable, for a log line (URL passwords redacted)."""
     if isinstance(exc, redis.exceptions.OutOfMemoryError):
         return f"Redis is out of memory and refuses writes ({exc})"
-    return f"Redis unreachable ({exc})"
+    return redact(f"{failure(exc)} ({exc})")
 
 
 def is_cluster(client: RedisClient) -> TypeGuard[RedisCluster]:
@@ -186,10 +224,41 @@ def close(client: RedisClient) -> None:
     client.close()
 
 
+def failure(exc: BaseException) -> str:
+    """What went wrong with the connection, in a few words: a refused password is not an
+    unreachable server."""
+    if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
+        return "Redis authentication failed (check the user name and password)"
+    return "Redis unreachable"
+
+
 @contextlib.contextmanager
 def redis_errors(action: str) -> Iterator[None]:
     """Turns redis-py's connection failures into one clear `ConnectionFailedError`."""
     try:
         yield
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        raise ConnectionFailedError(f"Redis unreachable while trying to {action}: {exc}") from exc
+        raise ConnectionFailedError(
+            f"{failure(exc)} while trying to {action}: {redact(str(exc))}"
+        ) from exc
+
+
+def check_claim_timeout(client: Any, claim_timeout_s: float) -> None:
+    """A blocking claim must return at least a second before the client's socket timeout,
+    or its wait reads as a lost connection (and a spurious 'unreachable')."""
+    timeout = _socket_timeout(client)
+    if timeout is not None and claim_timeout_s > timeout - 1:
+        raise ConfigError(
+            f"claim_timeout_s ({claim_timeout_s:g} s) must be at most {timeout - 1:g} s: a"
+            f" blocking claim must return within the Redis socket timeout ({timeout:g} s),"
+            " or it reads as a lost connection"
+        )
+
+
+def _socket_timeout(client: Any) -> float | None:
+    if isinstance(client, RedisCluster):
+        kwargs = client.nodes_manager.connection_kwargs
+    else:
+        kwargs = getattr(client.connection_pool, "connection_kwargs", {})
+    timeout = kwargs.get("socket_timeout")
+    return None if timeout is None else float(timeout)

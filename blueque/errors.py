@@ -25,7 +25,23 @@ class TaskNotFoundError(BluequeError, LookupError):
     """No task with this id exists (never did, was deleted, or retention removed it)."""
 
 
-class CorruptTaskError(BluequeError):
+class InvalidArgumentError(BluequeError, ValueError, TypeError):
+    """An argument of the wrong kind or out of its documented range (a delay of `nan` or of
+    a thousand years, a string where a list of parameters is meant). A `ValueError` and a
+    `TypeError` both, so handlers of either built-in keep working."""
+
+
+class CorruptKeyError(BluequeError):
+    """A key of the protocol holds what the protocol cannot read: the wrong Redis type (a
+    task hash replaced by a string), or a counter or setting that is not a number. `key`
+    names it (None when it could not be found)."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class CorruptTaskError(CorruptKeyError):
     """A task hash exists but misses fields or holds undecodable JSON."""
 
 
@@ -40,11 +56,6 @@ class ProtocolError(BluequeError):
 
 class ConfigError(BluequeError, ValueError):
     """An invalid setting: an unknown field, a value out of range, a bad URL."""
-
-
-class InvalidArgumentError(BluequeError, ValueError):
-    """An argument a call cannot take: an unknown state, both or neither of `eta=` and
-    `delay=`, a malformed duration."""
 
 
 class DetachedTaskError(BluequeError, RuntimeError):

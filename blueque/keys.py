@@ -17,25 +17,33 @@ from blueque.errors import InvalidArgumentError, InvalidNameError
 
 PROTOCOL_VERSION = 2
 DEFAULT_NAMESPACE = "blueque"
+# The longest delay the protocol takes (a schedule, a retry delay, a retention): ten years.
+# Due times must stay dates every client can represent, and a longer delay is a mistake.
+MAX_DELAY_S = 10 * 365 * 24 * 3600
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
+# A namespace may also hold colons (`app:blueque`), never braces: the scripts find a queue's
+# prefix as the text up to the first `}:`, which must be the end of the queue's hash tag.
+_NAMESPACE = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 _TASK_ID = re.compile(r"(?P<queue>[A-Za-z0-9._-]{1,200}):(?P<unique>[0-9a-f]{32})")
 
 
+def _validate(kind: str, value: str, pattern: re.Pattern[str], rule: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise InvalidNameError(f"invalid {kind} {value!r}: use {rule}")
+    return value
+
+
 def validate_queue_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise InvalidNameError(
-            f"invalid queue name {name!r}: use 1-200 characters of A-Z a-z 0-9 . _ -"
-        )
-    return name
+    return _validate("queue name", name, _NAME, "1-200 characters of A-Z a-z 0-9 . _ -")
 
 
 def validate_worker_id(worker_id: str) -> str:
-    if not isinstance(worker_id, str) or not _NAME.fullmatch(worker_id):
-        raise InvalidNameError(
-            f"invalid worker id {worker_id!r}: use 1-200 characters of A-Z a-z 0-9 . _ -"
-        )
-    return worker_id
+    return _validate("worker id", worker_id, _NAME, "1-200 characters of A-Z a-z 0-9 . _ -")
+
+
+def validate_namespace(namespace: str) -> str:
+    return _validate("namespace", namespace, _NAMESPACE, "1-100 characters of A-Z a-z 0-9 . _ : -")
 
 
 def sanitize_worker_id(raw: str) -> str:
@@ -129,9 +137,43 @@ class QueueKeys:
 
 
 def queue_keys(queue: str, namespace: str = DEFAULT_NAMESPACE) -> QueueKeys:
-    return QueueKeys(namespace, validate_queue_name(queue))
+    return QueueKeys(validate_namespace(namespace), validate_queue_name(queue))
+
+
+# The Redis type of each key of a queue, by the part of its name after the prefix.
+_TYPES = {
+    "pending": "list",
+    "scheduled": "zset",
+    "complete": "zset",
+    "failed": "zset",
+    "cancelled": "zset",
+    "stats": "hash",
+    "config": "hash",
+    "workers": "set",
+    "draining": "set",
+}
+_QUEUE_KEY = re.compile(r"[A-Za-z0-9._:-]{1,100}:\{(?P<queue>[A-Za-z0-9._-]{1,200})\}:(?P<rest>.+)")
+
+
+def key_type(key: str) -> str | None:
+    """The Redis type a key of a queue holds (`hash`, `list`, `zset`, `set`, `string`), or
+    None for the events channel and for names that are no queue key."""
+    match = _QUEUE_KEY.fullmatch(key)
+    if match is None:
+        return None
+    rest = match["rest"]
+    if rest in _TYPES:
+        return _TYPES[rest]
+    if rest.startswith("task:"):
+        return "hash"
+    parts = rest.split(":")  # a worker id holds no colon
+    if parts[0] == "worker" and len(parts) == 2:
+        return "hash"
+    if parts[0] == "worker" and len(parts) == 3:
+        return {"tasks": "list", "alive": "string"}.get(parts[2])
+    return None
 
 
 def registry_key(namespace: str = DEFAULT_NAMESPACE) -> str:
     """The one cross-slot key: the set of queue names, for `info`. Never needed atomically."""
-    return f"{namespace}:queues"
+    return f"{validate_namespace(namespace)}:queues"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import redis.exceptions
 
 from blueque.connection import REDIS_DOWN
-from blueque.errors import BluequeError, InvalidNameError
+from blueque.errors import BluequeError, CorruptKeyError, InvalidNameError
 from blueque.queue import Queue
 from blueque.reaping import ReapGuard
 from blueque.records import QueueStats, WorkerInfo
@@ -102,6 +102,9 @@ class QueueSnapshot:
 
     stats: tuple[QueueStats, ...]
     running: tuple[WorkerRow, ...]
+    errors: tuple[tuple[str, str], ...] = ()
+    """(queue, message naming the key) for each queue whose keys could not be read: those
+    are left out and never hide the others."""
 
 
 def queue_names(client: Client, names: Sequence[str] = ()) -> list[str]:
@@ -209,10 +212,17 @@ def worker_rows(queue: Queue) -> tuple[WorkerRow, ...]:
 def snapshot(client: Client, names: Sequence[str] = ()) -> QueueSnapshot:
     """Stats of the queues (every registered one by default) and their busy workers: one
     round trip per queue, two more per queue that has workers."""
-    queues = [client.get_queue(n) for n in queue_names(client, names)]
-    stats = tuple(q.stats() for q in queues)
+    stats: list[QueueStats] = []
     busy: list[WorkerRow] = []
-    for q, s in zip(queues, stats, strict=True):
-        if s.workers:
-            busy += [row for row in worker_rows(q) if row.worker.task]
-    return QueueSnapshot(stats, tuple(busy))
+    errors: list[tuple[str, str]] = []
+    for name in queue_names(client, names):
+        queue = client.get_queue(name)
+        try:
+            queue_stats = queue.stats()
+            rows = worker_rows(queue) if queue_stats.workers else ()
+        except CorruptKeyError as exc:
+            errors.append((name, str(exc)))
+            continue
+        stats.append(queue_stats)
+        busy += [row for row in rows if row.worker.task]
+    return QueueSnapshot(tuple(stats), tuple(busy), tuple(errors))

@@ -19,6 +19,7 @@ from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from blueque.connection import RedisClient
+from blueque.corruption import corrupt_key_error, naming_keys
 from blueque.errors import ProtocolError
 from blueque.keys import QueueKeys, registry_key
 from blueque.states import Outcome
@@ -61,7 +62,8 @@ class Scripts:
         }
 
     def run(self, name: str, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
-        return self._scripts[name](keys=list(keys), args=list(args))
+        with naming_keys(self._redis, name, keys):
+            return self._scripts[name](keys=list(keys), args=list(args))
 
     def command(self, *args: Any) -> Any:
         """One plain command, written as Redis spells it (as in a pipeline below)."""
@@ -89,9 +91,14 @@ class Scripts:
                 call = calls[i]
                 if isinstance(call, ScriptCall):
                     replies[i] = self.run(call.name, call.keys, call.args)  # loads it
-        for reply in replies:
+        for call, reply in zip(calls, replies, strict=True):
             if isinstance(reply, Exception):
-                raise reply
+                name, keys = (
+                    (call.name, call.keys)
+                    if isinstance(call, ScriptCall)
+                    else (str(call[0]), [a for a in call[1:] if isinstance(a, str)])
+                )
+                raise corrupt_key_error(self._redis, name, keys, reply) or reply
         return replies
 
 
@@ -386,8 +393,11 @@ class Transitions:
         return str(self.scripts.run("delete", keys, [task_id]))
 
     def stats(self) -> list[Any]:
+        return cast(list[Any], self.scripts.run("stats", self.stats_keys(), []))
+
+    def stats_keys(self) -> list[str]:
         k = self.keys
-        keys = [
+        return [
             k.pending,
             k.scheduled,
             k.complete,
@@ -397,7 +407,6 @@ class Transitions:
             k.workers,
             k.draining,
         ]
-        return cast(list[Any], self.scripts.run("stats", keys, []))
 
     def get_config(self) -> dict[str, str]:
         flat = self.scripts.run("get_config", [self.keys.config], [])

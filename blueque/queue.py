@@ -6,14 +6,17 @@ Each method is one script call (one round trip) unless it says otherwise; the sc
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
+from blueque import bounds
 from blueque.config import QueueConfig, parse_config, validate_settings
 from blueque.connection import redis_errors
+from blueque.corruption import blame, is_data_error, naming_keys
 from blueque.errors import (
+    ConfigError,
+    CorruptKeyError,
     InvalidArgumentError,
     InvalidNameError,
     InvalidStateError,
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from blueque.client import Client
 
 LISTABLE_STATES = LISTABLE  # (the name before blueque.states)
+MAX_LIST = 1_000_000  # the most tasks one call lists or promotes
 
 
 class Queue:
@@ -51,19 +55,18 @@ class Queue:
         return self._create([(parameters, 0)])[0]
 
     def enqueue_many(self, parameters: Iterable[Any]) -> list[str]:
-        """Adds many tasks in one atomic round trip; returns their ids in order."""
-        return self._create([(p, 0) for p in parameters])
+        """Adds many tasks in one atomic round trip; returns their ids in order. A string,
+        bytes or a mapping is refused (`InvalidArgumentError`): it is not a list of tasks."""
+        return self._create([(p, 0) for p in bounds.batch(parameters)])
 
     def schedule(
         self, parameters: Any, *, eta: datetime | None = None, delay: float | None = None
     ) -> str:
         """Adds a task that becomes pending at `eta` (a datetime; naive means local time, as
         everywhere in Python) or after `delay` seconds. A time in the past makes it pending
-        at once."""
-        if (eta is None) == (delay is None):
-            raise InvalidArgumentError("schedule() takes exactly one of eta= or delay=")
-        seconds = eta.timestamp() - time.time() if eta is not None else float(delay or 0)
-        return self._create([(parameters, max(1, round(seconds * 1000)) if seconds > 0 else 0)])[0]
+        at once; one more than ten years ahead (`MAX_DELAY_S`), a NaN or an infinity is
+        refused with `InvalidArgumentError`."""
+        return self._create([(parameters, bounds.delay_ms(eta, delay))])[0]
 
     def _create(self, items: list[tuple[Any, int]]) -> list[str]:
         if not items:
@@ -84,25 +87,35 @@ class Queue:
     def get_task(self, task_id: str) -> Task:
         if queue_of_task(task_id) != self.name:
             raise InvalidNameError(f"task {task_id} does not belong to queue {self.name}")
-        with redis_errors(f"read task {task_id}"):
-            fields = cast(dict[str, str], self.client.redis.hgetall(self.keys.task(task_id)))
+        key = self.keys.task(task_id)
+        with redis_errors(f"read task {task_id}"), naming_keys(self.client.redis, "read", [key]):
+            fields = cast(dict[str, str], self.client.redis.hgetall(key))
         if not fields:
             raise TaskNotFoundError(f"no task {task_id}")
         return Task.from_hash(self, task_id, fields)
 
     def stats(self) -> QueueStats:
         with redis_errors(f"read stats of {self.name}"):
-            return parse_stats(self.name, self.transitions.stats())
+            reply = self.transitions.stats()
+            try:
+                return parse_stats(self.name, reply)
+            except (TypeError, ValueError) as exc:
+                error = blame(self.client.redis, "stats", self.transitions.stats_keys(), str(exc))
+        raise error
 
     def tasks(self, state: TaskState | str, limit: int = 100) -> list[Task]:
         """Tasks in one state: pending in queue order, scheduled by due time, finished
         newest first. Reserved and running tasks are listed per worker: see `workers()`."""
-        return self._load(self._ids(_listable(state), limit))
+        return self._load(self._ids(_listable(state), bounds.whole("limit", limit, 1, MAX_LIST)))
 
     def _ids(self, state: TaskState, limit: int) -> list[str]:
         redis = self.client.redis
         k = self.keys
-        with redis_errors(f"list {state} tasks of {self.name}"):
+        source = {"pending": k.pending, "scheduled": k.scheduled}.get(state) or k.finished(state)
+        with (
+            redis_errors(f"list {state} tasks of {self.name}"),
+            naming_keys(redis, f"list {state} tasks", [source]),
+        ):
             ids: object
             if state == TaskState.PENDING:
                 ids = redis.lrange(k.pending, 0, limit - 1)
@@ -114,7 +127,8 @@ class Queue:
 
     def get_tasks(self, task_ids: Iterable[str]) -> list[Task]:
         """Snapshots of many tasks of this queue in one round trip; unknown ids are left
-        out."""
+        out. A task that cannot be read is listed with `corrupt` saying why (lists never fail
+        for one bad task)."""
         ids = list(task_ids)
         for task_id in ids:
             self._check(task_id)
@@ -125,29 +139,45 @@ class Queue:
         for task_id in ids:
             pipe.hgetall(self.keys.task(task_id))
         with redis_errors(f"read tasks of {self.name}"):
-            replies = pipe.execute() if ids else []
-        return [
-            Task.from_hash(self, task_id, fields)
-            for task_id, fields in zip(ids, replies, strict=True)
-            if fields
-        ]
+            replies = pipe.execute(raise_on_error=False) if ids else []
+        tasks: list[Task] = []
+        for task_id, fields in zip(ids, replies, strict=True):
+            if isinstance(fields, Exception):
+                if not is_data_error(fields):
+                    raise fields
+                key = self.keys.task(task_id)
+                reason = str(blame(self.client.redis, "read", [key], str(fields)))
+                tasks.append(Task.unreadable(self, task_id, reason))
+            elif fields:
+                tasks.append(Task.from_hash(self, task_id, fields, partial=True))
+        return tasks
 
     def workers(self) -> list[WorkerInfo]:
         """Every registered worker with what it holds (one round trip for the ids, one for
         their details)."""
         redis = self.client.redis
         k = self.keys
-        with redis_errors(f"list workers of {self.name}"):
+        with (
+            redis_errors(f"list workers of {self.name}"),
+            naming_keys(redis, "list workers", [k.workers]),
+        ):
             ids = sorted(cast(set[str], redis.smembers(k.workers)))
             pipe = redis.pipeline(transaction=False)
             for wid in ids:
                 pipe.hgetall(k.worker(wid))
                 pipe.lrange(k.worker_tasks(wid), 0, -1)
                 pipe.exists(k.worker_alive(wid))
-            replies = pipe.execute()
+            # A worker key of the wrong type reads as empty: the others still show.
+            replies = [
+                {} if isinstance(r, Exception) and is_data_error(r) else r
+                for r in pipe.execute(raise_on_error=False)
+            ]
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         return [
             parse_worker(
-                self.name, wid, replies[3 * i], replies[3 * i + 1], bool(replies[3 * i + 2])
+                self.name, wid, replies[3 * i], list(replies[3 * i + 1]), bool(replies[3 * i + 2])
             )
             for i, wid in enumerate(ids)
         ]
@@ -210,8 +240,20 @@ class Queue:
     # -- settings --------------------------------------------------------------------------
 
     def config(self) -> QueueConfig:
+        """The effective settings. A stored value that is not a valid setting is a
+        `CorruptKeyError` naming the config hash: the `get_config` script refuses what no
+        script can use, and this a value above its highest (written by hand or another
+        client)."""
         with redis_errors(f"read config of {self.name}"):
-            return parse_config(self.transitions.get_config())
+            effective = self.transitions.get_config()
+        try:
+            return parse_config(effective)
+        except ConfigError as exc:
+            raise CorruptKeyError(
+                f"config hash {self.keys.config} is corrupt: {exc} (write a valid value:"
+                f" blueque config {self.name} NAME=VALUE)",
+                self.keys.config,
+            ) from None
 
     def set_config(self, **settings: Any) -> QueueConfig:
         """Writes settings (see `QueueConfig`); unknown fields and bad values raise
@@ -248,6 +290,7 @@ class Queue:
 
     def promote_due(self, limit: int = 1000) -> tuple[int, int | None]:
         """Moves due scheduled tasks to pending; returns (promoted, next due time in ms)."""
+        bounds.whole("limit", limit, 1, MAX_LIST)
         with redis_errors(f"promote scheduled tasks of {self.name}"):
             return self.transitions.promote_due(limit)
 

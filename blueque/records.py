@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, TypeVar, cast
+
+from blueque.errors import InvalidNameError
+from blueque.keys import queue_of_task
 
 WorkerState = Literal["busy", "reserved", "draining", "idle"]
+T = TypeVar("T")
 
 
 class ErrorInfo(TypedDict, total=False):
@@ -19,9 +25,36 @@ class ErrorInfo(TypedDict, total=False):
 
 
 def from_ms(value: str | int | None) -> datetime | None:
+    """A time stored as Unix milliseconds; `ValueError` for anything that is not one."""
     if value in (None, ""):
         return None
-    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+    try:
+        return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise ValueError(f"{str(value)[:40]!r} is not a time in ms") from None
+
+
+def error_from(value: Any) -> ErrorInfo | None:
+    """A decoded `error` field as an `ErrorInfo` whose fields are strings, whatever another
+    client stored there (a bare string, numbers, nested values): views show it as it is."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return {"type": "Error", "message": _text(value)}
+    info: dict[str, str] = {}
+    for name in ("type", "message", "traceback", "signal"):
+        if value.get(name) is not None:
+            info[name] = _text(value[name])
+    return cast(ErrorInfo, info)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return "(not shown: nested too deeply)"
 
 
 @dataclass(frozen=True)
@@ -154,19 +187,36 @@ class WorkerInfo:
 def parse_worker(
     queue: str, worker_id: str, fields: dict[str, str], holding: list[str], alive: bool
 ) -> WorkerInfo:
-    pid = fields.get("pid")
+    """A worker's registration as a view shows it: a field that does not parse (a hash
+    written by another client, or by hand) reads as unknown, and the rest still shows."""
     return WorkerInfo(
         id=worker_id,
         queue=queue,
         host=fields.get("host") or None,
-        pid=int(pid) if pid else None,
+        pid=_lenient(int, fields.get("pid")),
         pod=fields.get("pod") or None,
         runner=fields.get("runner") or None,
-        started_at=from_ms(fields.get("started_at")),
-        heartbeat_at=from_ms(fields.get("heartbeat_at")),
+        started_at=_lenient(from_ms, fields.get("started_at")),
+        heartbeat_at=_lenient(from_ms, fields.get("heartbeat_at")),
         alive=alive,
         draining=fields.get("draining") == "1",
-        task=fields.get("task") or None,
-        task_started_at=from_ms(fields.get("task_started_at")),
-        holding=tuple(holding),
+        task=_task_of(queue, fields.get("task")),
+        task_started_at=_lenient(from_ms, fields.get("task_started_at")),
+        holding=tuple(t for t in holding if _task_of(queue, t)),
     )
+
+
+def _task_of(queue: str, task_id: str | None) -> str | None:
+    try:
+        return task_id if task_id and queue_of_task(task_id) == queue else None
+    except InvalidNameError:
+        return None
+
+
+def _lenient(parse: Callable[[Any], T], raw: str | None) -> T | None:
+    if not raw:
+        return None
+    try:
+        return parse(raw)
+    except (TypeError, ValueError):
+        return None

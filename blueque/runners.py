@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING
 
 from blueque.connection import REDIS_DOWN, unavailable
-from blueque.errors import StopNow
+from blueque.errors import CorruptKeyError, StopNow
 from blueque.outcome import call_task_function
 from blueque.process_tree import become_subreaper, children, die_with_parent, end_strays, kill_group
 from blueque.serialization import encode
@@ -140,8 +140,8 @@ class ForkingRunner:
                 self._reap_exited()  # the previous task's process, if it was still exiting
                 try:
                     cancel = worker.heartbeat_if_due() and not handover.recorded
-                except REDIS_DOWN as exc:
-                    log.warning("heartbeat failed: %s; the task keeps running", unavailable(exc))
+                except (*REDIS_DOWN, CorruptKeyError) as exc:
+                    log.warning("heartbeat failed: %s; the task keeps running", _why(exc))
                     cancel = False
                 if cancel and cancelled_at is None:
                     log.info("task %s cancelled: SIGTERM to its process group", task.id)
@@ -365,7 +365,11 @@ class InProcessRunner:
             if self._busy.is_set():
                 try:
                     worker.heartbeat_if_due()
-                except REDIS_DOWN as exc:
-                    log.warning("heartbeat failed: %s; the task keeps running", unavailable(exc))
+                except (*REDIS_DOWN, CorruptKeyError) as exc:
+                    log.warning("heartbeat failed: %s; the task keeps running", _why(exc))
                 except Exception:  # this thread must outlive any one failed heartbeat
                     log.exception("heartbeat failed; the task keeps running")
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, CorruptKeyError) else unavailable(exc)

@@ -3,7 +3,8 @@
 Payloads are JSON values, so any language can read them and a plain string stays a string.
 What JSON or UTF-8 cannot carry (a lone surrogate, as `os.listdir` gives for a file name that
 is not UTF-8; nesting deeper than the interpreter's recursion limit) is refused here, as a
-`PayloadError`, before it reaches a socket or a pipe; what cannot be decoded is a
+`PayloadError`, before it reaches a socket or a pipe; what cannot be decoded (nested
+thousands deep by a producer in another language, NaN or Infinity, which are not JSON) is a
 `CorruptTaskError`.
 """
 
@@ -42,11 +43,15 @@ def decode(text: str | bytes | None, what: str = "value") -> Any:
     if text is None:
         return None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_json)
     except RecursionError:
         raise CorruptTaskError(f"{what} is nested too deeply to decode") from None
     except ValueError as exc:
         raise CorruptTaskError(f"{what} is not valid JSON: {exc}") from exc
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def printable(text: str) -> str:

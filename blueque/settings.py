@@ -8,6 +8,7 @@ description is written once, in its `setting(...)` below.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -24,6 +25,20 @@ def setting(default: Any, description: str, *, shown_default: str | None = None)
     return field(
         default=default, metadata={"description": description, "shown_default": shown_default}
     )
+
+
+# field -> (lowest, highest), in seconds. Below, a worker floods Redis (a 1 ms heartbeat is
+# a thousand round trips a second) or a claim timeout reads as "block forever"; above, a
+# value is a mistake (the claim timeout is further bounded by the Redis socket timeout:
+# `connection.check_claim_timeout`).
+_RANGES_S = {
+    "claim_timeout_s": (0.01, 60.0),
+    "heartbeat_interval_s": (0.05, 3600.0),
+    "heartbeat_ttl_s": (0.1, 86400.0),
+    "cancel_grace_s": (0.0, 86400.0),
+    "reconnect_max_delay_s": (0.01, 3600.0),
+    "promote_interval_s": (0.0, 86400.0),
+}
 
 
 @dataclass(frozen=True)
@@ -73,25 +88,27 @@ class WorkerSettings:
         return read_settings(env, **overrides)
 
     def validated(self) -> WorkerSettings:
-        for name in ("claim_timeout_s", "heartbeat_interval_s", "heartbeat_ttl_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be > 0")
+        for name, (lowest, highest) in _RANGES_S.items():
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or not lowest <= value <= highest
+            ):
+                raise ConfigError(
+                    f"{name} must be {lowest:g} to {highest:g} seconds, got {value!r}"
+                )
+        if isinstance(self.max_tasks, bool) or not isinstance(self.max_tasks, int):
+            raise ConfigError(f"max_tasks must be a whole number, got {self.max_tasks!r}")
         if self.heartbeat_ttl_s < 2 * self.heartbeat_interval_s:
             raise ConfigError("heartbeat_ttl_s must be at least twice heartbeat_interval_s")
         if self.heartbeat_ttl_s < 2 * self.claim_timeout_s:
             # An idle worker heartbeats between two blocking claims: a longer claim would let
             # its heartbeat expire, and reap would take a live worker for dead.
             raise ConfigError("heartbeat_ttl_s must be at least twice claim_timeout_s")
-        if (
-            self.cancel_grace_s < 0
-            or self.reconnect_max_delay_s <= 0
-            or self.max_tasks < 0
-            or self.promote_interval_s < 0
-        ):
-            raise ConfigError(
-                "cancel_grace_s, reconnect_max_delay_s, max_tasks and promote_interval_s"
-                " must be >= 0"
-            )
+        if self.max_tasks < 0:
+            raise ConfigError(f"max_tasks must be >= 0, got {self.max_tasks}")
         if self.worker_id is not None:
             validate_worker_id(self.worker_id)
         return self

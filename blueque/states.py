@@ -25,6 +25,9 @@ class TaskState(StrEnum):
     COMPLETE = "complete"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    CORRUPT = "corrupt"
+    """Never stored: a snapshot in a list or view whose hash could not be read (see
+    `Task.corrupt`)."""
 
 
 Outcome = Literal["complete", "failed", "cancelled"]

@@ -8,12 +8,14 @@ which still says `pending`; `QueueStats.reserved` and `Queue.workers()` show it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
+from blueque import bounds
 from blueque.errors import CorruptTaskError, DetachedTaskError, TaskFailedError, WaitTimeoutError
-from blueque.records import ErrorInfo, from_ms
+from blueque.records import ErrorInfo, error_from, from_ms
 from blueque.serialization import decode, encode
 from blueque.states import FINISHED, TaskState
 
@@ -45,41 +47,66 @@ class Task:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     progress_at: datetime | None = None
+    corrupt: str | None = None
+    """Only in lists and views (`partial`): why some fields could not be read (they are left
+    at their defaults; `status` is 'corrupt' when the state itself is unreadable)."""
     _queue: Queue | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_hash(cls, queue: Queue, task_id: str, h: dict[str, str]) -> Task:
+    def from_hash(
+        cls, queue: Queue, task_id: str, h: dict[str, str], *, partial: bool = False
+    ) -> Task:
+        """The snapshot a task hash describes; `CorruptTaskError` if a field cannot be read.
+        With `partial` (lists and views), such a field is left at its default instead and
+        `corrupt` says why, so one bad task never hides the others."""
+        problems: list[str] = []
+
+        def read(name: str, parse: Callable[[Any], Any], default: Any = None) -> Any:
+            raw = h.get(name)
+            try:
+                return parse(raw) if raw not in (None, "") else default
+            except (CorruptTaskError, ValueError) as exc:
+                problems.append(str(exc) if isinstance(exc, CorruptTaskError) else f"{name}: {exc}")
+                return default
+
         state = h.get("state")
         if state not in _STATES or "parameters" not in h:
+            problems.append(f"state={state!r}, fields={sorted(h)[:20]}")
+        task = cls(
+            id=task_id,
+            queue=queue.name,
+            status=TaskState(state) if state in _STATES else TaskState.CORRUPT,
+            parameters=read("parameters", lambda raw: decode(raw, "parameters")),
+            attempts=read("attempts", int, 0),
+            result=read("result", lambda raw: decode(raw, "result")),
+            error=read("error", lambda raw: error_from(decode(raw, "error"))),
+            last_error=read("last_error", lambda raw: error_from(decode(raw, "last_error"))),
+            worker=h.get("worker") or None,
+            pid=read("pid", int),
+            retries=read("retries", int, 0),
+            losses=read("losses", int, 0),
+            progress=read("progress", lambda raw: decode(raw, "progress")),
+            cancel_requested=h.get("cancel_requested") == "1",
+            enqueued_at=read("enqueued_at", from_ms),
+            queued_at=read("queued_at", from_ms),
+            due_at=read("due_at", from_ms),
+            started_at=read("started_at", from_ms),
+            finished_at=read("finished_at", from_ms),
+            progress_at=read("progress_at", from_ms),
+            corrupt="; ".join(problems) or None,
+            _queue=queue,
+        )
+        if task.corrupt and not partial:
             raise CorruptTaskError(
-                f"task {task_id} is corrupt: state={state!r}, fields={sorted(h)}"
+                f"task {task_id} is corrupt: {task.corrupt}", queue.keys.task(task_id)
             )
-        try:
-            return cls(
-                id=task_id,
-                queue=queue.name,
-                status=TaskState(state),
-                parameters=decode(h["parameters"], "parameters"),
-                attempts=int(h.get("attempts") or 0),
-                result=decode(h.get("result"), "result"),
-                error=cast(ErrorInfo | None, decode(h.get("error"), "error")),
-                last_error=cast(ErrorInfo | None, decode(h.get("last_error"), "last_error")),
-                worker=h.get("worker") or None,
-                pid=int(h["pid"]) if h.get("pid") else None,
-                retries=int(h.get("retries") or 0),
-                losses=int(h.get("losses") or 0),
-                progress=decode(h.get("progress"), "progress"),
-                cancel_requested=h.get("cancel_requested") == "1",
-                enqueued_at=from_ms(h.get("enqueued_at")),
-                queued_at=from_ms(h.get("queued_at")),
-                due_at=from_ms(h.get("due_at")),
-                started_at=from_ms(h.get("started_at")),
-                finished_at=from_ms(h.get("finished_at")),
-                progress_at=from_ms(h.get("progress_at")),
-                _queue=queue,
-            )
-        except ValueError as exc:
-            raise CorruptTaskError(f"task {task_id} is corrupt: {exc}") from exc
+        return task
+
+    @classmethod
+    def unreadable(cls, queue: Queue, task_id: str, reason: str) -> Task:
+        """A partial snapshot of a task whose hash cannot be read at all (e.g. a key of
+        another type where the hash should be)."""
+        return cls(task_id, queue.name, TaskState.CORRUPT, None, 0, corrupt=reason, _queue=queue)
 
     @property
     def finished(self) -> bool:
@@ -106,6 +133,7 @@ class Task:
         Subscribes to the queue's event channel before reading the state, so a transition
         that happens in between is not missed; then sleeps on the channel, not in a loop.
         """
+        timeout = bounds.timeout(timeout)
         queue = self._q()
         deadline = None if timeout is None else time.monotonic() + timeout
         with queue.events() as events:

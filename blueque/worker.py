@@ -22,9 +22,12 @@ from dataclasses import replace
 from types import FrameType
 from typing import Protocol
 
+import redis.exceptions
+
 from blueque.client import Client
-from blueque.connection import REDIS_DOWN, is_cluster, unavailable
-from blueque.errors import CorruptTaskError, StopNow, WorkerIdInUseError
+from blueque.connection import REDIS_DOWN, check_claim_timeout, is_cluster, unavailable
+from blueque.corruption import naming_keys
+from blueque.errors import CorruptKeyError, CorruptTaskError, StopNow, WorkerIdInUseError
 from blueque.identity import Holder, refuse_a_live_holder
 from blueque.keys import PROTOCOL_VERSION
 from blueque.outcome import TaskFunction, error_info
@@ -77,6 +80,7 @@ class Worker:
         self.fn = fn
         self.runner = runner
         self.settings = settings or WorkerSettings.from_env()
+        check_claim_timeout(client.redis, self.settings.claim_timeout_s)
         self.id = self.settings.resolved_worker_id()
         self.transitions = self.queue.transitions
         self.keys = self.queue.keys
@@ -127,7 +131,9 @@ class Worker:
         )
         # A restarted worker (same id, e.g. a container restart in the same pod) gives back
         # what its previous life held: that task's process is gone.
-        if self.transitions.held(self.id) is not None:
+        with naming_keys(self.client.redis, "start", [self.keys.worker_tasks(self.id)]):
+            held = self.transitions.held(self.id)
+        if held is not None:
             requeued, failed = self.transitions.requeue_worker(self.id, "worker restarted")
             log.warning("recovered own list: %d requeued, %d failed", requeued, failed)
         self.transitions.register_queue()
@@ -216,6 +222,12 @@ class Worker:
         return None if begun.status == "empty" else begun
 
     def _claim(self) -> str | None:
+        with naming_keys(
+            self.client.redis, "claim", [self.keys.pending, self.keys.worker_tasks(self.id)]
+        ):
+            return self._claim_unchecked()
+
+    def _claim_unchecked(self) -> str | None:
         if self._check_own_list:
             # After a lost connection a claim may have moved a task to us unseen.
             held = self.transitions.held(self.id)
@@ -312,9 +324,37 @@ class Worker:
                 )
                 self.sleep(delay)
                 delay = min(delay * 2, self._backoff_cap_s)
+            except CorruptKeyError as exc:
+                # Kept until the key is repaired (a result is never dropped for a key that
+                # is not the task's own), heartbeating meanwhile.
+                claim = False
+                if self._on_corrupt(exc) or self.signals >= 2:
+                    return "dropped"
+                log.error("cannot record %s: %s; retrying in %.1f s", task.id, exc, delay)
+                self.sleep(delay)
+                delay = min(delay * 2, self._backoff_cap_s)
+                with contextlib.suppress(*REDIS_DOWN, CorruptKeyError):
+                    self.heartbeat()
         if state == "stale":
             log.warning("task %s: late result dropped (requeued while it ran)", task.id)
         return state
+
+    def _on_corrupt(self, exc: CorruptKeyError) -> bool:
+        """When the corrupt key is the hash of a task in this worker's own list, that task
+        cannot be begun, finished or given back: it is dropped from the list (and from the
+        `live` count), so that it stops this worker; returns True. False for any other key."""
+        prefix = self.keys.task("")
+        if not exc.key or not exc.key.startswith(prefix):
+            return False
+        task_id = exc.key[len(prefix) :]
+        try:
+            if not self.client.redis.lrem(self.keys.worker_tasks(self.id), 0, task_id):
+                return False
+            self.client.redis.hincrby(self.keys.stats, "live", -1)
+        except (*REDIS_DOWN, redis.exceptions.ResponseError):
+            return False
+        log.error("%s; task %s dropped from the list of worker %s", exc, task_id, self.id)
+        return True
 
     def _may_claim_with_finish(self) -> bool:
         s = self.settings
@@ -388,6 +428,20 @@ class Worker:
             try:
                 action()
                 return
+            except CorruptKeyError as exc:
+                self._check_own_list = True
+                if self._on_corrupt(exc):
+                    continue
+                # Another key (stats, config, a list): nothing this worker can repair. It
+                # waits, saying which key, instead of exiting into the same failure.
+                if patience_s is not None and time.monotonic() - began >= patience_s:
+                    log.error("%s; leaving without deregistering", exc)
+                    return
+                log.error("%s; retrying in %.1f s (repair or delete that key)", exc, delay)
+                self.sleep(delay)
+                delay = min(delay * 2, self._backoff_cap_s)
+                if until_stopping and self.stopping:
+                    return
             except REDIS_DOWN as exc:
                 self._check_own_list = True
                 if patience_s is not None and time.monotonic() - began >= patience_s:

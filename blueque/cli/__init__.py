@@ -14,6 +14,7 @@ import click
 from blueque import environment as env
 from blueque.cli import processes, queues, tasks
 from blueque.cli.app import BluequeGroup, State, env_help, flag
+from blueque.keys import validate_namespace
 
 _URL = env.variable(env.REDIS_URL)
 _CLUSTER = env.variable(env.REDIS_CLUSTER)
@@ -35,6 +36,7 @@ def cli(
     state.redis = env.RedisEnvironment.from_env().with_flags(
         url=url, cluster=cluster, namespace=namespace
     )
+    validate_namespace(state.redis.namespace)  # a mistake to report now, before any command
     state.json = state.json or json_
     ctx.call_on_close(state.close)
 

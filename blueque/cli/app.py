@@ -2,12 +2,15 @@
 
 Commands are thin edges: parse, call the library, report. User mistakes (an unknown task, a
 bad queue name, Redis unreachable) are turned into one line `error: ...` and exit status 1
-here, once, instead of in every command; click's own usage errors keep exit status 2.
+here, once, instead of in every command; click's own usage errors keep exit status 2 and
+become one line too, naming the command's help.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,8 +18,10 @@ from typing import Any, TypeVar
 
 import click
 import redis.exceptions
+from click.exceptions import NoArgsIsHelpError
 
 from blueque.client import Client
+from blueque.connection import failure, redact
 from blueque.environment import RedisEnvironment, Variable
 from blueque.errors import BluequeError, ConfigError, InvalidArgumentError
 
@@ -29,8 +34,26 @@ class UserError(click.ClickException):
     exit_code = 1
 
     def show(self, file: Any = None) -> None:
-        one_line = " ".join(part.strip() for part in self.format_message().splitlines())
-        click.echo(f"error: {one_line}", err=True)
+        click.echo(f"error: {_one_line(self.format_message())}", err=True)
+
+
+def _one_line(text: str) -> str:
+    """A message as one line, with the password of any URL in it replaced by ***."""
+    return redact(" ".join(part.strip() for part in text.splitlines() if part.strip()))
+
+
+class UsageMistake(click.UsageError):
+    """A usage error (exit status 2) as one line too, pointing at the command's help."""
+
+    def show(self, file: Any = None) -> None:
+        hint = f" (see '{self.ctx.command_path} -h')" if self.ctx is not None else ""
+        click.echo(f"error: {_one_line(self.message)}{hint}", err=True)
+
+
+def _as_one_line(exc: click.UsageError) -> click.UsageError:
+    if isinstance(exc, UsageMistake | NoArgsIsHelpError):  # the latter shows the help
+        return exc
+    return UsageMistake(exc.format_message(), exc.ctx)
 
 
 @dataclass
@@ -58,11 +81,17 @@ class State:
 
 
 def describe(exc: BaseException) -> str | None:
-    """The one-line message for an error a user can fix, or None for a bug."""
+    """The one-line message for an error a user can fix (passwords redacted), or None for a
+    bug."""
+    message = _description(exc)
+    return None if message is None else redact(message)
+
+
+def _description(exc: BaseException) -> str | None:
     if isinstance(exc, BluequeError):
         return str(exc)
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
-        return f"Redis unreachable: {exc}"
+        return f"{failure(exc)}: {exc}"
     if isinstance(exc, redis.exceptions.RedisError | redis.exceptions.RedisClusterException):
         return f"Redis error: {exc}"
     if isinstance(exc, TimeoutError):  # e.g. no subscribe confirmation from a slow Redis
@@ -71,9 +100,23 @@ def describe(exc: BaseException) -> str | None:
 
 
 class BluequeGroup(click.Group):
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:  # the global options
+            raise _as_one_line(exc) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a command's arguments and options
+            raise _as_one_line(exc) from None
         except (
             BluequeError,
             redis.exceptions.RedisError,
@@ -125,7 +168,14 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(text: str) -> float:
-    """Seconds from '90', '1.5', '250ms', '5m', '1h30m', '2d'."""
+    """Seconds from '90', '1.5', '250ms', '5m', '1h30m', '2d'; never a NaN or an infinity."""
+    seconds = _parse_duration(text)
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a duration: {text!r} (a finite time, e.g. 30, 1.5s, 5m, 1h30m)")
+    return seconds
+
+
+def _parse_duration(text: str) -> float:
     raw = text.strip().lower()
     try:
         return float(raw)
@@ -178,11 +228,32 @@ MOMENT: dict[str, Any] = {"type": str, "metavar": "DATETIME", "callback": _momen
 
 
 def parse_params(text: str) -> Any:
-    """Task parameters from the command line: JSON if it parses, else the string itself."""
+    """Task parameters from the command line: JSON if it parses, else the string itself
+    (`NaN` too: it is not JSON). Text that is not UTF-8 is refused, and so is JSON nested
+    too deeply to read."""
     try:
-        return json.loads(text)
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # bytes of argv that are not UTF-8 (surrogateescape)
+        raise UserError(f"PARAMS is not valid UTF-8 text (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise UserError("PARAMS is JSON nested too deeply to read") from None
     except ValueError:
         return text
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def read_stdin() -> str:
+    """All of stdin as UTF-8 text."""
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"PARAMS from stdin is not valid UTF-8 text (byte {exc.start})") from None
 
 
 def parse_assignments(pairs: tuple[str, ...]) -> dict[str, str]:

@@ -98,6 +98,7 @@ def task_dict(task: Task) -> dict[str, Any]:
         "started_at": iso(task.started_at),
         "finished_at": iso(task.finished_at),
         "runtime_s": task.runtime_s,
+        "corrupt": task.corrupt,
     }
 
 
@@ -116,6 +117,8 @@ def echo_json(document: Any) -> None:
 
 def task_detail(task: Task) -> str:
     """The one thing worth knowing about a task in a list, by state."""
+    if task.corrupt:
+        return task.corrupt
     if task.status == "failed" or (task.status == "cancelled" and task.error):
         return error_line(task.error)
     if task.status == "complete":

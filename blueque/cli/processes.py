@@ -177,6 +177,9 @@ def scheduler(
     if once:
         report = maintenance_pass(client, queues, guard)
         click.echo(json.dumps(report.as_dict()) if state.json else _summary(report))
+        if report.failures:
+            names = ", ".join(q.queue for q in report.failures)
+            raise UserError(f"the pass failed on queue(s) {names} (logged above)")
         return
     stop = _Stop()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -29,6 +29,7 @@ def snapshot_dict(snap: QueueSnapshot) -> dict[str, Any]:
     return {
         "queues": [s.as_dict() for s in snap.stats],
         "running": [worker_dict(row) for row in snap.running],
+        "errors": dict(snap.errors),
     }
 
 

@@ -131,7 +131,9 @@ def tasks_table(tasks: list[Task], title: str) -> Table:
     for task in tasks:
         table.add_row(
             task.id,
-            task.status,
+            f"{task.status} (corrupt)"
+            if task.corrupt and task.status != "corrupt"
+            else task.status,
             str(task.attempts),
             format_age(task.enqueued_at),
             task.worker or "-",
@@ -158,6 +160,7 @@ def task_view(task: Task) -> RenderableType:
     row("id", task.id)
     row("queue", task.queue)
     row("state", state)
+    row("corrupt", task.corrupt)
     row("attempts", str(task.attempts))
     row("retries", str(task.retries) if task.retries else None)
     row("worker", task.worker)
@@ -192,7 +195,8 @@ def _when(moment: datetime | None) -> str | None:
 
 def render_snapshot(snap: QueueSnapshot) -> RenderableType:
     """`blueque info`: the queues, then what runs where."""
-    parts: list[RenderableType] = [queues_table(snap.stats)]
+    parts: list[RenderableType] = [queues_table(list(snap.stats))]
+    parts += [Text(f"{name}: {error}", style="red") for name, error in snap.errors]
     if snap.running:
         parts += [Text(""), workers_table(snap.running, "Running tasks", show_queue=True)]
     return Group(*parts)

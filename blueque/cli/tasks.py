@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime
 
 import click
@@ -16,9 +15,12 @@ from blueque.cli.app import (
     json_option,
     parse_params,
     pass_state,
+    read_stdin,
 )
 from blueque.cli.output import echo_json, error_line, task_dict
 from blueque.client import Client
+from blueque.errors import TaskNotFoundError
+from blueque.keys import queue_of_task
 from blueque.states import HELD, LISTABLE, TaskState
 from blueque.task import Task
 
@@ -51,7 +53,7 @@ def enqueue(
     if delay is not None and at is not None:
         raise click.UsageError("use --delay or --at, not both")
     q = state.client().get_queue(queue)
-    parameters = parse_params(sys.stdin.read() if params == "-" else params)
+    parameters = parse_params(read_stdin() if params == "-" else params)
     if delay is not None or at is not None:
         task_id = q.schedule(parameters, eta=at, delay=delay)
     else:
@@ -69,8 +71,12 @@ def enqueue(
 @json_option
 @pass_state
 def status(state: State, task_id: str) -> None:
-    """Show one task: state, attempts, worker, progress, timings, error with traceback."""
-    task = state.client().get_task(task_id)
+    """Show one task: state, attempts, worker, progress, timings, error with traceback. A
+    task whose hash cannot be read in full shows what can be, and why the rest cannot."""
+    found = state.client().get_queue(queue_of_task(task_id)).get_tasks([task_id])
+    if not found:
+        raise TaskNotFoundError(f"no task {task_id}")
+    task = found[0]
     if state.json:
         echo_json(task_dict(task))
     else:

@@ -5,11 +5,19 @@
 -- per task
 -- Returns the number of tasks created. Creates all or none: fails, creating none, if an id
 -- already exists, is repeated in the batch, or does not match its key, or a delay is not a
--- whole number.
+-- whole number, or a key it writes holds another type (error 'blueque: <key> holds ...') or
+-- a counter is not an integer: failing half-way would leave tasks in no list.
 local pending, scheduled, stats, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local n = #ARGV / 3
 if n ~= math.floor(n) or #KEYS - 4 ~= n then
   return redis.error_reply('ERR blueque: enqueue needs one key and three arguments per task')
+end
+for _, expected in ipairs({{pending, 'list'}, {scheduled, 'zset'}, {stats, 'hash'}}) do
+  local kind = redis.call('TYPE', expected[1])['ok']
+  if kind ~= 'none' and kind ~= expected[2] then
+    return redis.error_reply('ERR blueque: ' .. expected[1] .. ' holds a ' .. kind .. ', not a ' ..
+      expected[2])
+  end
 end
 local now = now_ms()
 local seen, delays = {}, {}

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from redis.exceptions import ResponseError
 
-from blueque import Client, ConfigError, Queue
+from blueque import Client, ConfigError, CorruptKeyError, Queue
 from blueque.keys import new_task_id
 from tests.support.protocol import claim, collect, names
 
@@ -289,7 +289,7 @@ def test_a_bad_config_value_fails_finish_before_any_write(client: Client, value:
     client.redis.hset(queue.keys.config, "retry_delay_s", value)
     extra = [queue.keys.task(task_id), queue.keys.worker_tasks("w1"), queue.keys.worker("w1")]
     before = snapshot(queue, *extra)
-    with pytest.raises(ResponseError, match=rf"{queue.keys.config}.* retry_delay_s"):
+    with pytest.raises(CorruptKeyError, match=rf"{queue.keys.config}.* retry_delay_s"):
         queue.transitions.finish("w1", task_id, attempt, "failed", ERROR)
     assert snapshot(queue, *extra) == before
     client.redis.hset(queue.keys.config, "retry_delay_s", "0")
@@ -333,7 +333,7 @@ def test_a_bad_config_value_fails_requeue_reap_cancel_and_promote_before_any_wri
             lambda: queue.transitions.release("w1", running_id, attempt),
         ]
     for call in calls:
-        with pytest.raises(ResponseError, match=f" {field} "):
+        with pytest.raises(CorruptKeyError, match=f" {field} "):
             call()
         assert snapshot(queue, *extra) == before
 
@@ -344,9 +344,9 @@ def test_a_corrupt_counter_fails_a_script_before_any_write(client: Client) -> No
     client.redis.hset(queue.keys.stats, "completed", "many")
     extra = [queue.keys.task(task_id), queue.keys.worker_tasks("w1"), queue.keys.worker("w1")]
     before = snapshot(queue, *extra)
-    with pytest.raises(ResponseError, match=f"{queue.keys.stats} field completed"):
+    with pytest.raises(CorruptKeyError, match=f"{queue.keys.stats} field completed"):
         queue.transitions.finish("w1", task_id, attempt, "complete", '"r"')
-    with pytest.raises(ResponseError, match="field completed"):
+    with pytest.raises(CorruptKeyError, match="field completed"):
         queue.enqueue(2)  # creates no task
     assert snapshot(queue, *extra) == before
     assert client.redis.llen(queue.keys.pending) == 0

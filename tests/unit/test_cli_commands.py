@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import fakeredis
 import pytest
@@ -49,9 +49,10 @@ def ok(result: Result) -> str:
     return result.stdout
 
 
-def user_error(result: Result) -> str:
-    """Asserts the CLI's contract for a user mistake; returns the message."""
-    assert result.exit_code == 1, result.output
+def user_error(result: Result, exit_code: int = 1) -> str:
+    """Asserts the CLI's contract for a user mistake (a usage error: exit_code 2); returns
+    the message."""
+    assert result.exit_code == exit_code, result.output
     assert result.stdout == ""
     assert "Traceback" not in result.output
     lines = result.stderr.splitlines()
@@ -104,7 +105,8 @@ def test_enqueue_delay_schedules(invoke: Invoke, client: Client) -> None:
 
 
 def test_enqueue_at_schedules(invoke: Invoke, client: Client) -> None:
-    task_id = ok(invoke("enqueue", "mail", "x", "--at", "2999-01-01T00:00:00+00:00")).strip()
+    at = (datetime.now(UTC) + timedelta(days=300)).isoformat()
+    task_id = ok(invoke("enqueue", "mail", "x", "--at", at)).strip()
     assert client.get_task(task_id).status == "scheduled"
     result = invoke("enqueue", "mail", "x", "--at", "tomorrow")
     assert result.exit_code == 2 and "not an ISO 8601" in result.output
@@ -112,7 +114,52 @@ def test_enqueue_at_schedules(invoke: Invoke, client: Client) -> None:
 
 def test_enqueue_rejects_delay_and_at_together(invoke: Invoke) -> None:
     result = invoke("enqueue", "q", "x", "--delay", "5", "--at", "2999-01-01T00:00:00")
-    assert result.exit_code == 2
+    assert "use --delay or --at" in user_error(result, exit_code=2)
+
+
+@pytest.mark.parametrize(
+    ("option", "exit_code", "message"),
+    [
+        (("--delay", "inf"), 2, "not a duration: 'inf'"),
+        (("--delay", "nan"), 2, "not a duration: 'nan'"),
+        (("--delay", "1e400s"), 2, "not a duration"),
+        (("--delay", "1e30"), 1, "delay must be between"),
+        (("--delay", "100000000d"), 1, "delay must be between"),
+        (("--at", "9999-12-31T23:59:59"), 1, "more than 315360000 s (ten years) ahead"),
+    ],
+)
+def test_enqueue_refuses_times_no_reader_could_use(
+    invoke: Invoke, client: Client, option: tuple[str, str], exit_code: int, message: str
+) -> None:
+    # They were accepted (exit 0, an id printed); then `status` said corrupt and
+    # `tasks --state scheduled` failed for the whole queue.
+    assert message in user_error(invoke("enqueue", "q", "x", *option), exit_code)
+    assert client.redis.keys("*") == []
+
+
+def test_enqueue_refuses_params_it_cannot_carry(
+    server: fakeredis.FakeServer, invoke: Invoke, client: Client
+) -> None:
+    # Each gave a traceback. An argv byte that is not UTF-8 reaches Python as a surrogate.
+    assert "PARAMS is not valid UTF-8 text" in user_error(invoke("enqueue", "q", "ab\udcffc"))
+    for stdin, message in (
+        (b"ab\xffc", "PARAMS from stdin is not valid UTF-8 text (byte 2)"),
+        (b"[" * 100_000 + b"]" * 100_000, "PARAMS is JSON nested too deeply to read"),
+    ):
+        fresh = Client(redis=fakeredis.FakeRedis(server=server, decode_responses=True))
+        result = CliRunner().invoke(
+            cli, ["enqueue", "q", "-"], input=stdin, obj=State(_client=fresh)
+        )
+        assert message in user_error(result)
+    assert client.redis.keys("*") == []
+    task_id = ok(invoke("enqueue", "q", "NaN")).strip()  # not JSON: a string
+    assert client.get_task(task_id).parameters == "NaN"
+
+
+def test_usage_errors_are_one_line_too(invoke: Invoke) -> None:
+    assert "Missing argument 'PARAMS'" in user_error(invoke("enqueue", "q"), exit_code=2)
+    message = user_error(invoke("tasks", "q", "--state", "nope"), exit_code=2)
+    assert message.endswith("(see 'cli tasks -h')"), message
 
 
 def test_wait_prints_a_string_result_as_is_and_others_as_json(
@@ -154,6 +201,67 @@ def test_tasks_lists_running_from_the_workers(invoke: Invoke, client: Client) ->
     assert [t["id"] for t in listed] == [running]
     pending = json.loads(ok(invoke("--json", "tasks", "q")))
     assert [t["parameters"] for t in pending] == ["b"]
+
+
+def poison(queue: Queue) -> dict[str, str]:
+    """Tasks and a worker written raw, as a producer in another language or a hand could:
+    each one broke a view with a traceback."""
+    redis = queue.client.redis
+    queue.enqueue("runs")
+    running = simulate_running(queue)  # worker w1 runs it
+    names = ["deep_params", "deep_result", "odd_error", "bare_error", "nan", "string_key"]
+    ids = dict(zip(names, queue.enqueue_many(list(range(len(names)))), strict=True))
+    task = queue.keys.task
+    redis.hset(task(ids["deep_params"]), "parameters", "[" * 5000 + "]" * 5000)
+    redis.hset(
+        task(ids["deep_result"]),
+        mapping={"state": "complete", "result": "[" * 100_000 + "]" * 100_000},
+    )
+    odd = '{"type": 5, "message": ["x"], "traceback": {"a": 1}}'
+    redis.hset(task(ids["odd_error"]), mapping={"state": "failed", "error": odd})
+    redis.hset(task(ids["bare_error"]), mapping={"state": "failed", "error": '"a string"'})
+    redis.hset(task(ids["nan"]), mapping={"parameters": "NaN", "enqueued_at": "1e400"})
+    redis.delete(task(ids["string_key"]))
+    redis.set(task(ids["string_key"]), "not a hash")
+    ids["running"] = running
+    redis.hset(queue.keys.worker("w1"), mapping={"pid": "abc", "heartbeat_at": "1e400"})
+    redis.hset(task(running), "progress", "{" * 3000)
+    return ids
+
+
+def test_every_view_renders_around_poisonous_tasks(invoke: Invoke, client: Client) -> None:
+    queue = client.get_queue("q")
+    ids = poison(queue)
+    views = [("tasks", "q"), ("tasks", "q", "--state", "running"), ("workers", "q"), ("info",)]
+    views += [("status", task_id) for task_id in ids.values()]
+    for view in views:
+        text = ok(invoke(*view))
+        assert json.loads(ok(invoke("--json", *view))) is not None, view
+    listed = {t["id"]: t for t in json.loads(ok(invoke("--json", "tasks", "q")))}
+    assert sorted(listed) == sorted(set(ids.values()) - {ids["running"]})
+    expected = {
+        "deep_params": "parameters is nested too deeply to decode",
+        "deep_result": "result is nested too deeply to decode",
+        "nan": "NaN is not a JSON value",
+        "string_key": f"key {queue.keys.task(ids['string_key'])} holds a string, not a hash",
+    }
+    for name, reason in expected.items():
+        assert reason in listed[ids[name]]["corrupt"], (name, listed[ids[name]])
+        assert reason in ok(invoke("status", ids[name]))
+    assert "'1e400' is not a time in ms" in listed[ids["nan"]]["corrupt"]
+    odd, bare = listed[ids["odd_error"]], listed[ids["bare_error"]]
+    assert odd["corrupt"] is None and odd["error"] == {
+        "type": "5",
+        "message": '["x"]',
+        "traceback": '{"a": 1}',
+    }
+    assert bare["error"] == {"type": "Error", "message": "a string"}
+    text = ok(invoke("tasks", "q"))
+    assert "pending (corrupt)" in text and '5: ["x"]' in text and "Error: a string" in text
+    running = json.loads(ok(invoke("--json", "status", ids["running"])))
+    assert "progress is not valid JSON" in running["corrupt"]
+    worker = json.loads(ok(invoke("--json", "workers", "q")))[0]
+    assert (worker["pid"], worker["heartbeat_at"], worker["task"]) == (None, None, ids["running"])
 
 
 # -- info and workers ---------------------------------------------------------------------------
@@ -208,11 +316,24 @@ def test_config_shows_defaults_and_sets_values(invoke: Invoke, client: Client) -
 def test_config_mistakes(invoke: Invoke, client: Client) -> None:
     assert "unknown queue setting 'nope'" in user_error(invoke("config", "q", "nope=1"))
     assert "retry_backoff must be >= 1" in user_error(invoke("config", "q", "retry_backoff=0.5"))
+    for bad in ("nan", "inf", "-inf", "1e300"):
+        message = user_error(invoke("config", "q", f"retry_delay_s={bad}"))
+        assert "retry_delay_s must be" in message, message
+    assert client.redis.exists(client.get_queue("q").keys.config) == 0
     assert invoke("config", "q", "retry_max").exit_code == 2
     assert client.get_queue("q").config().retry_backoff == 2  # nothing was written
 
 
 # -- cancel, retry, purge ---------------------------------------------------------------------
+
+
+def test_json_config_is_always_json(invoke: Invoke, client: Client) -> None:
+    queue = client.get_queue("q")
+    client.redis.hset(queue.keys.config, "retry_delay_s", "nan")  # by hand, or another client
+    message = user_error(invoke("--json", "config", "q"))
+    assert "blueque:{q}:config field retry_delay_s is" in message and "nan" in message
+    ok(invoke("config", "q", "retry_delay_s=3"))
+    assert json.loads(ok(invoke("--json", "config", "q")))["retry_delay_s"] == 3
 
 
 def test_cancel_then_retry_a_pending_task(invoke: Invoke, client: Client) -> None:
@@ -333,6 +454,39 @@ def test_scheduler_once_promotes_due_tasks_and_reaps(invoke: Invoke, client: Cli
     assert client.get_task(later).status == "scheduled"
 
 
+def test_scheduler_goes_on_past_a_corrupt_queue(invoke: Invoke, client: Client) -> None:
+    # One corrupt queue stopped the pass for every queue, and the log did not say which.
+    broken, fine = client.get_queue("broken"), client.get_queue("fine")
+    broken.enqueue("x")
+    client.redis.delete(broken.keys.scheduled)
+    client.redis.set(broken.keys.scheduled, "not a sorted set")
+    due = fine.schedule("soon", delay=0.01)
+    due_at = client.get_task(due).due_at
+    assert due_at is not None
+    poll(lambda: datetime.now(UTC) > due_at, timeout_s=5)
+    result = invoke("--json", "scheduler", "--once")
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert doc["queues"]["fine"]["promoted"] == 1
+    assert client.get_task(due).status == "pending"
+    message = f"key {broken.keys.scheduled} holds a string, not a zset"
+    assert message in doc["queues"]["broken"]["error"]
+    assert f"queue broken: promote_due failed: {message}" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("error: the pass failed on queue(s) broken")
+
+
+def test_info_shows_the_other_queues_when_one_is_corrupt(invoke: Invoke, client: Client) -> None:
+    broken, fine = client.get_queue("broken"), client.get_queue("fine")
+    broken.enqueue("x")
+    fine.enqueue_many([1, 2])
+    client.redis.hset(broken.keys.stats, "running", "lots")
+    doc = json.loads(ok(invoke("--json", "info")))
+    assert [q["queue"] for q in doc["queues"]] == ["fine"]
+    assert f"key {broken.keys.stats} field running is 'lots'" in doc["errors"]["broken"]
+    text = ok(invoke("info"))
+    assert "fine" in text and f"broken: stats failed: key {broken.keys.stats}" in text
+
+
 # -- worker -----------------------------------------------------------------------------------
 
 
@@ -413,6 +567,13 @@ def test_worker_setting_mistakes(invoke: Invoke) -> None:
 )
 def test_user_mistakes_are_one_line(invoke: Invoke, args: tuple[str, ...], message: str) -> None:
     assert message in user_error(invoke(*args))
+
+
+def test_a_namespace_with_braces_is_refused(invoke: Invoke, client: Client) -> None:
+    assert "invalid namespace 'app{1}'" in user_error(invoke("--namespace", "app{1}", "info"))
+    env = {"BLUEQUE_NAMESPACE": "a}:b"}
+    assert "invalid namespace 'a}:b'" in user_error(invoke("enqueue", "q", "x", env=env))
+    assert client.redis.keys("*") == []
 
 
 def test_unreachable_redis_is_one_line() -> None:

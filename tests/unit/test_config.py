@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import fields
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import get_type_hints
 import pytest
 from click.testing import CliRunner
 
-from blueque import Client, ConfigError, QueueConfig
+from blueque import Client, ConfigError, CorruptKeyError, QueueConfig
 from blueque.cli import cli
 from blueque.config import SCHEMA, parse_config, validate_settings
 
@@ -34,6 +35,17 @@ def test_valid_settings_become_strings() -> None:
         ({"retry_backoff": 0.5}, "retry_backoff must be >= 1"),
         ({"keep_finished": 0}, "keep_finished must be >= 1"),
         ({"retry_max": None}, "retry_max must be a number"),
+        ({"retry_delay_s": math.nan}, "retry_delay_s must be a finite number"),
+        ({"retry_delay_s": "nan"}, "retry_delay_s must be a finite number"),
+        ({"retry_delay_s": math.inf}, "retry_delay_s must be a finite number"),
+        ({"retry_backoff": "-inf"}, "retry_backoff must be a finite number"),
+        ({"retry_delay_s": 1e300}, "retry_delay_s must be <= 315360000"),
+        ({"finished_ttl_s": "1e30"}, "finished_ttl_s must be <= 315360000"),
+        ({"max_attempts": 10**30}, "max_attempts must be <= 1000"),
+        ({"retry_backoff": 1e6}, "retry_backoff must be <= 100"),
+        ({"max_attempts": "9" * 5000}, r"max_attempts must be a finite number, got '9{38}…$"),
+        ({"max_attempts": True}, "max_attempts must be a number"),
+        ({"keep_finished": [5]}, "keep_finished must be a number"),
     ],
 )
 def test_invalid_settings(settings: dict[str, object], message: str) -> None:
@@ -123,3 +135,15 @@ def test_cli_help_lists_the_schema() -> None:
     for s in SCHEMA:
         assert f"{s.name}: {s.json_type} >= {s.minimum:g}, default {s.default:g}" in help_text
         assert " ".join(help_text.split()).count(s.description) == 1
+
+
+@pytest.mark.parametrize("stored", ["nan", "inf", "abc", "1e300"])
+def test_a_corrupt_stored_setting_names_the_key(fake_client: Client, stored: str) -> None:
+    # Written by hand or by another client: reading it names the key, never returns NaN.
+    queue = fake_client.get_queue("cfg.q")
+    fake_client.redis.hset(queue.keys.config, "retry_delay_s", stored)
+    with pytest.raises(CorruptKeyError, match=r"blueque:\{cfg.q\}:config .*retry_delay_s") as err:
+        queue.config()
+    assert err.value.key == queue.keys.config
+    repaired = queue.set_config(retry_delay_s=5)  # the way out the message names
+    assert repaired.retry_delay_s == 5

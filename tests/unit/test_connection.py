@@ -8,7 +8,13 @@ import pytest
 import redis
 
 from blueque import Client, ConfigError
-from blueque.connection import RedisClient, connect
+from blueque.connection import (
+    SOCKET_TIMEOUT_S,
+    RedisClient,
+    check_claim_timeout,
+    connect,
+    redact,
+)
 
 
 def standalone(client: RedisClient) -> redis.Redis:
@@ -51,11 +57,23 @@ def test_url_forms() -> None:
     [
         ("http://localhost:6379", "unsupported Redis URL scheme 'http'"),
         ("redis+sentinel://h1:26379,h2:26379", "needs the master name"),
+        # A traceback before; /abc silently meant database 0.
+        ("redis://:pw-1@h:notaport/0", "invalid Redis URL redis://:\\*\\*\\*@h:notaport/0: Port"),
+        ("redis://h:99999/0", "Port out of range"),
+        ("redis://:pw-1@h:6379/abc", "the database must be a number, got 'abc'"),
+        ("rediss://h/1/2", "the database must be a number, got '1/2'"),
+        ("redis://h/0?db=x", "the database must be a number, got 'x'"),
+        ("unix:///tmp/r.sock?db=-1", "the database must be a number, got '-1'"),
+        ("redis://h/0?socket_timeout=soon", "Invalid value for 'socket_timeout'"),
+        ("redis+sentinel://u:pw-1@h:x/master", "invalid Redis URL"),
+        ("redis+sentinel://h:1/master/abc", "invalid Redis URL"),
+        ("redis+cluster://h:port", "invalid Redis URL"),
     ],
 )
 def test_bad_urls(url: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as err:
         connect(url)
+    assert "pw-1" not in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -84,3 +102,44 @@ def test_a_password_in_a_bad_url_is_not_repeated() -> None:
     with pytest.raises(ConfigError) as caught:
         connect("http://app:topsecret@host:6379")
     assert "topsecret" not in str(caught.value) and "app:***@host" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"port": 99999}, "port must be a whole number 1-65535"),
+        ({"port": "6379"}, "port must be a whole number"),
+        ({"db": -1}, "db must be a whole number 0-"),
+        ({"db": "abc"}, "db must be a whole number"),
+    ],
+)
+def test_bad_keywords(keywords: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Client(**keywords)  # type: ignore[arg-type]
+
+
+def test_redact_hides_every_password_in_a_text() -> None:
+    text = "in 'redis://:s3cret@h:1/0' or rediss+sentinel://bob:p%40ss@h1:1,h2:2/m and redis://h/0"
+    assert redact(text) == (
+        "in 'redis://:***@h:1/0' or rediss+sentinel://bob:***@h1:1,h2:2/m and redis://h/0"
+    )
+    assert redact("redis://user@h/0") == "redis://user@h/0"  # no password to hide
+    assert redact("'unix:///r.sock?db=1&password=pw'") == "'unix:///r.sock?db=1&password=***'"
+
+
+def test_the_socket_timeout_bounds_the_claim_timeout() -> None:
+    # A blocking claim longer than the socket timeout read as a lost connection.
+    client = connect("redis://h/0")
+    try:
+        assert pool_kwargs(client)["socket_timeout"] == SOCKET_TIMEOUT_S
+        check_claim_timeout(client, SOCKET_TIMEOUT_S - 1)
+        with pytest.raises(ConfigError, match=r"claim_timeout_s .* must be at most 4 s"):
+            check_claim_timeout(client, SOCKET_TIMEOUT_S)
+    finally:
+        client.close()
+    short = connect("redis://h/0?socket_timeout=2")
+    try:
+        with pytest.raises(ConfigError, match="at most 1 s"):
+            check_claim_timeout(short, 1.5)
+    finally:
+        short.close()

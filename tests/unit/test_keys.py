@@ -7,11 +7,13 @@ from redis.crc import key_slot
 
 from blueque import InvalidNameError
 from blueque.keys import (
+    key_type,
     new_task_id,
     queue_keys,
     queue_of_task,
     registry_key,
     sanitize_worker_id,
+    validate_namespace,
     validate_queue_name,
     validate_worker_id,
 )
@@ -35,6 +37,22 @@ def test_invalid_worker_ids() -> None:
     for bad in ("", "a b", "a:b", "{w}"):
         with pytest.raises(InvalidNameError, match="invalid worker id"):
             validate_worker_id(bad)
+
+
+@pytest.mark.parametrize("namespace", ["blueque", "app:jobs", "app-1.test_x", "x" * 100])
+def test_valid_namespaces(namespace: str) -> None:
+    assert validate_namespace(namespace) == namespace
+    assert queue_keys("q", namespace).prefix == f"{namespace}:{{q}}:"
+
+
+@pytest.mark.parametrize("namespace", ["", "app{1}", "a}:b", "{x}", "a b", "é", "x" * 101, None])
+def test_invalid_namespaces(namespace: object) -> None:
+    # A brace would move the queue's hash tag or the `}:` the scripts find the prefix by:
+    # then the scripts and Python derive different keys for the same task.
+    with pytest.raises(InvalidNameError, match="invalid namespace"):
+        validate_namespace(namespace)  # type: ignore[arg-type]
+    with pytest.raises(InvalidNameError, match="invalid namespace"):
+        queue_keys("q", namespace)  # type: ignore[arg-type]
 
 
 def test_sanitize_worker_id_makes_any_host_or_pod_name_valid() -> None:
@@ -72,3 +90,22 @@ def test_every_key_of_a_queue_is_in_one_cluster_slot() -> None:
     assert k.finished("failed") == k.failed
     assert queue_keys("emails", namespace="other").pending == "other:{emails}:pending"
     assert registry_key() == "blueque:queues"
+
+
+def test_key_types_follow_the_layout() -> None:
+    k = queue_keys("q", "app:x")
+    expected = {
+        k.pending: "list",
+        k.scheduled: "zset",
+        k.complete: "zset",
+        k.stats: "hash",
+        k.config: "hash",
+        k.workers: "set",
+        k.task("q:" + "0" * 32): "hash",
+        k.worker("tasks"): "hash",  # a worker named like a suffix
+        k.worker_tasks("w"): "list",
+        k.worker_alive("w"): "string",
+        k.events: None,  # a channel
+        "app:x:queues": None,
+    }
+    assert {key: key_type(key) for key in expected} == expected

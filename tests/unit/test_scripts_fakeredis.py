@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from redis.exceptions import ResponseError
 
-from blueque import Client, CorruptTaskError, InvalidStateError, Queue
+from blueque import Client, CorruptKeyError, CorruptTaskError, InvalidStateError, Queue
 from blueque.records import parse_stats, parse_worker
 from blueque.task import Task
 from tests.support.protocol import claim, collect, names, run_one
@@ -125,5 +124,5 @@ def test_config_numbers_as_python_writes_them(queue: Queue, stored: str, read: f
 @pytest.mark.parametrize("stored", ["nan", "-inf", "0x1p4", "1e", ".", "1..2", "ten", " "])
 def test_config_values_that_are_not_decimal_numbers_are_refused(queue: Queue, stored: str) -> None:
     queue.client.redis.hset(queue.keys.config, "retry_delay_s", stored)
-    with pytest.raises(ResponseError, match=r"field retry_delay_s .*not a finite number"):
+    with pytest.raises(CorruptKeyError, match=r"field retry_delay_s .*not a finite number"):
         queue.config()

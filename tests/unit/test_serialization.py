@@ -37,6 +37,25 @@ def test_undecodable_text_is_a_corrupt_task() -> None:
         decode("{nope", "parameters")
 
 
+@pytest.mark.parametrize("depth", [5_000, 100_000])
+def test_deep_nesting_is_a_clear_error_not_a_recursion_error(depth: int) -> None:
+    # Written by a producer in another language: json.loads raised RecursionError.
+    with pytest.raises(CorruptTaskError, match="result is nested too deeply to decode"):
+        decode("[" * depth + "]" * depth, "result")
+    deep: list[object] = []
+    for _ in range(depth):
+        deep = [deep]
+    with pytest.raises(PayloadError, match="parameters is nested too deeply to encode"):
+        encode(deep, "parameters")
+
+
+@pytest.mark.parametrize("text", ["NaN", "[Infinity]", '{"a": -Infinity}'])
+def test_nan_and_infinities_are_not_json(text: str) -> None:
+    # json.loads takes them by default, and a view then printed NaN as "JSON".
+    with pytest.raises(CorruptTaskError, match="is not a JSON value"):
+        decode(text, "parameters")
+
+
 def _task(parameters: object) -> Task:
     return Task(
         id="q:" + "0" * 32, queue="q", status=TaskState.RUNNING, parameters=parameters, attempts=1

@@ -65,11 +65,24 @@ def test_unparsable_values_name_the_variable(name: str, raw: str) -> None:
         {"BLUEQUE_CLAIM_TIMEOUT_S": "20", "BLUEQUE_HEARTBEAT_TTL_S": "30"},
         {"BLUEQUE_MAX_TASKS": "-1"},
         {"BLUEQUE_CANCEL_GRACE_S": "-1"},
+        # A 1 ms heartbeat was accepted; NaN passed every comparison.
+        {"BLUEQUE_HEARTBEAT_INTERVAL_S": "0.001", "BLUEQUE_HEARTBEAT_TTL_S": "1"},
+        {"BLUEQUE_HEARTBEAT_INTERVAL_S": "nan"},
+        {"BLUEQUE_HEARTBEAT_TTL_S": "inf"},
+        {"BLUEQUE_CLAIM_TIMEOUT_S": "0.0001"},
+        {"BLUEQUE_CANCEL_GRACE_S": "1e30"},
+        {"BLUEQUE_RECONNECT_MAX_DELAY_S": "0"},
+        {"BLUEQUE_PROMOTE_INTERVAL_S": "-inf"},
     ],
 )
 def test_out_of_range_values_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
         WorkerSettings.from_env(env)
+
+
+def test_range_errors_say_the_range() -> None:
+    with pytest.raises(ConfigError, match=r"heartbeat_interval_s must be 0\.05 to 3600 seconds"):
+        WorkerSettings(heartbeat_interval_s=0.001).validated()
 
 
 def test_invalid_worker_id_is_refused() -> None:
