@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict, TypeVar, cast
 
-from blueque.errors import InvalidNameError
+from blueque.errors import InvalidArgumentError, InvalidNameError
 from blueque.keys import queue_of_task
 
 WorkerState = Literal["busy", "reserved", "draining", "idle"]
@@ -31,7 +31,7 @@ def from_ms(value: str | int | None) -> datetime | None:
     try:
         return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
     except (TypeError, ValueError, OverflowError, OSError):
-        raise ValueError(f"{str(value)[:40]!r} is not a time in ms") from None
+        raise InvalidArgumentError(f"{str(value)[:40]!r} is not a time in ms") from None
 
 
 def error_from(value: Any) -> ErrorInfo | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from blueque.errors import CorruptTaskError, PayloadError
+from blueque.errors import CorruptTaskError, InvalidArgumentError, PayloadError
 
 # One encoder for every call: json.dumps with non-default options builds a new one each time.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -51,7 +51,7 @@ def decode(text: str | bytes | None, what: str = "value") -> Any:
 
 
 def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not a JSON value")
+    raise InvalidArgumentError(f"{constant} is not a JSON value")
 
 
 def printable(text: str) -> str:

@@ -22,7 +22,7 @@ from blueque.states import FINISHED, TaskState
 if TYPE_CHECKING:
     from blueque.queue import Queue
 
-_STATES = frozenset(TaskState)  # members hash and compare as their words
+_STATES = frozenset(TaskState) - {TaskState.CORRUPT}  # the stored ones (compare as words)
 
 
 @dataclass(frozen=True)

@@ -171,7 +171,9 @@ def parse_duration(text: str) -> float:
     """Seconds from '90', '1.5', '250ms', '5m', '1h30m', '2d'; never a NaN or an infinity."""
     seconds = _parse_duration(text)
     if not math.isfinite(seconds):
-        raise ValueError(f"not a duration: {text!r} (a finite time, e.g. 30, 1.5s, 5m, 1h30m)")
+        raise InvalidArgumentError(
+            f"not a duration: {text!r} (a finite time, e.g. 30, 1.5s, 5m, 1h30m)"
+        )
     return seconds
 
 
@@ -244,7 +246,7 @@ def parse_params(text: str) -> Any:
 
 
 def _no_constant(name: str) -> Any:
-    raise ValueError(name)
+    raise InvalidArgumentError(name)
 
 
 def read_stdin() -> str:

@@ -108,7 +108,7 @@ def test_the_password_is_never_shown() -> None:
         ({env.LOG_LEVEL: "LOUD"}, "BLUEQUE_LOG_LEVEL='LOUD'"),
         ({env.MAX_TASKS: "1.5"}, "BLUEQUE_MAX_TASKS='1.5'"),
         ({env.HEARTBEAT_TTL_S: "soon"}, "BLUEQUE_HEARTBEAT_TTL_S='soon'"),
-        ({env.CLAIM_TIMEOUT_S: "0"}, "claim_timeout_s must be > 0"),
+        ({env.CLAIM_TIMEOUT_S: "0"}, "claim_timeout_s must be 0.01 to 60 seconds"),
     ],
 )
 def test_mistakes_name_the_variable(variables: dict[str, str], message: str) -> None:
