@@ -41,6 +41,7 @@ from redis.exceptions import ResponseError
 
 from blueque import Client, CorruptKeyError, Queue
 from blueque.protocol import Begun, Transitions
+from blueque.states import as_outcome
 
 QUEUE = "model.q"
 WORKERS = ("w0", "w1", "w2")
@@ -572,7 +573,7 @@ class ProtocolModel(RuleBasedStateMachine):
         task_id, attempt = w.job
         expected = self._finish(wid, task_id, attempt, outcome)
         payload = '"done"' if outcome == "complete" else ERROR
-        assert self.t.finish(wid, task_id, attempt, outcome, payload) == expected
+        assert self.t.finish(wid, task_id, attempt, as_outcome(outcome), payload) == expected
         w.job, w.last_finish = None, (task_id, attempt, outcome)
 
     def finish_claim_begin(self, data: st.DataObject, outcome: str) -> None:
@@ -586,7 +587,7 @@ class ProtocolModel(RuleBasedStateMachine):
         expected = self._begin(wid, None)
         payload = '"done"' if outcome == "complete" else ERROR
         state, begun = self.t.finish_claim_begin(
-            wid, task_id, attempt, outcome, payload, w.pid, 1.0
+            wid, task_id, attempt, as_outcome(outcome), payload, w.pid, 1.0
         )
         assert state == expected_state
         w.job, w.last_finish = None, (task_id, attempt, outcome)
@@ -602,7 +603,7 @@ class ProtocolModel(RuleBasedStateMachine):
         task_id, attempt, outcome = last
         expected = self._finish(wid, task_id, attempt, outcome)
         payload = '"done"' if outcome == "complete" else ERROR
-        assert self.t.finish(wid, task_id, attempt, outcome, payload) == expected
+        assert self.t.finish(wid, task_id, attempt, as_outcome(outcome), payload) == expected
 
     def finish_with_bad_config(self, data: st.DataObject, wid: str | None = None) -> None:
         """A failure finished while the config is corrupt: an error reply, nothing written
