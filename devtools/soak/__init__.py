@@ -14,13 +14,15 @@ numbers that must be 0; it exits 1 when one is not.
 **lost**: a task not complete, failed or cancelled once everything quiesced.
 
 **over-run**, "run more often than its worker died": `executions - 1 <= times a worker that
-held the task died`, made precise per rerun. A task's executions, in order of start, form
-reruns (each execution followed by the next); a rerun is explained when
+held the task died`, made precise per rerun. A task's executions, in the order they were
+begun (their attempt numbers), form reruns (each execution followed by the next); a rerun is
+explained when
 
-- the worker process that ran the previous execution was lost between the start of that
-  execution and the start of the next: SIGKILLed by the soak, SIGSTOPped for at least the
-  heartbeat TTL minus one heartbeat interval (long enough to be presumed dead and reaped), or
-  exited on its own (also reported as a warning); or
+- the worker process that ran the previous execution was lost between the begin of that
+  execution (taken as 2 s before its first line: a worker stopped between its begin and its
+  task starts the task late) and the start of the next: SIGKILLed by the soak, SIGSTOPped
+  for at least the heartbeat TTL minus one heartbeat interval (long enough to be presumed
+  dead and reaped), or exited on its own (also reported as a warning); or
 - the previous execution failed on purpose and the queue scheduled an automatic retry: at
   most as many such reruns as the task's `retries` (a failure whose worker was wrongly
   presumed dead before it could record it is rerun by a requeue, not by a retry).
@@ -30,10 +32,11 @@ execution it interrupted: a worker killed after the task had moved on explains n
 
 Why worker deaths are counted from what the soak did, and not from the queue:
 
-- Not from the task's `attempts` (or its `WorkerLost` error): those are the protocol's own
-  bookkeeping, the thing under test. A live worker wrongly presumed dead (issue 8 case 20: a
-  Redis outage counted as worker silence) bumps `attempts` exactly as a real death does, so
-  counting attempts would excuse the very bug a soak is for.
+- Not from the task's `attempts` and `losses` (or its `WorkerLost` error): those are the
+  protocol's own bookkeeping, the thing under test. A live worker wrongly presumed dead
+  (issue 8 case 20: a Redis outage counted as worker silence) bumps them exactly as a real
+  death does, so counting them would excuse the very bug a soak is for. The report shows
+  them next to each over-run task.
 - Not from the events channel, although `requeued` events name the task and the worker:
   pub/sub drops what is published while a subscriber reconnects, and Redis restarts are part
   of the chaos. The soak follows the events anyway, to explain an unexplained rerun in its

@@ -158,6 +158,7 @@ class Soak:
 
     def _start_scheduler(self) -> Process:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEQUE_")}
+        env["PYTHONPATH"] = str(ROOT)  # this checkout's library, as the workers
         return Process.start(
             "scheduler",
             [
@@ -180,6 +181,7 @@ class Soak:
         end = began + s.duration_s
         kinds = list(_WEIGHTS)
         weights = [_WEIGHTS[k] if k in s.chaos else 0 for k in kinds]
+        self._chaos_began = began
         next_action = began + self.action_rng.expovariate(1 / s.chaos_interval_s)
         while (now := time.monotonic()) < end:
             self._tick(began)
@@ -188,7 +190,6 @@ class Soak:
                     self._act(self.action_rng.choices(kinds, weights)[0])
                 next_action = now + self.action_rng.expovariate(1 / s.chaos_interval_s)
             time.sleep(TICK_S)
-        self._chaos_began = began
         return time.monotonic() - began
 
     def _tick(self, began: float) -> None:
@@ -433,6 +434,7 @@ class Soak:
                     state=str(t.status),
                     attempts=t.attempts,
                     retries=t.retries,
+                    losses=t.losses,
                     error_type=t.error.get("type") if t.error else None,
                     error_message=t.error.get("message") if t.error else None,
                     worker=t.worker,
@@ -575,7 +577,7 @@ class EventLog:
 
     def _note(self, event: dict[str, Any]) -> None:
         kind = str(event.get("event"))
-        if kind in ("requeued", "stale", "refused", "worker_removed", "cancelled", "failed"):
+        if kind in ("requeued", "released", "stale", "refused", "worker_removed"):
             self.counts[kind] += 1
         if kind == "requeued":
             at = int(event.get("ts", 0)) / 1000

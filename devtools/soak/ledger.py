@@ -6,14 +6,14 @@ The two numbers that must be 0 (see the package docstring for why they are defin
 
 - **lost**: a task whose final state, once everything quiesced, is not complete, failed or
   cancelled (or whose hash is gone);
-- **over-run**: a task run more often than its worker died. Its executions, in order of
-  start, form reruns (each execution but the last, followed by the next one); a rerun is
-  explained when the worker process that ran the previous execution was lost between the
-  start of that execution and the start of the next (SIGKILLed, SIGSTOPped for longer than
-  the heartbeat TTL minus one interval, or exited on its own), or else when the previous
-  execution failed on purpose and the queue scheduled an automatic retry (at most `retries`
-  of them). A task with a rerun left unexplained ran once more than its workers' deaths
-  allow.
+- **over-run**: a task run more often than its worker died. Its executions, in the order
+  they were begun, form reruns (each execution but the last, followed by the next one); a
+  rerun is explained when the worker process that ran the previous execution was lost
+  between the begin of that execution and the start of the next (SIGKILLed, SIGSTOPped for
+  longer than the heartbeat TTL minus one interval, or exited on its own), or else when the
+  previous execution failed on purpose and the queue scheduled an automatic retry (at most
+  `retries` of them). A task with a rerun left unexplained ran once more than its workers'
+  deaths allow.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from itertools import pairwise
 from typing import Any
 
 FINISHED = ("complete", "failed", "cancelled")
+BEGIN_LEAD_S = 2.0
+"""How long before an execution's first line its worker may have begun it: a worker resumed
+by SIGCONT reads its begin's answer, forks and calls the task within this (loaded machine)."""
 DETAIL_LIMIT = 20
 """Tasks described one by one in the printed summary, per kind (all are in the JSON)."""
 
@@ -85,6 +88,8 @@ class FinalTask:
     state: str | None
     attempts: int = 0
     retries: int = 0
+    losses: int = 0
+    """Times the queue says the task lost its worker while running (shown, never trusted)."""
     error_type: str | None = None
     error_message: str | None = None
     worker: str | None = None
@@ -150,6 +155,8 @@ class Summary:
     warnings: tuple[str, ...] = ()
     """Other inconsistencies seen (counters, crashed workers...): not fatal, but worth a
     look."""
+    happenings: tuple[Happening, ...] = ()
+    """Everything the soak did and saw, for the JSON report (to judge again by hand)."""
 
     @property
     def ok(self) -> bool:
@@ -177,6 +184,7 @@ class Summary:
             "begun_not_run": self.begun_not_run,
             "run": self.run,
             "warnings": list(self.warnings),
+            "happenings": [_happening_json(h) for h in self.happenings],
         }
 
 
@@ -185,14 +193,22 @@ def judge(
 ) -> TaskVerdict:
     """One task's executions checked against what happened to the workers that ran them.
 
+    Executions are taken in the order they were begun (attempt), not started: a worker
+    stopped between its begin and the first line of the task starts its attempt after the
+    next worker started the next one. A rerun's window runs from a little before the previous
+    execution started (`BEGIN_LEAD_S`: its worker may have been lost between the begin and
+    that start) to the start of the next one.
+
     A planned failure explains its rerun only as often as the queue really scheduled an
     automatic retry (`retries`): a failure whose worker was wrongly presumed dead before it
     could record it is rerun by a requeue, not by a retry, and that rerun is unexplained.
     """
-    ordered = tuple(sorted(executions, key=lambda e: e.at))
+    ordered = tuple(sorted(executions, key=lambda e: (e.attempt, e.at)))
     events = list(happenings)
     pairs = list(pairwise(ordered))
-    around = [[h for h in events if h.overlaps(p.at, n.at)] for p, n in pairs]
+    around = [
+        [h for h in events if h.overlaps(min(p.at - BEGIN_LEAD_S, n.at), n.at)] for p, n in pairs
+    ]
     causes: list[str | None] = []
     for (previous, _), seen in zip(pairs, around, strict=True):
         lost = [h for h in seen if h.loss and h.incarnation == previous.incarnation]
@@ -254,6 +270,7 @@ def summarize(
         begun_not_run=sum(max(0, v.task.attempts - len(v.executions)) for v in verdicts),
         run=dict(run or {}),
         warnings=tuple(warnings),
+        happenings=tuple(happening_list),
     )
 
 
@@ -310,7 +327,10 @@ def _runs_text(verdict: TaskVerdict, origin: float) -> str:
         + (" (planned failure)" if e.fails else "")
         for i, e in enumerate(verdict.executions)
     )
-    return f"{t.state}, attempts {t.attempts}, retries {t.retries}; executions: {runs}"
+    return (
+        f"{t.state}, attempts {t.attempts}, retries {t.retries}, losses {t.losses};"
+        f" executions: {runs}"
+    )
 
 
 def _around_label(rerun: Rerun) -> str:
@@ -332,6 +352,7 @@ def _verdict_json(verdict: TaskVerdict) -> dict[str, Any]:
         "state": t.state,
         "attempts": t.attempts,
         "retries": t.retries,
+        "losses": t.losses,
         "worker": t.worker,
         "error": t.reason if t.state == "failed" else None,
         "executions": [
@@ -341,11 +362,19 @@ def _verdict_json(verdict: TaskVerdict) -> dict[str, Any]:
         "unexplained_reruns": [
             {
                 "after": verdict.executions.index(r.previous) + 1,
-                "around": [
-                    {"what": h.what, "incarnation": h.incarnation, "start": h.start, "end": h.end}
-                    for h in r.around
-                ],
+                "around": [_happening_json(h) for h in r.around],
             }
             for r in verdict.unexplained
         ],
+    }
+
+
+def _happening_json(h: Happening) -> dict[str, Any]:
+    return {
+        "what": h.what,
+        "start": h.start,
+        "end": h.end,
+        "incarnation": h.incarnation,
+        "task": h.task_id,
+        "loss": h.loss,
     }

@@ -50,7 +50,7 @@ def test_a_kill_of_another_worker_explains_nothing() -> None:
 
 def test_a_kill_before_the_execution_or_after_the_next_start_explains_nothing() -> None:
     runs = [run("w0.1", 10), run("w1.1", 14, attempt=2)]
-    for at in (9.0, 15.0):
+    for at in (7.5, 15.0):
         kill = Happening("SIGKILL", at, at, "w0.1", loss=True)
         assert len(judge(done(attempts=2), runs, [kill]).unexplained) == 1
 
@@ -96,10 +96,23 @@ def test_a_death_is_preferred_to_a_retry_as_the_explanation() -> None:
     assert [r.cause for r in verdict.reruns] == ["SIGKILL", "planned failure"]
 
 
-def test_executions_are_judged_in_order_of_start() -> None:
-    kill = Happening("SIGKILL", 11, 11, "w0.1", loss=True)
-    runs = [run("w1.1", 14, attempt=2), run("w0.1", 10)]  # recorded out of order
-    assert [r.cause for r in judge(done(), runs, [kill]).reruns] == ["SIGKILL"]
+def test_executions_are_judged_in_the_order_they_were_begun() -> None:
+    # w0.1 began attempt 1 and was stopped before it called the task; presumed dead, its task
+    # went to w1.1 (attempt 2); resumed, w0.1 ran attempt 1 after w1.1 had started attempt 2.
+    stop = Happening("SIGSTOP 4.5 s", 10, 14.5, "w0.1", loss=True)
+    runs = [run("w1.1", 14, attempt=2), run("w0.1", 14.6, attempt=1)]
+    verdict = judge(done(attempts=2), runs, [stop])
+    assert [e.attempt for e in verdict.executions] == [1, 2]
+    assert [r.cause for r in verdict.reruns] == ["SIGSTOP"]
+
+
+def test_a_loss_just_before_the_first_line_counts_but_not_long_before() -> None:
+    # Between the begin and the task's first line: at most BEGIN_LEAD_S.
+    runs = [run("w0.1", 10), run("w1.1", 14, attempt=2)]
+    just_before = Happening("SIGSTOP 4.0 s", 5.5, 9.5, "w0.1", loss=True)
+    long_before = Happening("SIGSTOP 4.0 s", 3, 7, "w0.1", loss=True)
+    assert [r.cause for r in judge(done(), runs, [just_before]).reruns] == ["SIGSTOP"]
+    assert len(judge(done(), runs, [long_before]).unexplained) == 1
 
 
 def test_a_redis_outage_explains_nothing_but_is_shown() -> None:
