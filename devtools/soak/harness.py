@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import random
+import signal
 import sys
 import tempfile
 import threading
@@ -458,13 +459,15 @@ class Soak:
 
     def _kill_leftover_task_processes(self, executions: dict[str, list[Execution]]) -> None:
         """A forked task whose worker was SIGKILLed may outlive it (where the worker cannot
-        take it along): such a process still running now is killed by its pid, once its
-        command line shows it is a soak task's."""
+        take it along): such a process still running now is killed by its pid, once /proc
+        shows it is a soak task in the session of a worker this soak started (each worker
+        leads its own session, and its task processes stay in it)."""
+        sessions = {inc.process.pid for inc in self.pool.all}
         for pid in {e.pid for runs in executions.values() for e in runs}:
-            if pid and pid_running(pid) and _is_soak_task(pid):
+            if pid and pid_running(pid) and _soak_task_session(pid) in sessions:
                 self.warnings.append(f"task process {pid} outlived its worker: killed")
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, 9)
+                    os.kill(pid, signal.SIGKILL)
 
     def _check_counters(self, finals: dict[str, FinalTask]) -> None:
         """The queue's own figures against what the soak saw: not the verdict, but a
@@ -534,11 +537,15 @@ class Soak:
         return None
 
 
-def _is_soak_task(pid: int) -> bool:
+def _soak_task_session(pid: int) -> int | None:
+    """The session of a process running the soak's task (None for any other process)."""
     try:
-        return TASK_REF.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
+        if TASK_REF.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return None
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[3])  # field 6 of proc(5): the session id
 
 
 class EventLog:
