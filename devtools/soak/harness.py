@@ -23,18 +23,21 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
-from blueque import Client, ConnectionFailedError, InvalidStateError, TaskNotFoundError
+from blueque import Client, ConnectionFailedError, InvalidStateError, Queue, TaskNotFoundError
 from blueque.connection import REDIS_DOWN
 from devtools.processes import Process, pid_running, wait_until
 from devtools.redis_servers import RedisServer
 from devtools.soak.ledger import Execution, FinalTask, Happening, Summary, summarize
 from devtools.soak.task import FAIL_ALWAYS, FAIL_ONCE, TASK_REF, runs_key
 from devtools.soak.workers import ROOT, WorkerPool, WorkerTimings
+
+T = TypeVar("T")
 
 QUEUE = "soak"
 CHAOS = ("kill", "stop", "term", "redis", "cancel")
@@ -428,8 +431,7 @@ class Soak:
         ids = list(self.ids)
         finals = {task_id: FinalTask(task_id, None) for task_id in ids}
         for i in range(0, len(ids), 1000):
-            chunk = ids[i : i + 1000]
-            for t in self._retry(lambda chunk=chunk: queue.get_tasks(chunk)):
+            for t in self._retry(partial(queue.get_tasks, ids[i : i + 1000])):
                 finals[t.id] = FinalTask(
                     id=t.id,
                     state=str(t.status),
@@ -521,20 +523,18 @@ class Soak:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _queue(self) -> Any:
+    def _queue(self) -> Queue:
         assert self.client is not None
         return self.client.get_queue(QUEUE)
 
-    def _retry(self, call: Any, attempts: int = 20) -> Any:
+    def _retry(self, call: Callable[[], T], attempts: int = 20) -> T:
         """A read retried while Redis is unreachable (after a restart, for a moment)."""
-        for i in range(attempts):
+        for _ in range(attempts - 1):
             try:
                 return call()
             except REDIS_DOWN:
-                if i == attempts - 1:
-                    raise
                 time.sleep(0.25)
-        return None
+        return call()
 
 
 def _soak_task_session(pid: int) -> int | None:

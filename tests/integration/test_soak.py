@@ -1,6 +1,6 @@
 """The soak (devtools/soak) in CI: a short run under every kind of chaos loses no task and runs
 none more often than its workers died; a sabotaged run shows that the soak would see it if one
-did. The long run is by hand: `./dev soak --tasks 10000 --duration 840` (docs/soak.md)."""
+did. The long run is by hand: `./dev soak --tasks 10000 --duration 720` (docs/soak.md)."""
 
 from __future__ import annotations
 
