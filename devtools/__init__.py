@@ -8,5 +8,6 @@ Not part of the blueque wheel (pyproject's package list names `blueque*` only), 
 - `devtools.localkube`: a real local Kubernetes control plane (`python -m devtools.localkube`);
 - `devtools.podrunner`: a stand-in kubelet that runs the worker pods on KWOK nodes as host
   processes (`python -m devtools.podrunner`);
+- `devtools.soak`: real workers under chaos, every task accounted for (`python -m devtools.soak`);
 - `devtools.fixtures`: the pytest fixtures over those, loaded once by `tests/conftest.py`.
 """
