@@ -49,6 +49,10 @@ RECONNECT_MAX_DELAY_S = "BLUEQUE_RECONNECT_MAX_DELAY_S"
 PROMOTE_INTERVAL_S = "BLUEQUE_PROMOTE_INTERVAL_S"
 MAX_TASKS = "BLUEQUE_MAX_TASKS"
 FORK = "BLUEQUE_FORK"
+# Set by the operator in worker pods, for the worker's registry entry.
+OWNER = "BLUEQUE_OWNER"
+POD_UID = "BLUEQUE_POD_UID"
+POD_UID_FALLBACK = "POD_UID"  # read when BLUEQUE_POD_UID is unset (the downward API)
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -122,7 +126,18 @@ WORKER_VARIABLES = (
     Variable(LOG_LEVEL, "--log-level", DEFAULT_LOG_LEVEL, f"One of {', '.join(LOG_LEVELS)}."),
 )
 SETTING_VARIABLES = tuple(_setting_variable(f.name) for f in fields(WorkerSettings))
-VARIABLES = CONNECTION_VARIABLES + WORKER_VARIABLES + SETTING_VARIABLES
+# No flags: the operator writes them into a worker pod's env, a person has no reason to.
+OPERATOR_VARIABLES = (
+    Variable(OWNER, None, "", "UID of the BlueQueue whose operator started this worker."),
+    Variable(
+        POD_UID,
+        None,
+        "",
+        "UID of the Kubernetes pod this worker runs in.",
+        fallback=POD_UID_FALLBACK,
+    ),
+)
+VARIABLES = CONNECTION_VARIABLES + WORKER_VARIABLES + SETTING_VARIABLES + OPERATOR_VARIABLES
 
 
 def variable(name: str) -> Variable:
