@@ -29,12 +29,15 @@ user (or the template sets `runAsUser`); the kubelet refuses to start it otherwi
 
 Hand edits: `reconcile_patch` compares what the builder sets with the live object, where the
 live value may carry more (the API server's defaults: `imagePullPolicy`, a fieldRef's
-`apiVersion`...). A field the builder sets that differs, or a list of another length (an env
-entry or a container added by hand), brings a merge patch of the labels, strategy and whole
-template back; a map key only a hand edit added (a `nodeSelector` entry) is left alone, as
-`kubectl apply` leaves fields it never set. `TEMPLATE_HASH` (on the Deployment and on its
-pods) is a digest of what the builder sets: a differing hash is a spec change, known without
-walking the object, and a pod's hash tells whether it runs the current template.
+`apiVersion`...; resource quantities compare as numbers). A field the builder sets that
+differs, or a list of another length (an env entry or a container added by hand), brings a
+merge patch of the labels, strategy and template back; a map key only a hand edit added (a
+`nodeSelector` entry, `kubectl rollout restart`'s annotation) is left alone, as `kubectl
+apply` leaves fields it never set. `TEMPLATE_HASH` (on the Deployment and on its pods) is a
+digest of what the builder sets: a differing hash is a spec change, known without walking the
+object (the patch then replaces the whole template, so what the spec dropped goes), and a
+pod's hash tells whether it runs the current template. Owner references are written at create
+and not reconciled.
 """
 
 from __future__ import annotations
@@ -259,24 +262,44 @@ def selector_changed(built: Mapping[str, Any], live: Mapping[str, Any]) -> bool:
 def reconcile_patch(built: Mapping[str, Any], live: Mapping[str, Any]) -> Json | None:
     """The JSON merge patch that takes `live` back to `built` (labels, hash, strategy, pod
     template; never replicas, never the immutable selector), or None when nothing the
-    builder sets was changed."""
+    builder sets was changed.
+
+    After a spec change (the hash differs) the patch replaces the whole template, so a field
+    the spec no longer has (a `nodeSelector` taken out of the template) goes too; the API
+    server fills its defaults in again, which changes nothing. After a hand edit of the
+    current template it only writes the builder's fields back, so what others add on top,
+    such as `kubectl rollout restart`'s annotation, is not undone (undoing it would start a
+    second rollout)."""
     live_metadata = live.get("metadata") or {}
     live_spec = live.get("spec") or {}
     built_metadata, built_spec = built["metadata"], built["spec"]
+    same_spec = template_hash(live) == template_hash(built)
     if (
-        template_hash(live) == template_hash(built)
+        same_spec
         and _contains(live_metadata.get("labels"), built_metadata["labels"])
         and _contains(live_spec.get("strategy"), built_spec["strategy"])
         and _contains(live_spec.get("template"), built_spec["template"])
     ):
         return None
+    template = built_spec["template"]
+    if not same_spec:
+        template = _replacing(live_spec.get("template"), template)
     return {
         "metadata": {
             "labels": built_metadata["labels"],
             "annotations": {TEMPLATE_HASH: template_hash(built)},
         },
-        "spec": {"strategy": built_spec["strategy"], "template": built_spec["template"]},
+        "spec": {"strategy": built_spec["strategy"], "template": template},
     }
+
+
+def _replacing(live: Any, built: Any) -> Any:
+    """The merge patch that turns `live` into exactly `built` (a key only `live` has: null)."""
+    if not isinstance(built, Mapping) or not isinstance(live, Mapping):
+        return copy.deepcopy(built)
+    patch: Json = {key: None for key in live if key not in built}
+    patch.update({key: _replacing(live.get(key), value) for key, value in built.items()})
+    return patch
 
 
 def _contains(live: Any, built: Any, quantities: bool = False) -> bool:

@@ -502,3 +502,28 @@ def test_a_changed_selector_needs_a_new_deployment() -> None:
     live = as_served(built)
     live["spec"]["selector"] = {"matchLabels": {"app": "x"}}
     assert selector_changed(built, live)
+
+
+def test_a_spec_change_drops_what_the_spec_no_longer_has() -> None:
+    def with_template(pod: dict[str, Any]) -> dict[str, Any]:
+        containers = [{"name": "worker", "image": "example/videos:1.0"}]
+        return build(bluequeue(worker={"template": {"spec": {"containers": containers, **pod}}}))
+
+    old = with_template({"nodeSelector": {"gpu": "yes"}, "priorityClassName": "high"})
+    new = with_template({"nodeSelector": {"zone": "a"}})
+    live = as_served(old)
+    patch = reconcile_patch(new, live)
+    assert patch is not None
+    restored = merge_patch(live, patch)
+    pod = restored["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"zone": "a"}
+    assert "priorityClassName" not in pod
+    assert restored["spec"]["template"] == new["spec"]["template"]  # the server defaults again
+    assert restored["spec"]["replicas"] == live["spec"]["replicas"]
+
+
+def test_a_rollout_restart_is_not_undone() -> None:
+    built = build()
+    live = as_served(built)
+    live["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"] = "now"
+    assert reconcile_patch(built, live) is None
