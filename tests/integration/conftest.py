@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from blueque import Client, Queue
 from tests.support.cli_processes import BluequeRunner
 from tests.support.workers import WorkerSpawner
 
@@ -28,3 +29,13 @@ def bq(redis_url: str, tmp_path: Path) -> Iterator[BluequeRunner]:
         yield runner
     finally:
         runner.kill_all()
+
+
+@pytest.fixture
+def queue(redis_url: str, request: pytest.FixtureRequest) -> Iterator[Queue]:
+    """The test module's queue (its `Q`) through a client of the flushed standalone server."""
+    client = Client(redis_url)
+    try:
+        yield client.get_queue(request.module.Q)
+    finally:
+        client.close()

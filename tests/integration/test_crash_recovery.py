@@ -4,26 +4,14 @@ that dies with its parent."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from blueque import Client, Queue
+from blueque import Queue
 from devtools.processes import Process, wait_until
 from tests.support.workers import WorkerSpawner
 
 Q = "crash.q"
 SHORT_TTL = {"BLUEQUE_HEARTBEAT_INTERVAL_S": "0.1", "BLUEQUE_HEARTBEAT_TTL_S": "0.5"}
-
-
-@pytest.fixture
-def queue(redis_url: str) -> Iterator[Queue]:
-    client = Client(redis_url)
-    try:
-        yield client.get_queue(Q)
-    finally:
-        client.close()
 
 
 def kill_mid_task(worker: Process, workers: WorkerSpawner, started: Path) -> None:

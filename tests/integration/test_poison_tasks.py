@@ -5,26 +5,16 @@ cannot be printed. Real worker processes, both runners, a real redis-server."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from blueque import Client, Queue, WaitTimeoutError
+from blueque import Queue, WaitTimeoutError
 from devtools.processes import Process
 from tests.support.workers import WorkerSpawner
 
 Q = "poison.q"
 RUNNERS = ["fork", "inprocess"]
-
-
-@pytest.fixture
-def queue(redis_url: str) -> Iterator[Queue]:
-    client = Client(redis_url)
-    try:
-        yield client.get_queue(Q)
-    finally:
-        client.close()
 
 
 def outcome(queue: Queue, task_id: str, worker: Process) -> tuple[str, Any, Any]:

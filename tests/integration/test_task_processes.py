@@ -15,20 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from blueque import Client, Queue
+from blueque import Queue
 from devtools.processes import pid_running, wait_until
 from tests.support.workers import REPO, WorkerSpawner
 
 Q = "procs.q"
-
-
-@pytest.fixture
-def queue(redis_url: str) -> Iterator[Queue]:
-    client = Client(redis_url)
-    try:
-        yield client.get_queue(Q)
-    finally:
-        client.close()
 
 
 @pytest.fixture

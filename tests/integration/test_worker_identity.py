@@ -10,26 +10,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from blueque import Client, Queue
+from blueque import Queue
 from blueque.worker import EXIT_ID_IN_USE
 from devtools.processes import wait_until
 from tests.support.workers import WorkerSpawner
 
 Q = "identity.q"
-
-
-@pytest.fixture
-def queue(redis_url: str) -> Iterator[Queue]:
-    client = Client(redis_url)
-    try:
-        yield client.get_queue(Q)
-    finally:
-        client.close()
 
 
 def fake_holder(queue: Queue, worker_id: str, host: str, pid: int, started_at_s: float) -> None:

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from unittest.mock import ANY
 
@@ -20,15 +19,6 @@ from devtools.redis_servers import RedisCluster
 from tests.support.workers import WorkerSpawner
 
 Q = "work.q"
-
-
-@pytest.fixture
-def queue(redis_url: str) -> Iterator[Queue]:
-    client = Client(redis_url)
-    try:
-        yield client.get_queue(Q)
-    finally:
-        client.close()
 
 
 def finished(
