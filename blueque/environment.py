@@ -98,7 +98,7 @@ def _setting_variable(name: str) -> Variable:
         option=option,
         default=shown,
         description=f.metadata["description"],
-        fallback=POD_NAME_FALLBACK if name == "pod_name" else None,
+        fallback={"pod_name": POD_NAME_FALLBACK, "pod_uid": POD_UID_FALLBACK}.get(name),
         setting=name,
     )
 
@@ -126,18 +126,7 @@ WORKER_VARIABLES = (
     Variable(LOG_LEVEL, "--log-level", DEFAULT_LOG_LEVEL, f"One of {', '.join(LOG_LEVELS)}."),
 )
 SETTING_VARIABLES = tuple(_setting_variable(f.name) for f in fields(WorkerSettings))
-# No flags: the operator writes them into a worker pod's env, a person has no reason to.
-OPERATOR_VARIABLES = (
-    Variable(OWNER, None, "", "UID of the BlueQueue whose operator started this worker."),
-    Variable(
-        POD_UID,
-        None,
-        "",
-        "UID of the Kubernetes pod this worker runs in.",
-        fallback=POD_UID_FALLBACK,
-    ),
-)
-VARIABLES = CONNECTION_VARIABLES + WORKER_VARIABLES + SETTING_VARIABLES + OPERATOR_VARIABLES
+VARIABLES = CONNECTION_VARIABLES + WORKER_VARIABLES + SETTING_VARIABLES
 
 
 def variable(name: str) -> Variable:

@@ -153,6 +153,9 @@ class WorkerInfo:
     task: str | None
     task_started_at: datetime | None
     holding: tuple[str, ...]
+    pod_uid: str | None = None
+    """The pod's UID and the owning BlueQueue's UID, as the operator injected them."""
+    owner: str | None = None
 
     @property
     def state(self) -> WorkerState:
@@ -173,6 +176,8 @@ class WorkerInfo:
             "host": self.host,
             "pid": self.pid,
             "pod": self.pod,
+            "pod_uid": self.pod_uid,
+            "owner": self.owner,
             "runner": self.runner,
             "started_at": iso(self.started_at),
             "heartbeat_at": iso(self.heartbeat_at),
@@ -195,6 +200,8 @@ def parse_worker(
         host=fields.get("host") or None,
         pid=_lenient(int, fields.get("pid")),
         pod=fields.get("pod") or None,
+        pod_uid=fields.get("pod_uid") or None,
+        owner=fields.get("owner") or None,
         runner=fields.get("runner") or None,
         started_at=_lenient(from_ms, fields.get("started_at")),
         heartbeat_at=_lenient(from_ms, fields.get("heartbeat_at")),

@@ -53,6 +53,18 @@ class WorkerSettings:
         "The Kubernetes pod this worker runs in, recorded for the operator.",
         shown_default="$POD_NAME",
     )
+    pod_uid: str | None = setting(
+        None,
+        "UID of that pod, recorded for the operator (a pod re-created under the same name"
+        " has another).",
+        shown_default="$POD_UID",
+    )
+    owner: str | None = setting(
+        None,
+        "UID of the BlueQueue whose operator started this worker, recorded so that an"
+        " operator acts only on its own workers.",
+        shown_default="none",
+    )
     claim_timeout_s: float = setting(
         1.0, "How long one blocking claim waits; bounds how fast an idle worker notices a stop."
     )

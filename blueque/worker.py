@@ -258,6 +258,8 @@ class Worker:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "pod": s.pod_name or "",
+            "pod_uid": s.pod_uid or "",
+            "owner": s.owner or "",
             "started_at": self._started_ms,
             "runner": self.runner.name,
             "protocol": PROTOCOL_VERSION,

@@ -147,3 +147,28 @@ def test_a_worker_reaped_while_alive_registers_again_before_it_runs_a_task(
     ] * 3
     stats = queue.stats()
     assert (stats.totals["refused"], stats.totals["started"], stats.totals["stale"]) == (1, 3, 0)
+
+
+def test_the_registry_entry_records_the_pod_and_its_owner(fake_client: Client) -> None:
+    # What the operator injects (the downward API's POD_NAME and POD_UID, BLUEQUE_OWNER): the
+    # worker records it, so that an operator acts only on its own workers' pods.
+    env = {"POD_NAME": "videos-workers-7d9-abcde", "POD_UID": "pod-uid-1", "BLUEQUE_OWNER": "bq-1"}
+    settings = WorkerSettings.from_env(env).with_(
+        heartbeat_interval_s=0.5, heartbeat_ttl_s=30, promote_interval_s=0, max_tasks=1
+    )
+    queue = fake_client.get_queue("loop.q")
+    seen: list[dict[str, Any]] = []
+    queue.enqueue("x")
+    worker = Worker(
+        fake_client,
+        "loop.q",
+        lambda t: seen.extend(w.as_dict() for w in queue.workers()),
+        DirectRunner(),
+        settings,
+    )
+    assert worker.run() == 0
+    assert [(w["id"], w["pod"], w["pod_uid"], w["owner"]) for w in seen] == [
+        ("videos-workers-7d9-abcde", "videos-workers-7d9-abcde", "pod-uid-1", "bq-1")
+    ]
+    outside = WorkerSettings.from_env({})
+    assert (outside.pod_uid, outside.owner) == (None, None)  # a laptop's worker has neither
