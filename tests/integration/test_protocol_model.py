@@ -41,28 +41,14 @@ from redis.exceptions import ResponseError
 
 from blueque import Client, CorruptKeyError, Queue
 from blueque.protocol import Begun, Transitions
+from blueque.records import TOTALS as STATS_TOTALS
 from blueque.states import as_outcome
 
 QUEUE = "model.q"
 WORKERS = ("w0", "w1", "w2")
 FINISHED = ("complete", "failed", "cancelled")
 TOTALS = {"complete": "completed", "failed": "failed", "cancelled": "cancelled"}
-COUNTERS = (
-    "running",
-    "live",
-    "enqueued",
-    "started",
-    "completed",
-    "failed",
-    "cancelled",
-    "requeued",
-    "retried",
-    "promoted",
-    "refused",
-    "released",
-    "dropped",
-    "stale",
-)
+COUNTERS = ("running", "live", *STATS_TOTALS)  # the stats hash: two gauges and the totals
 LATER_MS = 3_600_000  # a scheduled task is never due by the clock during a run
 ERROR = json.dumps({"type": "ValueError", "message": "boom"})
 
