@@ -533,6 +533,8 @@ class PodRunner:
         return self._patch_pod(pod, body, now, "add the finalizer")
 
     def _release_finalizer(self, pod: _Pod, now: float) -> None:
+        # Publish first: whoever sees the pod go (a watch's DELETED) must find its exit here.
+        self._publish()
         body = {"metadata": {"$deleteFromPrimitiveList/finalizers": [self.options.finalizer]}}
         if self._patch_pod(pod, body, now, "release the finalizer"):
             log.info("pod %s/%s: finalizer released", *_key(pod))
