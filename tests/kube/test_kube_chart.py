@@ -323,6 +323,14 @@ def test_namespaces_mode_installs_under_restricted_with_least_privilege(
         "apply", "--dry-run=server", "-n", ns, "-f", str(ROOT / "examples" / "bluequeue.yaml")
     )
     assert out.strip() == "bluequeue.blueque.io/videos created (server dry run)"
+    # The README's CRD upgrade works over the CRD Helm created (or an earlier test applied).
+    out = kube_cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds" / "bluequeue.yaml")
+    )
+    assert (
+        out.strip() == "customresourcedefinition.apiextensions.k8s.io/bluequeues.blueque.io"
+        " serverside-applied"
+    )
 
     operator = token_client(kube_admin, ns, "blueque")
     assert granted_in(operator, ns) == merged(NAMESPACED, LEADER_ELECTION)
