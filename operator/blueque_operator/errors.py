@@ -15,3 +15,7 @@ class OperatorError(BluequeError):
 
 class SpecError(OperatorError, ValueError):
     """A BlueQueue spec the operator cannot act on (what the CRD schema could not refuse)."""
+
+
+class NotLeaderError(OperatorError, RuntimeError):
+    """This operator replica does not hold the leader Lease, so it must not write."""
