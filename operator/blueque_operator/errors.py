@@ -23,3 +23,7 @@ class KubeError(OperatorError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class NotLeaderError(OperatorError, RuntimeError):
+    """This operator replica does not hold the leader Lease, so it must not write."""
