@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import kubernetes  # type: ignore[import-untyped]
+import kubernetes
 
 from blueque_operator.errors import KubeError
 
@@ -38,9 +38,9 @@ def load_api_client() -> Any:
     ~/.kube/config), else the in-cluster service account."""
     config = kubernetes.client.Configuration()
     try:
-        kubernetes.config.load_kube_config(client_configuration=config)
+        kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_incluster_config(client_configuration=config)
+        kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
     return kubernetes.client.ApiClient(config)
 
 

@@ -30,7 +30,9 @@ def test_a_bluequeue_gets_its_deployment_which_is_reconciled_and_goes_with_it(
     )
     uid = created["metadata"]["uid"]
 
-    deployment = kube_admin.wait_for(deployment_path(ns, "clips"), what="the worker Deployment")
+    deployment = kube_admin.wait_for(
+        deployment_path(ns, "clips"), lambda _: True, what="the worker Deployment"
+    )
     assert deployment["metadata"]["ownerReferences"][0]["uid"] == uid
     assert deployment["spec"]["selector"]["matchLabels"] == {
         "app.kubernetes.io/name": "blueque-worker",
