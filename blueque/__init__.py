@@ -30,7 +30,13 @@ from blueque.keys import PROTOCOL_VERSION
 from blueque.outcome import TaskFunction
 from blueque.queue import Queue
 from blueque.reaping import Reaped, ReapGuard
-from blueque.records import QueueStats, WorkerInfo
+from blueque.records import (
+    OwnerClaim,
+    QueueObservation,
+    QueueStats,
+    WorkerInfo,
+    WorkerObservation,
+)
 from blueque.settings import WorkerSettings
 from blueque.states import Outcome, TaskState
 from blueque.task import Task
@@ -49,10 +55,12 @@ __all__ = [
     "InvalidNameError",
     "InvalidStateError",
     "Outcome",
+    "OwnerClaim",
     "PayloadError",
     "ProtocolError",
     "Queue",
     "QueueConfig",
+    "QueueObservation",
     "QueueStats",
     "ReapGuard",
     "Reaped",
@@ -68,6 +76,7 @@ __all__ = [
     "WorkerEnvironment",
     "WorkerIdInUseError",
     "WorkerInfo",
+    "WorkerObservation",
     "WorkerSettings",
     "forking_runner",
     "inprocess_runner",

@@ -44,6 +44,22 @@ def whole(name: str, value: Any, lowest: int, highest: int) -> int:
     return value
 
 
+def text(name: str, value: Any, longest: int) -> str:
+    """A non-empty string of at most `longest` printable characters, without whitespace (an
+    identifier another program chose, e.g. a Kubernetes UID)."""
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{name} must be a string, got {_shown(value)}")
+    if not 1 <= len(value) <= longest:
+        raise InvalidArgumentError(
+            f"{name} must be 1 to {longest} characters long, got {len(value)}"
+        )
+    if not value.isprintable() or any(c.isspace() for c in value):
+        raise InvalidArgumentError(
+            f"{name} must be printable characters without spaces, got {_shown(value)}"
+        )
+    return value
+
+
 def delay_ms(eta: Any, delay: Any) -> int:
     """Milliseconds from now until a task is due (0: due now), from exactly one of `eta` (a
     datetime; naive is local time) or `delay` (seconds). At most `MAX_DELAY_S` ahead; any

@@ -117,6 +117,11 @@ class QueueKeys:
     def draining(self) -> str:
         return self.prefix + "draining"
 
+    @property
+    def owner(self) -> str:
+        """The ownership claim: which operator (BlueQueue UID) acts for this queue."""
+        return self.prefix + "owner"
+
     def finished(self, state: str) -> str:
         """The index of finished tasks in `state` (complete, failed or cancelled)."""
         if state not in ("complete", "failed", "cancelled"):
@@ -151,6 +156,7 @@ _TYPES = {
     "config": "hash",
     "workers": "set",
     "draining": "set",
+    "owner": "string",
 }
 _QUEUE_KEY = re.compile(r"[A-Za-z0-9._:-]{1,100}:\{(?P<queue>[A-Za-z0-9._-]{1,200})\}:(?P<rest>.+)")
 

@@ -22,6 +22,7 @@ from blueque.connection import RedisClient
 from blueque.corruption import corrupt_key_error, naming_keys
 from blueque.errors import ProtocolError
 from blueque.keys import QueueKeys, registry_key
+from blueque.records import OwnerClaim, parse_owner_claim
 from blueque.states import Outcome
 
 SCRIPT_NAMES = (
@@ -41,6 +42,9 @@ SCRIPT_NAMES = (
     "get_config",
     "set_progress",
     "release",
+    "observe",
+    "claim_owner",
+    "release_owner",
 )
 
 
@@ -417,3 +421,19 @@ class Transitions:
         k = self.keys
         keys = [k.task(task_id), k.events, k.worker_tasks(worker_id)]
         return bool(self.scripts.run("set_progress", keys, [task_id, attempt, progress, worker_id]))
+
+    def observe(self) -> list[Any]:
+        """The queue's figures and every worker id it knows, in one read (see observe.lua)."""
+        return cast(list[Any], self.scripts.run("observe", self.observe_keys(), []))
+
+    def observe_keys(self) -> list[str]:
+        k = self.keys
+        return [k.pending, k.scheduled, k.stats, k.workers, k.draining]
+
+    def claim_owner(self, owner: str, ttl_ms: int) -> OwnerClaim:
+        """Takes or renews the ownership claim, or reports who holds it."""
+        reply = self.scripts.run("claim_owner", [self.keys.owner], [owner, ttl_ms])
+        return parse_owner_claim(owner, reply)
+
+    def release_owner(self, owner: str) -> bool:
+        return bool(self.scripts.run("release_owner", [self.keys.owner], [owner]))

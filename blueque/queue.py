@@ -25,7 +25,15 @@ from blueque.errors import (
 from blueque.events import EventStream
 from blueque.keys import new_task_id, queue_keys, queue_of_task, validate_worker_id
 from blueque.protocol import Transitions
-from blueque.records import QueueStats, WorkerInfo, parse_stats, parse_worker
+from blueque.records import (
+    OwnerClaim,
+    QueueObservation,
+    QueueStats,
+    WorkerInfo,
+    parse_observation,
+    parse_stats,
+    parse_worker,
+)
 from blueque.serialization import encode
 from blueque.states import LISTABLE, TaskState
 from blueque.task import Task
@@ -35,6 +43,8 @@ if TYPE_CHECKING:
 
 LISTABLE_STATES = LISTABLE  # (the name before blueque.states)
 MAX_LIST = 1_000_000  # the most tasks one call lists or promotes
+MAX_OWNER = 256  # characters of an owner string (a Kubernetes UID has 36)
+MAX_OWNER_TTL_S = 86_400.0  # a claim that must outlive a day unrenewed is a mistake
 
 
 class Queue:
@@ -182,6 +192,19 @@ class Queue:
             for i, wid in enumerate(ids)
         ]
 
+    def observe(self) -> QueueObservation:
+        """The queue's figures and every worker it knows (registered, or drained), with owner,
+        pod UID, held task and whether it was begun, in one round trip: an operator's tick.
+        O(workers), read-only."""
+        with redis_errors(f"observe {self.name}"):
+            reply = self.transitions.observe()
+            try:
+                return parse_observation(self.name, reply)
+            except (TypeError, ValueError) as exc:
+                keys = self.transitions.observe_keys()
+                error = blame(self.client.redis, "observe", keys, str(exc))
+        raise error
+
     def events(self) -> EventStream:
         return EventStream(self.client.redis, self.keys.events, self.client.subscribers)
 
@@ -287,6 +310,21 @@ class Queue:
         requeued, failed)."""
         with redis_errors(f"reap workers of {self.name}"):
             return self.transitions.reap(reason)
+
+    def claim_owner(self, owner: str, ttl_s: float) -> OwnerClaim:
+        """Takes the queue's ownership claim for `owner`, or renews it when `owner` holds it
+        already, for `ttl_s` seconds; when another holds it, changes nothing and says who
+        (`acquired` False). Only the holder acts for the queue (PROTOCOL.md, *Ownership*)."""
+        bounds.text("owner", owner, MAX_OWNER)
+        ttl = bounds.number("ttl_s", ttl_s, 0.001, MAX_OWNER_TTL_S)
+        with redis_errors(f"claim ownership of {self.name}"):
+            return self.transitions.claim_owner(owner, max(1, round(ttl * 1000)))
+
+    def release_owner(self, owner: str) -> bool:
+        """Gives up the claim if `owner` holds it; False (nothing changed) otherwise."""
+        bounds.text("owner", owner, MAX_OWNER)
+        with redis_errors(f"release ownership of {self.name}"):
+            return self.transitions.release_owner(owner)
 
     def promote_due(self, limit: int = 1000) -> tuple[int, int | None]:
         """Moves due scheduled tasks to pending; returns (promoted, next due time in ms)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -187,6 +188,94 @@ class WorkerInfo:
             "task_started_at": iso(self.task_started_at),
             "holding": list(self.holding),
         }
+
+
+@dataclass(frozen=True)
+class WorkerObservation:
+    """One worker id as `observe` saw it: every registered worker, and every drain mark of an
+    id that is not registered (a pod still starting, or a worker gone while drained)."""
+
+    id: str
+    owner: str | None
+    pod_uid: str | None
+    task: str | None
+    """The head of the worker's in-progress list: the task it holds (reserved or running)."""
+    begun: bool
+    """The task was begun: it is `running` on this worker. False: only claimed (reserved)."""
+    task_started_at: datetime | None
+    draining: bool
+    registered: bool
+    alive: bool
+    """Its alive key exists: its heartbeat has not expired."""
+    heartbeat_ttl_ms: int | None
+
+
+@dataclass(frozen=True)
+class QueueObservation:
+    """What an operator reads of a queue each tick, in one round trip (the `observe` script).
+
+    `running` is the stats gauge (tasks begun and not finished), `reserved` is counted as
+    `QueueStats.reserved` is; `server_time_ms` is the Redis server's clock (Unix ms) when it
+    was read, so ages compare with the times the scripts write whatever the local clock."""
+
+    queue: str
+    pending: int
+    scheduled: int
+    running: int
+    reserved: int
+    server_time_ms: int
+    workers: tuple[WorkerObservation, ...]
+
+    @property
+    def server_time(self) -> datetime:
+        return datetime.fromtimestamp(self.server_time_ms / 1000, tz=UTC)
+
+
+def parse_observation(queue: str, reply: list[Any]) -> QueueObservation:
+    """The `observe` script's answer; `ValueError` when a counter is not a number."""
+    now_ms, pending, scheduled, running, live, workers = reply
+    pending, scheduled, running = int(pending), int(scheduled), int(running)
+    return QueueObservation(
+        queue=queue,
+        pending=pending,
+        scheduled=scheduled,
+        running=running,
+        reserved=max(0, int(live) - pending - scheduled - running),
+        server_time_ms=int(now_ms),
+        workers=tuple(_observed_worker(row) for row in workers),
+    )
+
+
+def _observed_worker(row: list[Any]) -> WorkerObservation:
+    wid, registered, draining, alive, owner, pod_uid, ttl_ms, task, begun, started_at = row
+    return WorkerObservation(
+        id=str(wid),
+        owner=owner or None,
+        pod_uid=pod_uid or None,
+        task=task or None,
+        begun=int(begun) == 1,
+        task_started_at=_lenient(from_ms, started_at),
+        draining=int(draining) == 1,
+        registered=int(registered) == 1,
+        alive=int(alive) == 1,
+        heartbeat_ttl_ms=_lenient(int, ttl_ms),
+    )
+
+
+@dataclass(frozen=True)
+class OwnerClaim:
+    """The queue's ownership claim after `claim_owner`: who holds it, whether that is the
+    caller, and how long it lasts unless renewed (`inf`: a claim without a TTL, written by
+    hand)."""
+
+    holder: str
+    acquired: bool
+    ttl_s: float
+
+
+def parse_owner_claim(owner: str, reply: list[Any]) -> OwnerClaim:
+    holder, ttl_ms = str(reply[0]), int(reply[1])
+    return OwnerClaim(holder, holder == owner, math.inf if ttl_ms < 0 else ttl_ms / 1000)
 
 
 def parse_worker(

@@ -82,7 +82,7 @@ def test_every_key_of_a_queue_is_in_one_cluster_slot() -> None:
     keys = [
         k.pending, k.scheduled, k.complete, k.failed, k.cancelled, k.stats, k.config, k.events,
         k.workers, k.draining, k.task(new_task_id("emails")), k.worker("w1"),
-        k.worker_tasks("w1"), k.worker_alive("w1"),
+        k.worker_tasks("w1"), k.worker_alive("w1"), k.owner,
     ]  # fmt: skip
     assert all(key.startswith("blueque:{emails}:") for key in keys)
     assert len(set(keys)) == len(keys)
@@ -105,6 +105,7 @@ def test_key_types_follow_the_layout() -> None:
         k.worker("tasks"): "hash",  # a worker named like a suffix
         k.worker_tasks("w"): "list",
         k.worker_alive("w"): "string",
+        k.owner: "string",
         k.events: None,  # a channel
         "app:x:queues": None,
     }

@@ -126,3 +126,24 @@ def test_config_values_that_are_not_decimal_numbers_are_refused(queue: Queue, st
     queue.client.redis.hset(queue.keys.config, "retry_delay_s", stored)
     with pytest.raises(CorruptKeyError, match=r"field retry_delay_s .*not a finite number"):
         queue.config()
+
+
+def test_observe_and_owner_claim(queue: Queue) -> None:
+    queue.transitions.heartbeat("w", 30_000, {"owner": "uid", "pod_uid": "p"})
+    task_id = queue.enqueue(1)
+    claim(queue, "w", 0.1)
+    queue.drain("gone")
+    seen = queue.observe()
+    assert (seen.pending, seen.reserved, seen.running) == (0, 1, 0)
+    gone, w = seen.workers  # sorted by id
+    assert (w.id, w.owner, w.pod_uid, w.task, w.alive) == ("w", "uid", "p", task_id, True)
+    assert not w.begun
+    assert (gone.id, gone.registered, gone.draining) == ("gone", False, True)
+    queue.transitions.begin("w", task_id, 1)
+    assert queue.observe().workers[1].begun
+
+    assert queue.claim_owner("a", 10).acquired
+    assert queue.claim_owner("b", 10).holder == "a"
+    assert not queue.release_owner("b")
+    assert queue.release_owner("a")
+    assert queue.claim_owner("b", 10).acquired
