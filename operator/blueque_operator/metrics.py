@@ -46,6 +46,10 @@ class QueueKey(NamedTuple):
     queue: str
 
 
+Key = tuple[str, str, str]
+"""A `QueueKey`, or any (namespace, bluequeue, queue) tuple."""
+
+
 class MetricsServer:
     """The running HTTP endpoint; `close()` stops it."""
 
@@ -116,9 +120,9 @@ class Metrics:
             "1 while this operator replica holds the leader Lease (and acts), else 0.",
             registry=r,
         )
-        self._keys: set[QueueKey] = set()
+        self._keys: set[Key] = set()
 
-    def _seen(self, key: QueueKey) -> None:
+    def _seen(self, key: Key) -> None:
         if key in self._keys:
             return
         self._keys.add(key)
@@ -129,7 +133,7 @@ class Metrics:
 
     def observe_tick(
         self,
-        key: QueueKey,
+        key: Key,
         duration_s: float,
         *,
         pending: int | None = None,
@@ -152,19 +156,19 @@ class Metrics:
             if value is not None:
                 gauge.labels(*key).set(value)
 
-    def scaled(self, key: QueueKey, direction: Direction) -> None:
+    def scaled(self, key: Key, direction: Direction) -> None:
         """One change of the Deployment's replicas."""
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be 'up' or 'down', not {direction!r}")
         self._seen(key)
         self.scale_events.labels(*key, direction).inc()
 
-    def reaped(self, key: QueueKey, tasks: int = 1) -> None:
+    def reaped(self, key: Key, tasks: int = 1) -> None:
         """`tasks` tasks given back (or failed) because their worker died."""
         self._seen(key)
         self.reaped_tasks.labels(*key).inc(tasks)
 
-    def redis_error(self, key: QueueKey) -> None:
+    def redis_error(self, key: Key) -> None:
         self._seen(key)
         self.redis_errors.labels(*key).inc()
 
@@ -172,7 +176,7 @@ class Metrics:
         """Fits `LeaderElector(on_change=...)`."""
         self.leader.set(1 if leading else 0)
 
-    def forget(self, key: QueueKey) -> None:
+    def forget(self, key: Key) -> None:
         """Drops every series of `key` (its BlueQueue was deleted, or its queue renamed)."""
         self._keys.discard(key)
         for metric in (

@@ -108,7 +108,7 @@ def test_forget_removes_every_series_of_one_queue(metrics: Metrics, server: Metr
     assert len(series_of(before, VIDEOS)) >= 10
 
     metrics.forget(VIDEOS)
-    metrics.forget(QueueKey("media", "never-seen", "x"))  # no error
+    metrics.forget(("media", "never-seen", "x"))  # no error; any (ns, name, queue) tuple
     after = scrape(server)
     assert series_of(after, VIDEOS) == set()
     assert series_of(after, THUMBS) == series_of(before, THUMBS)
