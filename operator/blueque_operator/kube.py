@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kubernetes
+import urllib3
 
 from blueque_operator.errors import KubeError
 
@@ -77,7 +78,7 @@ class Kube:
             data = response.read()
         except kubernetes.client.ApiException as exc:  # transport failures (status 0)
             raise KubeError(exc.status or 0, f"{method} {path}: {exc.reason}") from exc
-        except OSError as exc:
+        except (OSError, urllib3.exceptions.HTTPError) as exc:  # refused, timed out, reset
             raise KubeError(0, f"{method} {path}: {exc}") from exc
         if response.status == 404 and method == "GET":
             return None

@@ -85,7 +85,8 @@ def test_a_bluequeue_gets_its_deployment_which_is_reconciled_and_goes_with_it(
             return exc.status == 404
         return False
 
-    wait_until(gone, 30, what="the Deployment to be garbage-collected")
+    # The garbage collector learns of a new CRD's kind within its 30 s discovery period.
+    wait_until(gone, 60, what="the Deployment to be garbage-collected")
     with Client(redis_url) as client:
         assert client.get_task(task_id).status == "pending"
         assert client.get_queue("clips").stats().pending == 1
