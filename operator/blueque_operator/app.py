@@ -31,11 +31,15 @@ def identity() -> str:
 async def serve(options: OperatorOptions, stop: asyncio.Event | None = None) -> None:
     """Runs the operator until SIGTERM/SIGINT (Kopf's handlers) or `stop` is set."""
     api = load_api_client()
-    elector = LeaderElector(api, options.lease_namespace, options.lease_name, identity())
     metrics = Metrics()
-    if options.metrics_port:
-        port = metrics.serve(options.metrics_port)
-        log.info("metrics on port %s", port)
+    elector = LeaderElector(
+        api,
+        options.lease_namespace,
+        options.lease_name,
+        identity(),
+        on_change=metrics.set_leader,
+    )
+    server = metrics.serve(options.metrics_port) if options.metrics_port else None
     services = Services(
         kube=Kube(api, gate=elector.check),
         world=World(),
@@ -61,3 +65,5 @@ async def serve(options: OperatorOptions, stop: asyncio.Event | None = None) -> 
         await asyncio.gather(elector_task, return_exceptions=True)
         await services.links.close()
         api.close()
+        if server is not None:
+            server.close()

@@ -42,7 +42,7 @@ from blueque_operator.builders import (
 from blueque_operator.crd import GROUP, KIND, VERSION
 from blueque_operator.errors import KubeError, NotLeaderError, SpecError
 from blueque_operator.kube import Kube
-from blueque_operator.metrics import Metrics
+from blueque_operator.metrics import Direction, Metrics, QueueKey
 from blueque_operator.policy import (
     DELETION_COST_ANNOTATION,
     LOWEST_DELETION_COST,
@@ -140,6 +140,7 @@ class QueueController:
         self.failing: str | None = None
         self.backoff_s = 0.0
         self.last_observation: QueueObservation | None = None
+        self.metrics_key: QueueKey | None = None
         self.reaper = Reaper(self)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -171,8 +172,8 @@ class QueueController:
                 except REDIS_FAILURES as exc:
                     log.warning("%s: could not release the queue claim: %s", self.key, exc)
             await self.services.links.release(self.endpoint, self.uid)
-        if deleted:
-            self.services.metrics.forget(self._labels())
+        if deleted and self.metrics_key is not None:
+            self.services.metrics.forget(self.metrics_key)
 
     async def _run(self) -> None:
         while True:
@@ -221,7 +222,7 @@ class QueueController:
             log.warning("%s: Kubernetes API: %s", self.key, exc)
             self._back_off()
         await self._report(report)
-        self.services.metrics.tick_done(self._labels(), time.monotonic() - started)
+        self._measure(report, time.monotonic() - started)
 
     def _back_off(self) -> None:
         """Doubles the wait between failing ticks, from 1 s up to `MAX_BACKOFF_S`."""
@@ -428,7 +429,7 @@ class QueueController:
         self.failing = failing
 
     def _scaled(self, before: int, after: int, reason: str) -> None:
-        direction = "up" if after > before else "down"
+        direction: Direction = "up" if after > before else "down"
         self.last_scale = (rfc3339(self.services.clock()), reason)
         self.services.metrics.scaled(self._labels(), direction)
         self._event("Normal", f"Scaled{direction.capitalize()}", f"{before} -> {after}: {reason}")
@@ -515,23 +516,31 @@ class QueueController:
             self.services.clock(),
             self.generation,
         )
-        labels = self._labels()
-        self.services.metrics.queue_state(
-            labels,
-            pending=int(status.get("pending", 0)),
-            running=int(status.get("running", 0)),
-            scheduled=int(status.get("scheduled", 0)),
-            desired=int(status.get("desiredReplicas", 0)),
-            replicas=int(status.get("replicas", 0)),
-        )
         if not changed(self.status, status):
             return
         await self.services.kube.patch_status(self.namespace, self.name, status)
         self.status = status
 
-    def _labels(self) -> tuple[str, str, str]:
+    def _measure(self, report: _Report, duration_s: float) -> None:
+        metrics, key = self.services.metrics, self._labels()
+        if self.metrics_key is not None and self.metrics_key != key:
+            metrics.forget(self.metrics_key)  # the queue was renamed
+        self.metrics_key = key
+        observed = report.queue
+        status = self.status
+        metrics.observe_tick(
+            key,
+            duration_s,
+            pending=None if observed is None else observed.pending,
+            running=None if observed is None else status.get("running"),
+            scheduled=None if observed is None else observed.scheduled,
+            desired_replicas=None if report.decision is None else report.decision.desired,
+            replicas=report.replicas,
+        )
+
+    def _labels(self) -> QueueKey:
         queue = self.spec.queue if self.spec is not None else ""
-        return (self.namespace, self.name, queue)
+        return QueueKey(self.namespace, self.name, queue)
 
     def _event(self, event_type: str, reason: str, message: str) -> None:
         """Posts an Event in the background: a refused Event must not fail the tick."""

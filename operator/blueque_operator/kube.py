@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import kubernetes  # type: ignore[import-untyped]
+import kubernetes
+import urllib3
 
 from blueque_operator.errors import KubeError
 
@@ -38,9 +39,9 @@ def load_api_client() -> Any:
     ~/.kube/config), else the in-cluster service account."""
     config = kubernetes.client.Configuration()
     try:
-        kubernetes.config.load_kube_config(client_configuration=config)
+        kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_incluster_config(client_configuration=config)
+        kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
     return kubernetes.client.ApiClient(config)
 
 
@@ -77,7 +78,7 @@ class Kube:
             data = response.read()
         except kubernetes.client.ApiException as exc:  # transport failures (status 0)
             raise KubeError(exc.status or 0, f"{method} {path}: {exc.reason}") from exc
-        except OSError as exc:
+        except (OSError, urllib3.exceptions.HTTPError) as exc:  # refused, timed out, reset
             raise KubeError(0, f"{method} {path}: {exc}") from exc
         if response.status == 404 and method == "GET":
             return None

@@ -89,7 +89,13 @@ def registry_for(fleet: Fleet, configure: Callable[[kopf.OperatorSettings], None
     """A Kopf registry with the operator's handlers, bound to `fleet` (no module globals)."""
     registry = kopf.OperatorRegistry()
 
-    @kopf.on.startup(registry=registry)  # type: ignore[arg-type]
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # As kubectl: $KUBECONFIG (or ~/.kube/config) first, then the pod's service account.
+        # Kopf's own handlers go through the client libraries, whose internals move.
+        return kopf.login_with_kubeconfig(**kwargs) or kopf.login_with_service_account(**kwargs)
+
+    @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
 
@@ -114,7 +120,7 @@ def registry_for(fleet: Fleet, configure: Callable[[kopf.OperatorSettings], None
             id=f"watch-{plural}",
         )(seen(plural))
 
-    @kopf.on.cleanup(registry=registry)  # type: ignore[arg-type]
+    @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
         await fleet.close()
 

@@ -98,7 +98,7 @@ def scale_down_state(status: Mapping[str, Any] | None) -> ScaleDownState:
 
 def changed(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
     """Whether patching `new` would change the stored status (nulls count as absent)."""
-    return _pruned(dict(previous or {})) != _pruned(dict(new))
+    return bool(_pruned(dict(previous or {})) != _pruned(dict(new)))
 
 
 def _pruned(value: Any) -> Any:

@@ -21,6 +21,20 @@ from blueque_operator.policy import (
     Workload,
 )
 
+__all__ = [
+    "DELETION_COST_ANNOTATION",
+    "REVISION_ANNOTATION",
+    "Key",
+    "Workload",
+    "World",
+    "current_replicaset",
+    "failing_reason",
+    "owner_key",
+    "pod_template_hash",
+    "policy_pod",
+    "workload",
+]
+
 Json = dict[str, Any]
 Key = tuple[str, str]
 """(namespace, BlueQueue name)."""

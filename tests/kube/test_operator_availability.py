@@ -57,9 +57,7 @@ def test_redis_down_then_slow_flips_the_condition_and_never_scales_on_missing_da
     ns = kube_namespace
     with RedisServer() as server:
         operator_runs.start([ns], lease_namespace=ns)
-        kube_admin.create(
-            bq_path(ns), bluequeue("flaky", server.url, scaling={"minReplicas": 1})
-        )
+        kube_admin.create(bq_path(ns), bluequeue("flaky", server.url, scaling={"minReplicas": 1}))
         wait_condition(kube_admin, ns, "flaky", "RedisReachable", "True")
         wait_until(lambda: replicas(kube_admin, ns, "flaky") == 1, 10, what="one replica")
 
@@ -81,7 +79,9 @@ def test_redis_down_then_slow_flips_the_condition_and_never_scales_on_missing_da
 
         # Slow: the server stalls longer than the client's socket timeout.
         with server.connection() as direct:
-            stall = threading.Thread(target=lambda: direct.execute_command("DEBUG", "SLEEP", 7))
+            stall = threading.Thread(
+                target=lambda: direct.execute_command("DEBUG", "SLEEP", 7)  # type: ignore[no-untyped-call]
+            )
             stall.start()
             try:
                 wait_condition(kube_admin, ns, "flaky", "RedisReachable", "False", 15)
@@ -143,9 +143,7 @@ def test_status_events_and_metrics_report_the_queue_and_an_idle_queue_writes_not
 ) -> None:
     ns = kube_namespace
     run = operator_runs.start([ns], lease_namespace=ns)
-    kube_admin.create(
-        bq_path(ns), bluequeue("seen", redis_url, scaling={"maxReplicas": 0})
-    )
+    kube_admin.create(bq_path(ns), bluequeue("seen", redis_url, scaling={"maxReplicas": 0}))
     wait_condition(kube_admin, ns, "seen", "Ready", "True")
     with Client(redis_url) as client:
         client.get_queue("seen").enqueue_many([{"echo": i} for i in range(3)])

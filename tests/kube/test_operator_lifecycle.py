@@ -30,7 +30,9 @@ def test_a_bluequeue_gets_its_deployment_which_is_reconciled_and_goes_with_it(
     )
     uid = created["metadata"]["uid"]
 
-    deployment = kube_admin.wait_for(deployment_path(ns, "clips"), what="the worker Deployment")
+    deployment = kube_admin.wait_for(
+        deployment_path(ns, "clips"), lambda _: True, what="the worker Deployment"
+    )
     assert deployment["metadata"]["ownerReferences"][0]["uid"] == uid
     assert deployment["spec"]["selector"]["matchLabels"] == {
         "app.kubernetes.io/name": "blueque-worker",
@@ -83,7 +85,8 @@ def test_a_bluequeue_gets_its_deployment_which_is_reconciled_and_goes_with_it(
             return exc.status == 404
         return False
 
-    wait_until(gone, 30, what="the Deployment to be garbage-collected")
+    # The garbage collector learns of a new CRD's kind within its 30 s discovery period.
+    wait_until(gone, 60, what="the Deployment to be garbage-collected")
     with Client(redis_url) as client:
         assert client.get_task(task_id).status == "pending"
         assert client.get_queue("clips").stats().pending == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from blueque import Client
+from blueque import Client, Task
 from devtools.localkube import ApiClient
 from devtools.operator_runs import Operators
 from devtools.podrunner import PodRunner
@@ -28,6 +28,11 @@ def _force_delete(admin: ApiClient, runner: PodRunner, ns: str, pod: str) -> Non
         "DELETE", f"/api/v1/namespaces/{ns}/pods/{pod}", body, content_type="application/json"
     )
     assert status in (200, 202, 404), answer
+
+
+def _in_state(client: Client, task_id: str, state: str) -> Task | None:
+    task = client.get_task(task_id)
+    return task if task.status == state else None
 
 
 def test_a_force_deleted_busy_pod_has_its_task_requeued_then_failed_at_max_attempts(
@@ -51,9 +56,11 @@ def test_a_force_deleted_busy_pod_has_its_task_requeued_then_failed_at_max_attem
         task_id = queue.enqueue({"hold": str(release)})
         with queue.events() as events:
             first = wait_until(
-                lambda: client.get_task(task_id).worker
-                if client.get_task(task_id).status == "running"
-                else None,
+                lambda: (
+                    client.get_task(task_id).worker
+                    if client.get_task(task_id).status == "running"
+                    else None
+                ),
                 30,
                 what="the task to run",
             )
@@ -64,21 +71,24 @@ def test_a_force_deleted_busy_pod_has_its_task_requeued_then_failed_at_max_attem
                 what="a requeued event",
             )
             assert requeued["task"] == task_id
+
+        def on_another_pod() -> str | None:
+            task = client.get_task(task_id)
+            return task.worker if task.status == "running" and task.worker != first else None
+
         second = wait_until(
-            lambda: (t := client.get_task(task_id)).worker
-            if t.status == "running" and t.worker != first
-            else None,
+            on_another_pod,
             30,
             what="the task on a second pod",
         )
         assert client.get_task(task_id).attempts == 2
         _force_delete(kube_admin, pod_runner, ns, second)
         failed = wait_until(
-            lambda: (t := client.get_task(task_id)) if t.status == "failed" else None,
+            lambda: _in_state(client, task_id, "failed"),
             15,
             what="the task to fail at max attempts",
         )
-        assert failed.error is not None and "worker lost" in failed.error.message
+        assert failed.error is not None and "worker lost" in failed.error.get("message", "")
     assert "WorkerReaped" in reasons(kube_admin, ns, "lost")
 
 
@@ -98,19 +108,27 @@ def test_a_terminating_pod_finishing_its_task_is_not_reaped(
     with Client(redis_url) as client:
         task_id = client.get_queue("calm").enqueue({"hold": str(release)})
         pod = wait_until(
-            lambda: client.get_task(task_id).worker
-            if client.get_task(task_id).status == "running"
-            else None,
+            lambda: (
+                client.get_task(task_id).worker
+                if client.get_task(task_id).status == "running"
+                else None
+            ),
             30,
             what="the task to run",
         )
         kube_admin.delete(f"/api/v1/namespaces/{ns}/pods/{pod}")  # graceful: SIGTERM
-        wait_until(lambda: pod_runner.status(pod).state == "terminating", 10, what="SIGTERM")
+        wait_until(
+            lambda: (
+                (status := pod_runner.status(pod)) is not None and status.state == "terminating"
+            ),
+            10,
+            what="SIGTERM",
+        )
         time.sleep(2)  # many ticks and sweeps: a terminating pod must not be reaped
         assert client.get_task(task_id).status == "running"
         release.touch()
         done = wait_until(
-            lambda: (t := client.get_task(task_id)) if t.status == "complete" else None,
+            lambda: _in_state(client, task_id, "complete"),
             20,
             what="the task to finish under the grace period",
         )
