@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from blueque import Client
@@ -55,7 +56,7 @@ def test_redis_down_then_slow_flips_the_condition_and_never_scales_on_missing_da
     tmp_path: Path,
 ) -> None:
     ns = kube_namespace
-    with RedisServer() as server:
+    with RedisServer(extra_args=["--enable-debug-command", "yes"]) as server:
         operator_runs.start([ns], lease_namespace=ns)
         kube_admin.create(bq_path(ns), bluequeue("flaky", server.url, scaling={"minReplicas": 1}))
         wait_condition(kube_admin, ns, "flaky", "RedisReachable", "True")
@@ -78,16 +79,17 @@ def test_redis_down_then_slow_flips_the_condition_and_never_scales_on_missing_da
             )
 
         # Slow: the server stalls longer than the client's socket timeout.
-        with server.connection() as direct:
-            stall = threading.Thread(
-                target=lambda: direct.execute_command("DEBUG", "SLEEP", 7)  # type: ignore[no-untyped-call]
-            )
-            stall.start()
-            try:
-                wait_condition(kube_admin, ns, "flaky", "RedisReachable", "False", 15)
-                assert replicas(kube_admin, ns, "flaky") == 1
-            finally:
-                stall.join()
+        direct = redis.Redis(port=server.port, socket_timeout=30)
+        stall = threading.Thread(
+            target=lambda: direct.execute_command("DEBUG", "SLEEP", 7)  # type: ignore[no-untyped-call]
+        )
+        stall.start()
+        try:
+            wait_condition(kube_admin, ns, "flaky", "RedisReachable", "False", 15)
+            assert replicas(kube_admin, ns, "flaky") == 1
+        finally:
+            stall.join()
+            direct.close()
         wait_condition(kube_admin, ns, "flaky", "RedisReachable", "True", 40)
 
 
@@ -127,6 +129,8 @@ def test_two_operators_one_acts_and_the_other_takes_over_when_it_dies(
         )
         took_s = time.monotonic() - killed_at
         assert took_s < 20, f"takeover took {took_s:.1f} s"
+        # The new leader acts: it scales the idle workers away, then up for new tasks.
+        wait_until(lambda: replicas(kube_admin, ns, "pair") == 0, 30, what="scale to zero")
         more = queue.enqueue_many([{"echo": i} for i in range(2)])
         wait_until(
             lambda: all(client.get_task(i).status == "complete" for i in more), 30, what="more"
@@ -155,7 +159,7 @@ def test_status_events_and_metrics_report_the_queue_and_an_idle_queue_writes_not
     assert obj["status"]["desiredReplicas"] == 0
     labels = {"namespace": ns, "bluequeue": "seen", "queue": "seen"}
     wait_until(
-        lambda: _metric(run.metrics_url, "blueque_pending", **labels) == 3.0,
+        lambda: _metric(run.metrics_url, "blueque_pending_tasks", **labels) == 3.0,
         10,
         what="the pending gauge",
     )
