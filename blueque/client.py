@@ -1,13 +1,13 @@
-"""`Client`: the entry point. Holds one Redis connection pool and the registered scripts."""
+"""`Client`: the entry point. Holds one Redis connection pool and the runner of the protocol's
+steps over it (`blueque.execution`); `blueque.aio.AsyncClient` is its asyncio twin."""
 
 from __future__ import annotations
 
-from typing import cast
-
-from blueque.connection import RedisClient, close, connect, redis_errors
+from blueque import operations
+from blueque.connection import RedisClient, close, connect
 from blueque.events import SubscriberPool
-from blueque.keys import DEFAULT_NAMESPACE, queue_of_task, registry_key, validate_namespace
-from blueque.protocol import Scripts
+from blueque.execution import Runner
+from blueque.keys import DEFAULT_NAMESPACE, queue_of_task, validate_namespace
 from blueque.queue import Queue
 from blueque.records import QueueStats
 from blueque.task import Task
@@ -47,8 +47,8 @@ class Client:
                 cluster=cluster,
             )
         )
-        self.scripts = Scripts(self.redis)
         self.subscribers = SubscriberPool(self.redis)
+        self.runner = Runner(self.redis, self.subscribers)
         self._queues: dict[str, Queue] = {}
 
     def get_queue(self, name: str) -> Queue:
@@ -63,16 +63,14 @@ class Client:
 
     def queues(self) -> list[str]:
         """Names of every queue that was ever used (the registry set)."""
-        with redis_errors("list queues"):
-            return sorted(cast(set[str], self.redis.smembers(registry_key(self.namespace))))
+        return self.runner.run(operations.queue_names(self.namespace))
 
     def info(self) -> list[QueueStats]:
         """Stats of every queue: one round trip per queue."""
         return [self.get_queue(name).stats() for name in self.queues()]
 
     def ping(self) -> bool:
-        with redis_errors("ping"):
-            return bool(self.redis.ping())
+        return self.runner.run(operations.ping())
 
     def close(self) -> None:
         self.subscribers.close()
