@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from blueque.connection import RedisClient
 from blueque.events import EventStream, SubscriberPool
-from blueque.steps import Batch, Call, Done, NextEvent, Request, Steps, Subscribe, resume
+from blueque.steps import Call, Done, NextEvent, Outcome, Request, Steps, Subscribe
 
 T = TypeVar("T")
 
@@ -23,32 +23,23 @@ class Runner:
         self.subscribers = subscribers or SubscriberPool(redis, keep=0)
 
     def run(self, steps: Steps[T]) -> T:
-        with contextlib.ExitStack() as scope:
-            stream: EventStream | None = None
-            reply: Any = None
-            error: Exception | None = None
-            try:
-                while not isinstance(request := resume(steps, reply, error), Done):
-                    reply, error = None, None
-                    try:
-                        if isinstance(request, Subscribe):
-                            stream = EventStream(self.redis, request.channel, self.subscribers)
-                            scope.enter_context(stream)
-                        elif isinstance(request, NextEvent):
-                            assert stream is not None, "NextEvent before Subscribe"
-                            reply = stream.next(request.timeout_s)
-                        else:
-                            reply = self.send(request)
-                    except Exception as exc:  # thrown into the steps, which decide
-                        error = exc
-            finally:
-                steps.close()
+        with contextlib.ExitStack() as scope, contextlib.closing(steps):
+            outcome = Outcome()
+            while not isinstance(request := outcome.resume(steps), Done):
+                try:
+                    outcome = Outcome(self.serve(request, scope))
+                except Exception as exc:  # thrown into the steps, which decide
+                    outcome = Outcome(error=exc)
             return request.value
 
-    def send(self, request: Request) -> Any:
+    def serve(self, request: Request, scope: contextlib.ExitStack) -> Any:
+        if isinstance(request, Subscribe):
+            stream = EventStream(self.redis, request.channel, self.subscribers)
+            return scope.enter_context(stream)
+        if isinstance(request, NextEvent):
+            return request.subscription.next(request.timeout_s)
         if isinstance(request, Call):
             return self.redis.execute_command(*request.args)  # type: ignore[no-untyped-call]
-        assert isinstance(request, Batch)
         pipe = self.redis.pipeline(transaction=False)
         for call in request.calls:
             pipe.execute_command(*call.args)

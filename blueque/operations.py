@@ -27,7 +27,14 @@ from blueque.errors import (
     TaskNotFoundError,
     WaitTimeoutError,
 )
-from blueque.keys import QueueKeys, new_task_id, queue_of_task, registry_key, validate_worker_id
+from blueque.keys import (
+    QueueKeys,
+    new_task_id,
+    queue_keys,
+    queue_of_task,
+    registry_key,
+    validate_worker_id,
+)
 from blueque.protocol import QueueProtocol
 from blueque.records import OwnerClaim, QueueObservation, QueueStats, WorkerInfo, parse_worker
 from blueque.serialization import encode
@@ -180,13 +187,13 @@ class QueueOperations(Generic[TaskT]):
         timeout = bounds.timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with redis_errors(f"wait for task {task_id}"):
-            yield Subscribe(self.keys.events)
+            events = yield Subscribe(self.keys.events)
             task = yield from self.get_task(task_id)
             while not task.finished:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise WaitTimeoutError(f"task {task_id} still {task.status} after {timeout} s")
-                event = yield NextEvent(WAIT_SLICE_S if remaining is None else remaining)
+                event = yield NextEvent(events, WAIT_SLICE_S if remaining is None else remaining)
                 if event is None or event.get("task") == task_id:
                     task = yield from self.get_task(task_id)
         if raise_on_failure and task.status != TaskState.COMPLETE:
@@ -298,6 +305,22 @@ class QueueOperations(Generic[TaskT]):
     def release_owner(self, owner: str) -> Steps[bool]:
         steps = self.protocol.release_owner(bounds.text("owner", owner, MAX_OWNER))
         return (yield from guarded(f"release ownership of {self.name}", steps))
+
+
+class QueueFace(Generic[TaskT]):
+    """What `Queue` and `AsyncQueue` share: a queue's names, keys and operations; each face
+    adds the methods that run them, sync or awaited, and sets `task_type`."""
+
+    task_type: type[TaskT]
+
+    def __init__(self, client: Any, name: str) -> None:
+        self.client = client
+        self.keys = queue_keys(name, client.namespace)
+        self.name = self.keys.queue
+        self.ops = QueueOperations(self, self.keys, self.task_type)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
 
 
 def queue_names(namespace: str) -> Steps[list[str]]:

@@ -9,9 +9,10 @@ documents the same scripts for other languages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, get_args
 
 from blueque.corruption import blame
 from blueque.errors import ProtocolError
@@ -30,6 +31,7 @@ from blueque.states import Outcome
 from blueque.steps import Call, Steps, command
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 BeginStatus = Literal[
@@ -355,9 +357,22 @@ class QueueProtocol:
         return bool((yield from script("release_owner", [self.keys.owner], [owner])))
 
 
+def _run(
+    method: Callable[Concatenate[QueueProtocol, P], Steps[T]],
+) -> Callable[Concatenate[Transitions, P], T]:
+    """The sync method of `Transitions` that runs the steps of a `QueueProtocol` method."""
+
+    @functools.wraps(method)
+    def run(self: Transitions, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self.runner.run(method(self.protocol, *args, **kwargs))
+
+    return run
+
+
 class Transitions:
     """The transitions of one queue, run with the sync client: what the worker (and the
-    tests that play a worker) call. Each method runs the `QueueProtocol` steps of its name."""
+    tests that play a worker) call. Each method runs the `QueueProtocol` steps of its name
+    and takes the same arguments."""
 
     def __init__(self, runner: Runner, keys: QueueKeys) -> None:
         self.runner = runner
@@ -367,100 +382,28 @@ class Transitions:
     def run(self, steps: Steps[T]) -> T:
         return self.runner.run(steps)
 
-    def enqueue(self, tasks: Sequence[tuple[str, str, int]]) -> int:
-        return self.run(self.protocol.enqueue(tasks))
-
-    def begin(self, worker_id: str, task_id: str | None, pid: int) -> Begun:
-        return self.run(self.protocol.begin(worker_id, task_id, pid))
-
-    def claim(self, worker_id: str, timeout_s: float) -> str | None:
-        return self.run(self.protocol.claim(worker_id, timeout_s))
-
-    def held(self, worker_id: str) -> str | None:
-        return self.run(self.protocol.held(worker_id))
-
-    def registration(self, worker_id: str) -> tuple[dict[str, str], bool]:
-        return self.run(self.protocol.registration(worker_id))
-
-    def register_queue(self) -> None:
-        self.run(self.protocol.register_queue())
-
-    def claim_and_begin(self, worker_id: str, pid: int, claim_timeout_s: float) -> Begun:
-        return self.run(self.protocol.claim_and_begin(worker_id, pid, claim_timeout_s))
-
-    def finish(
-        self, worker_id: str, task_id: str, attempt: int, outcome: Outcome, payload: str
-    ) -> str:
-        return self.run(self.protocol.finish(worker_id, task_id, attempt, outcome, payload))
-
-    def finish_claim_begin(
-        self,
-        worker_id: str,
-        task_id: str,
-        attempt: int,
-        outcome: Outcome,
-        payload: str,
-        pid: int,
-        claim_timeout_s: float,
-    ) -> tuple[str, Begun]:
-        return self.run(
-            self.protocol.finish_claim_begin(
-                worker_id, task_id, attempt, outcome, payload, pid, claim_timeout_s
-            )
-        )
-
-    def release(self, worker_id: str, task_id: str, attempt: int) -> str:
-        return self.run(self.protocol.release(worker_id, task_id, attempt))
-
-    def requeue_worker(
-        self, worker_id: str, reason: str, *, exiting: bool = False
-    ) -> tuple[int, int]:
-        return self.run(self.protocol.requeue_worker(worker_id, reason, exiting=exiting))
-
-    def reap(self, reason: str) -> tuple[int, int, int]:
-        return self.run(self.protocol.reap(reason))
-
-    def heartbeat(
-        self,
-        worker_id: str,
-        ttl_ms: int,
-        fields: dict[str, str | int],
-        task_id: str | None = None,
-    ) -> tuple[bool, bool]:
-        return self.run(self.protocol.heartbeat(worker_id, ttl_ms, fields, task_id))
-
-    def drain(self, worker_id: str) -> bool:
-        return self.run(self.protocol.drain(worker_id))
-
-    def undrain(self, worker_id: str) -> bool:
-        return self.run(self.protocol.undrain(worker_id))
-
-    def promote_due(self, limit: int = 1000) -> tuple[int, int | None]:
-        return self.run(self.protocol.promote_due(limit))
-
-    def cancel(self, task_id: str) -> tuple[str, str]:
-        return self.run(self.protocol.cancel(task_id))
-
-    def retry(self, task_id: str) -> str:
-        return self.run(self.protocol.retry(task_id))
-
-    def delete(self, task_id: str) -> str:
-        return self.run(self.protocol.delete(task_id))
-
-    def stats(self) -> QueueStats:
-        return self.run(self.protocol.stats())
-
-    def get_config(self) -> dict[str, str]:
-        return self.run(self.protocol.get_config())
-
-    def set_progress(self, worker_id: str, task_id: str, attempt: int, progress: str) -> bool:
-        return self.run(self.protocol.set_progress(worker_id, task_id, attempt, progress))
-
-    def observe(self) -> QueueObservation:
-        return self.run(self.protocol.observe())
-
-    def claim_owner(self, owner: str, ttl_ms: int) -> OwnerClaim:
-        return self.run(self.protocol.claim_owner(owner, ttl_ms))
-
-    def release_owner(self, owner: str) -> bool:
-        return self.run(self.protocol.release_owner(owner))
+    enqueue = _run(QueueProtocol.enqueue)
+    begin = _run(QueueProtocol.begin)
+    claim = _run(QueueProtocol.claim)
+    held = _run(QueueProtocol.held)
+    registration = _run(QueueProtocol.registration)
+    register_queue = _run(QueueProtocol.register_queue)
+    claim_and_begin = _run(QueueProtocol.claim_and_begin)
+    finish = _run(QueueProtocol.finish)
+    finish_claim_begin = _run(QueueProtocol.finish_claim_begin)
+    release = _run(QueueProtocol.release)
+    requeue_worker = _run(QueueProtocol.requeue_worker)
+    reap = _run(QueueProtocol.reap)
+    heartbeat = _run(QueueProtocol.heartbeat)
+    drain = _run(QueueProtocol.drain)
+    undrain = _run(QueueProtocol.undrain)
+    promote_due = _run(QueueProtocol.promote_due)
+    cancel = _run(QueueProtocol.cancel)
+    retry = _run(QueueProtocol.retry)
+    delete = _run(QueueProtocol.delete)
+    stats = _run(QueueProtocol.stats)
+    get_config = _run(QueueProtocol.get_config)
+    set_progress = _run(QueueProtocol.set_progress)
+    observe = _run(QueueProtocol.observe)
+    claim_owner = _run(QueueProtocol.claim_owner)
+    release_owner = _run(QueueProtocol.release_owner)

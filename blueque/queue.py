@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from blueque.config import QueueConfig
 from blueque.events import EventStream
-from blueque.keys import queue_keys
-from blueque.operations import QueueOperations
+from blueque.operations import QueueFace
 from blueque.protocol import Transitions
 from blueque.records import OwnerClaim, QueueObservation, QueueStats, WorkerInfo
 from blueque.states import LISTABLE, TaskState
@@ -28,16 +27,13 @@ LISTABLE_STATES = LISTABLE  # (the name before blueque.states)
 T = TypeVar("T")
 
 
-class Queue:
-    def __init__(self, client: Client, name: str) -> None:
-        self.client = client
-        self.keys = queue_keys(name, client.namespace)
-        self.name = self.keys.queue
-        self.ops = QueueOperations(self, self.keys, Task)
-        self.transitions = Transitions(client.runner, self.keys)
+class Queue(QueueFace[Task]):
+    client: Client
+    task_type = Task
 
-    def __repr__(self) -> str:
-        return f"Queue({self.name!r})"
+    def __init__(self, client: Client, name: str) -> None:
+        super().__init__(client, name)
+        self.transitions = Transitions(client.runner, self.keys)
 
     def run(self, steps: Steps[T]) -> T:
         return self.client.runner.run(steps)

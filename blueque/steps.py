@@ -37,17 +37,19 @@ class Batch:
 
 @dataclass(frozen=True)
 class Subscribe:
-    """Subscribes to an event channel for the rest of the run; the reply (None) comes once
-    the server confirmed it, so nothing published after that is missed."""
+    """Subscribes to an event channel for the rest of the run. The reply, once the server
+    confirmed it (so nothing published after that is missed), is the subscription: an
+    opaque handle for `NextEvent`."""
 
     channel: str
 
 
 @dataclass(frozen=True)
 class NextEvent:
-    """The next event of the run's subscription (a decoded JSON object), or None when
-    `timeout_s` passes without one."""
+    """The next event of a subscription (a decoded JSON object), or None when `timeout_s`
+    passes without one."""
 
+    subscription: Any
     timeout_s: float
 
 
@@ -60,13 +62,20 @@ class Done(Generic[T]):
     value: T
 
 
-def resume(steps: Steps[T], reply: Any = None, error: Exception | None = None) -> Request | Done[T]:
-    """Hands the steps the last reply (or throws in the failure) and returns what they ask
-    for next, or `Done` with their result. The first call passes neither."""
-    try:
-        return steps.throw(error) if error is not None else steps.send(reply)
-    except StopIteration as stop:
-        return Done(stop.value)
+@dataclass(frozen=True)
+class Outcome:
+    """What a runner got for the last request: a reply, or the failure to throw in."""
+
+    reply: Any = None
+    error: Exception | None = None
+
+    def resume(self, steps: Steps[T]) -> Request | Done[T]:
+        """Hands it to the steps; returns what they ask for next, or `Done` with their
+        result. The first outcome of a run is the empty one."""
+        try:
+            return steps.throw(self.error) if self.error is not None else steps.send(self.reply)
+        except StopIteration as stop:
+            return Done(stop.value)
 
 
 def command(*args: Any) -> Steps[Any]:
