@@ -25,10 +25,11 @@ from pathlib import Path
 import pytest
 
 from blueque import Client
-from devtools.localkube.api import ApiClient
+from devtools.localkube.api import ApiClient, Json
 from devtools.localkube.build import find_binaries
 from devtools.localkube.cluster import LocalCluster
 from devtools.localkube.errors import ApiError, MissingBinariesError
+from devtools.operator_runs import CRDS, Operators, operators
 from devtools.podrunner import PodRunner, RunnerOptions
 from devtools.redis_servers import RedisCluster, RedisServer
 
@@ -141,3 +142,32 @@ def pod_runner(
     )
     with PodRunner(kube_admin, options) as runner:
         yield runner
+
+
+@pytest.fixture(scope="session")
+def bluequeue_crd(kube_cluster: LocalCluster) -> Json:
+    """The BlueQueue CRD from crds/, applied once and established; it stays for the session
+    (re-creating a CRD races with the API server's teardown of the old one)."""
+    kube_cluster.kubectl("apply", "-f", str(CRDS))
+    admin = kube_cluster.admin_client()
+    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/bluequeues.blueque.io"
+    found = admin.wait_for(
+        path,
+        lambda obj: any(
+            c["type"] == "Established" and c["status"] == "True"
+            for c in (obj.get("status") or {}).get("conditions") or []
+        ),
+        what="the BlueQueue CRD to be established",
+    )
+    admin.wait_for("/apis/blueque.io/v1alpha1/bluequeues", lambda _: True, what="its endpoint")
+    return found
+
+
+@pytest.fixture
+def operator_runs(
+    kubeconfig: Path, bluequeue_crd: Json, tmp_path: Path, pod_runner: PodRunner
+) -> Iterator[Operators]:
+    """Starts `blueque-operator` processes (`operator_runs.start([namespace], ...)`), stopped
+    (by pid) before the pod runner and the namespace go."""
+    with operators(kubeconfig, tmp_path / "operators") as runs:
+        yield runs

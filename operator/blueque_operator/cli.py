@@ -9,6 +9,8 @@ prefix of the library, set per BlueQueue by `spec.redis.keyPrefix`.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import sys
 from collections.abc import Sequence
@@ -17,6 +19,9 @@ from dataclasses import dataclass
 import click
 
 DEFAULT_METRICS_PORT = 8000
+DEFAULT_LEASE_NAME = "blueque-operator"
+POD_NAMESPACE_ENV = "POD_NAMESPACE"
+"""The operator pod's namespace (downward API): the Lease's default namespace."""
 
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
@@ -27,6 +32,9 @@ class OperatorOptions:
     """Namespaces to watch; empty means every namespace (`--all-namespaces`)."""
     metrics_port: int
     """Port of the Prometheus endpoint; 0 turns it off."""
+    lease_namespace: str = "default"
+    """Where the leader election's Lease lives (the operator's own namespace)."""
+    lease_name: str = DEFAULT_LEASE_NAME
 
     @property
     def all_namespaces(self) -> bool:
@@ -65,30 +73,60 @@ def _check_namespaces(
     show_default=True,
     help="Port of the Prometheus metrics endpoint (0: off).",
 )
-def command(namespaces: tuple[str, ...], all_namespaces: bool, metrics_port: int) -> None:
+@click.option(
+    "--lease-namespace",
+    envvar=POD_NAMESPACE_ENV,
+    default="default",
+    show_default=True,
+    callback=lambda ctx, param, value: _check_namespaces(ctx, param, (value,))[0],
+    help=f"Namespace of the leader-election Lease (default: ${POD_NAMESPACE_ENV}).",
+)
+@click.option(
+    "--lease-name",
+    default=DEFAULT_LEASE_NAME,
+    show_default=True,
+    help="Name of the leader-election Lease: replicas sharing it elect one leader.",
+)
+def command(
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    metrics_port: int,
+    lease_namespace: str,
+    lease_name: str,
+) -> None:
     """Run the Blueque operator: scale a worker Deployment per BlueQueue from its queue."""
-    run(_options(namespaces, all_namespaces, metrics_port))
+    run(_options(namespaces, all_namespaces, metrics_port, lease_namespace, lease_name))
 
 
 def _options(
-    namespaces: tuple[str, ...], all_namespaces: bool, metrics_port: int
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    metrics_port: int,
+    lease_namespace: str = "default",
+    lease_name: str = DEFAULT_LEASE_NAME,
 ) -> OperatorOptions:
     if all_namespaces and namespaces:
         raise click.UsageError("give --namespace or --all-namespaces, not both")
     if not all_namespaces and not namespaces:
         raise click.UsageError("give --namespace NS (repeatable) or --all-namespaces")
-    return OperatorOptions(namespaces=namespaces, metrics_port=metrics_port)
+    return OperatorOptions(
+        namespaces=namespaces,
+        metrics_port=metrics_port,
+        lease_namespace=lease_namespace,
+        lease_name=lease_name,
+    )
 
 
 def run(options: OperatorOptions) -> None:
-    # The Kopf handlers come in the next slice of the operator; until then, say so plainly.
-    scope = "every namespace" if options.all_namespaces else ", ".join(options.namespaces)
-    click.echo(
-        f"blueque-operator: would watch {scope}, metrics on port {options.metrics_port};"
-        " the operator's handlers are not implemented yet",
-        err=True,
+    from blueque_operator.app import serve  # Kopf and the clients load only to run
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    sys.exit(2)
+    try:
+        asyncio.run(serve(options))
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def parse_options(args: Sequence[str]) -> OperatorOptions:

@@ -15,3 +15,15 @@ class OperatorError(BluequeError):
 
 class SpecError(OperatorError, ValueError):
     """A BlueQueue spec the operator cannot act on (what the CRD schema could not refuse)."""
+
+
+class KubeError(OperatorError):
+    """The API server refused a call or could not be reached (status 0)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotLeaderError(OperatorError, RuntimeError):
+    """This operator replica does not hold the leader Lease, so it must not write."""

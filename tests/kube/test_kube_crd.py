@@ -17,7 +17,7 @@ from devtools.localkube.api import Json
 pytestmark = pytest.mark.kube
 
 CRDS = crd.DEFAULT_OUTPUT.parent
-EXAMPLE = crd.DEFAULT_OUTPUT.parents[1] / "operator" / "examples" / "videos.yaml"
+EXAMPLE = crd.DEFAULT_OUTPUT.parents[1] / "examples" / "bluequeue.yaml"
 CRD_PATH = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd.PLURAL}.{crd.GROUP}"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -97,7 +97,7 @@ def test_the_example_is_accepted_and_defaulted(
         "minReplicas": 0,
         "maxReplicas": 4,
         "tasksPerWorker": 1,
-        "scaleDownDelaySeconds": 30,
+        "scaleDownDelaySeconds": 10,
         "pollIntervalSeconds": 1,
         "paused": False,
     }
@@ -109,10 +109,10 @@ def test_the_example_is_accepted_and_defaulted(
         "retryDelaySeconds": 10,
         "retryBackoff": 2,
     }
-    assert spec["worker"]["resources"]["limits"] == {"cpu": 2, "memory": "1Gi"}
+    assert spec["worker"]["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
     parsed = parse_bluequeue(stored)
     assert parsed.queue == "videos"
-    assert parsed.scaling == ScalingSpec(max_replicas=4)
+    assert parsed.scaling == ScalingSpec(max_replicas=4, scale_down_delay_s=10)
     assert parsed.tasks == TasksSpec()
     # `kubectl get bq` prints our columns.
     header = kube_cluster.kubectl("get", "bq", "-n", kube_namespace).splitlines()[0].split()

@@ -1,4 +1,4 @@
-"""`blueque-operator`'s options (the handlers behind them come in a later slice)."""
+"""`blueque-operator`'s options."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import sys
 import click
 import pytest
 
-from blueque_operator.cli import DEFAULT_METRICS_PORT, OperatorOptions, parse_options
+from blueque_operator.cli import DEFAULT_METRICS_PORT, parse_options
 
 
 def test_repeatable_namespaces() -> None:
     options = parse_options(["-n", "jobs", "--namespace", "batch", "-n", "jobs"])
-    assert options == OperatorOptions(namespaces=("jobs", "batch"), metrics_port=8000)
+    assert options.namespaces == ("jobs", "batch")
+    assert options.metrics_port == 8000
     assert not options.all_namespaces
 
 
@@ -38,16 +39,17 @@ def test_bad_options(args: list[str], message: str) -> None:
         parse_options(args)
 
 
-def test_the_command_says_it_is_not_implemented_yet() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "blueque_operator", "-n", "jobs"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    assert "would watch jobs" in result.stderr
-    assert "not implemented yet" in result.stderr
+def test_the_lease_lives_in_the_pods_namespace_unless_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    assert parse_options(["-A"]).lease_namespace == "default"
+    monkeypatch.setenv("POD_NAMESPACE", "blueque-system")
+    options = parse_options(["-A", "--lease-name", "ops"])
+    assert (options.lease_namespace, options.lease_name) == ("blueque-system", "ops")
+    assert parse_options(["-A", "--lease-namespace", "mine"]).lease_namespace == "mine"
+    with pytest.raises(click.UsageError, match="not a Kubernetes namespace name"):
+        parse_options(["-A", "--lease-namespace", "Not_One"])
 
 
 def test_the_command_reports_usage_errors() -> None:

@@ -1,0 +1,126 @@
+"""Requeueing the tasks of workers whose pods are gone.
+
+A worker's id is its pod's name, and its registry entry names the BlueQueue that owns it
+(`owner`, the BlueQueue's UID). The operator requeues a worker's in-progress list when:
+
+- its pod was DELETED (a watch event): at once. Never on a deletionTimestamp alone: a
+  terminating pod may still be finishing its task under its grace period;
+- the sweep (every tick, from the last observation) finds an owned worker whose pod the watch
+  does not know, and a direct GET answers 404: events missed while no operator ran;
+- its pod is on a partitioned node, which never produces DELETED: the worker's heartbeat has
+  expired and either the pod has been terminating for longer than its grace period plus
+  `PARTITION_MARGIN_S`, or its node is NotReady (nodes are read only where the operator may
+  read them; in single-namespace mode only the first rule applies). A worker cut off from
+  Redis but still running then runs its task a second time elsewhere; its own late finish is
+  fenced and dropped (PROTOCOL.md), which is the price of not waiting forever.
+
+Workers of other owners (a `blueque worker` on a laptop) are never reaped here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from blueque.records import QueueObservation, WorkerObservation
+from blueque_operator.errors import KubeError
+from blueque_operator.status import epoch
+
+if TYPE_CHECKING:
+    from blueque_operator.controller import QueueController
+
+log = logging.getLogger("blueque_operator")
+
+POD_DELETED = "worker lost: pod deleted"
+POD_MISSING = "worker lost: pod not found"
+NODE_LOST = "worker lost: node unreachable"
+PARTITION_MARGIN_S = 30.0
+CONFIRM_EVERY_S = 5.0
+"""A worker whose pod the watch does not show is checked with a GET at most this often."""
+
+
+class Reaper:
+    def __init__(self, controller: QueueController) -> None:
+        self.controller = controller
+        self._checked: dict[str, float] = {}
+
+    async def pod_deleted(self, pod: str) -> None:
+        """The pod of worker `pod` is gone: requeue its tasks if the worker is ours."""
+        c = self.controller
+        if c.endpoint is None or c.spec is None or c.conflict_with is not None:
+            return
+        known = _find(c.last_observation, pod)
+        if known is None:
+            try:
+                known = _find(await c._queue().observe(), pod)
+            except Exception as exc:  # the sweep retries once Redis answers
+                log.warning("%s: cannot read the queue to reap %s: %s", c.key, pod, exc)
+                return
+        if known is None or known.owner != c.uid:
+            return
+        await self._requeue(pod, POD_DELETED)
+
+    async def sweep(self, observed: QueueObservation) -> None:
+        c = self.controller
+        world = c.services.world
+        now = time.monotonic()
+        for worker in observed.workers:
+            if worker.owner != c.uid or not worker.registered:
+                continue
+            pod = world.pod(c.key, worker.id)
+            if pod is None:
+                if now - self._checked.get(worker.id, 0.0) < CONFIRM_EVERY_S:
+                    continue
+                self._checked[worker.id] = now
+                try:
+                    live = await c.services.kube.get_pod(c.namespace, worker.id)
+                except KubeError as exc:
+                    log.warning("%s: cannot check pod %s: %s", c.key, worker.id, exc)
+                    continue
+                if live is None:
+                    await self._requeue(worker.id, POD_MISSING)
+                continue
+            if not worker.alive and await self._partitioned(pod):
+                await self._requeue(worker.id, NODE_LOST)
+        self._checked = {k: v for k, v in self._checked.items() if now - v < 60}
+
+    async def _partitioned(self, pod: dict[str, Any]) -> bool:
+        c = self.controller
+        meta = pod["metadata"]
+        deleting_at = epoch(meta.get("deletionTimestamp"))
+        if deleting_at is not None and c.services.clock() > deleting_at + PARTITION_MARGIN_S:
+            return True  # deletionTimestamp already includes the grace period
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node:
+            return False
+        try:
+            obj = await c.services.kube.get_node(node)
+        except KubeError:
+            return False  # not allowed to read nodes (namespace mode), or the API is down
+        if obj is None:
+            return True  # the node object was deleted
+        for condition in (obj.get("status") or {}).get("conditions") or []:
+            if condition.get("type") == "Ready":
+                return bool(condition.get("status") != "True")
+        return False
+
+    async def _requeue(self, worker: str, reason: str) -> None:
+        c = self.controller
+        requeued, failed = await c._redis(c._queue().requeue_worker(worker, reason), "requeue")
+        c.services.metrics.reaped(c._labels(), requeued + failed)
+        if requeued or failed:
+            c._event(
+                "Normal",
+                "WorkerReaped",
+                f"{worker} ({reason}): {requeued} task(s) requeued, {failed} failed at max"
+                " attempts",
+            )
+        else:
+            log.info("%s: forgot worker %s (%s): it held no task", c.key, worker, reason)
+
+
+def _find(observed: QueueObservation | None, worker: str) -> WorkerObservation | None:
+    if observed is None:
+        return None
+    return next((o for o in observed.workers if o.id == worker), None)
