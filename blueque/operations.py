@@ -37,6 +37,7 @@ from blueque.keys import (
 )
 from blueque.protocol import QueueProtocol
 from blueque.records import OwnerClaim, QueueObservation, QueueStats, WorkerInfo, parse_worker
+from blueque.scripts import Scripting
 from blueque.serialization import encode
 from blueque.states import LISTABLE, TaskState
 from blueque.steps import Call, NextEvent, Steps, Subscribe, batch, command
@@ -62,11 +63,13 @@ class QueueOperations(Generic[TaskT]):
     """The operations of one queue; tasks are built as `task_type` bound to `queue` (the
     face that runs these steps, so a task's own methods use the same client)."""
 
-    def __init__(self, queue: Any, keys: QueueKeys, task_type: type[TaskT]) -> None:
+    def __init__(
+        self, queue: Any, keys: QueueKeys, task_type: type[TaskT], scripting: Scripting
+    ) -> None:
         self.queue = queue
         self.keys = keys
         self.name = keys.queue
-        self.protocol = QueueProtocol(keys)
+        self.protocol = QueueProtocol(keys, scripting)
         self.task_type = task_type
         self._registered = False
 
@@ -317,7 +320,7 @@ class QueueFace(Generic[TaskT]):
         self.client = client
         self.keys = queue_keys(name, client.namespace)
         self.name = self.keys.queue
-        self.ops = QueueOperations(self, self.keys, self.task_type)
+        self.ops = QueueOperations(self, self.keys, self.task_type, client.scripting)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -1,5 +1,8 @@
--- Shared prelude, prepended verbatim to every Blueque script when it is registered.
--- It defines helpers only; it touches no key by itself.
+-- Shared helpers of every Blueque script. Each script's text is the body of a function
+-- (KEYS, ARGV) that `run` below calls: as one function of the library that FUNCTION LOAD
+-- registers once per server (FCALL), or after this text in the one script EVAL sends
+-- (blueque/scripts.py). So nothing here may depend on one call's keys or time except
+-- through `run`, which sets them afresh for each call.
 --
 -- Every key a script touches is either in KEYS or, when the script discovers it while running
 -- (a task id found in a list, a worker id found in a set), derived from PREFIX: the part of
@@ -11,10 +14,8 @@
 -- it uses) before its first write, and answers a bad value with an error reply that names the
 -- key and field, having changed nothing.
 
-local PREFIX = string.match(KEYS[1], '^(.-}:)')
-if not PREFIX then
-  return redis.error_reply('ERR blueque: KEYS[1] has no {queue} hash tag: ' .. KEYS[1])
-end
+-- The queue's prefix of this call's KEYS[1], set by `run`.
+local PREFIX
 
 -- Per-queue settings: the config hash overrides these defaults field by field. They are
 -- SCHEMA's defaults (blueque/config.py); tests/unit/test_config.py checks that they agree.
@@ -108,7 +109,8 @@ local function task_int(tk, field, v)
   return n
 end
 
--- The server clock, read once per script: one time for every field a transition writes.
+-- The server clock, read once per call: one time for every field a transition writes.
+-- Reset by `run` before each call.
 local NOW_MS, NOW_EXACT_MS
 local function read_clock()
   local t = redis.call('TIME')
@@ -252,3 +254,14 @@ end
 
 -- The settings requeue_worker needs.
 local REQUEUE_SETTINGS = {'max_attempts', 'finished_ttl_s', 'keep_finished'}
+
+-- Runs one script's body for one call: this call's prefix, a clock not read yet.
+local function run(body, keys, args)
+  PREFIX = string.match(keys[1] or '', '^(.-}:)')
+  if not PREFIX then
+    return redis.error_reply('ERR blueque: KEYS[1] has no {queue} hash tag: ' ..
+      tostring(keys[1]))
+  end
+  NOW_MS, NOW_EXACT_MS = nil, nil
+  return body(keys, args)
+end
