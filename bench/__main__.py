@@ -37,6 +37,8 @@ METRICS = {
         "worker_cpu_ms.inprocess",
         "worker_sys_ms.inprocess",
         "worker_faults.inprocess",
+        "parent_sys_ms.inprocess",
+        "parent_faults.inprocess",
     ),
     "fork": (
         "worker.fork",
@@ -44,6 +46,8 @@ METRICS = {
         "worker_cpu_ms.fork",
         "worker_sys_ms.fork",
         "worker_faults.fork",
+        "parent_sys_ms.fork",
+        "parent_faults.fork",
     ),
     "latency": tuple(
         f"latency.{f}" for f in harness.Latency.__dataclass_fields__ if f != "samples"
@@ -205,6 +209,8 @@ def _run(
         values[f"worker_cpu_ms.{kind}"] = run.worker_cpu_ms
         values[f"worker_sys_ms.{kind}"] = run.worker_sys_ms
         values[f"worker_faults.{kind}"] = run.worker_faults
+        values[f"parent_sys_ms.{kind}"] = run.parent_sys_ms
+        values[f"parent_faults.{kind}"] = run.parent_faults
     elif kind == "latency":
         lat = harness.latency(
             system, "inprocess", f"bench.lat.{tag}", args.samples, 20, args.timeout

@@ -99,6 +99,8 @@ def _rusage() -> dict[str, float]:
         "cpu_s": own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime,
         "sys_s": own.ru_stime + kids.ru_stime,
         "faults": float(own.ru_minflt + kids.ru_minflt),
+        "parent_sys_s": own.ru_stime,
+        "parent_faults": float(own.ru_minflt),
     }
 
 
@@ -151,6 +153,8 @@ class WorkerRun:
     worker_cpu_ms: float  # the worker's CPU per task (user + system), children included
     worker_sys_ms: float  # of which in the kernel
     worker_faults: float  # minor page faults per task, children included
+    parent_sys_ms: float  # kernel time of the worker process alone (no children)
+    parent_faults: float  # page faults of the worker process alone
 
 
 def worker_rate(
@@ -199,6 +203,8 @@ def worker_rate(
         used.get("cpu_s", nan) / n * 1000,
         used.get("sys_s", nan) / n * 1000,
         used.get("faults", nan) / n,
+        used.get("parent_sys_s", nan) / n * 1000,
+        used.get("parent_faults", nan) / n,
     )
 
 
