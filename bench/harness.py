@@ -138,12 +138,13 @@ def worker_process(
 # -- the measurements ------------------------------------------------------------------------
 
 
-def enqueue_rate(system: System, queue: str, n: int, cpu: RedisCpu) -> tuple[float, float]:
+def enqueue_rate(system: System, queue: str, n: int, cpu: RedisCpu) -> tuple[float, float, float]:
     """Tasks per second, one producer, one enqueue call per task, no worker running; and
-    the server's CPU microseconds per task."""
-    cpu_before = cpu()
+    the server's and the producer's CPU microseconds per task."""
+    cpu_before, client_before = cpu(), time.process_time()
     rate = n / system.enqueue(queue, n)
-    return rate, (cpu() - cpu_before) / n * 1e6
+    client_us = (time.process_time() - client_before) / n * 1e6
+    return rate, (cpu() - cpu_before) / n * 1e6, client_us
 
 
 @dataclass(frozen=True)
