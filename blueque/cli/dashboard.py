@@ -133,7 +133,15 @@ def dashboard(
         f" auth: {_auth_words(settings)})",
         err=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # Open event streams never end by themselves: on SIGTERM they are cut after a second.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=1,
+    )
 
 
 def _auth_words(settings: DashboardSettings) -> str:

@@ -10,7 +10,9 @@
   one on their own), must carry the page's CSRF token in `X-Blueque-CSRF`. A header a cross-site
   form cannot set, for a cookie or a basic-auth password the browser would send by itself.
 - **Headers:** a CSP without inline scripts or styles (`script-src 'self'`), no framing, no
-  referrer, no sniffing, no caching of user data.
+  referrer sent to other sites (`same-origin`: with `no-referrer` a browser sends `Origin:
+  null` on a form POST, and the login form could not be checked), no sniffing, no caching
+  of user data.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
