@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from blueque import environment as env
-from blueque.cli.app import State, UserError, pass_state
+from blueque.cli.app import DURATION, State, UserError, pass_state
 
 if TYPE_CHECKING:
     from blueque.dashboard.settings import DashboardSettings
@@ -81,6 +81,26 @@ whenever one is set; serving another address without either is refused."""
 )
 @click.option("--secure-cookie", is_flag=True, help="Mark the login cookie Secure (https).")
 @click.option("--queue", "queues", multiple=True, help="Show only this queue. Repeatable.")
+@click.option(
+    "--kube/--no-kube",
+    default=None,
+    help="The scaling view (BlueQueues, read-only): on, or off; by default on when a"
+    " kubeconfig ($KUBECONFIG, ~/.kube/config) or a pod's service account is found.",
+)
+@click.option(
+    "--kube-namespace",
+    "kube_namespaces",
+    multiple=True,
+    metavar="NS",
+    help="Read BlueQueues in this namespace only (repeatable; default: every namespace).",
+)
+@click.option(
+    "--scaling-interval",
+    **DURATION,
+    default=5.0,
+    show_default=True,
+    help="How often the BlueQueues and their Events are read.",
+)
 @pass_state
 def dashboard(
     state: State,
@@ -95,6 +115,9 @@ def dashboard(
     insecure_no_auth: bool,
     secure_cookie: bool,
     queues: tuple[str, ...],
+    kube: bool | None,
+    kube_namespaces: tuple[str, ...],
+    scaling_interval: float,
 ) -> None:
     try:
         import uvicorn
@@ -120,6 +143,9 @@ def dashboard(
         allow_actions=allow_actions,
         insecure_no_auth=insecure_no_auth,
         secure_cookie=secure_cookie,
+        kube=kube,
+        kube_namespaces=kube_namespaces,
+        scaling_interval_s=scaling_interval,
     ).validated()
     r = state.redis
 

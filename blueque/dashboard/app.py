@@ -25,8 +25,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from blueque.aio import AsyncClient
 from blueque.dashboard import api, pages
 from blueque.dashboard.hub import Hub
+from blueque.dashboard.scaling import KubeReader, ScalingWatcher
 from blueque.dashboard.security import Guard, SecurityHeaders, StripPrefix, is_public
 from blueque.dashboard.settings import DashboardSettings
+from blueque.errors import ConfigError
 
 HERE = Path(__file__).resolve().parent
 Connect = Callable[[], AsyncClient]
@@ -114,14 +116,39 @@ def create_app(
         hub = Hub(client, settings, queues)
         app.state.dashboard = Dashboard(settings, guard, templates, client, hub)
         await hub.start()
+        watcher = scaling_watcher(hub, settings)
+        if watcher is not None:
+            watcher.start()
         try:
             yield
         finally:
+            if watcher is not None:
+                await watcher.stop()
             await hub.stop()
             await client.close()
 
     app = Starlette(routes=routes(settings), lifespan=lifespan)
     return StripPrefix(SecurityHeaders(RequireAuth(app, guard)), settings.prefix)
+
+
+def scaling_watcher(hub: Hub, settings: DashboardSettings) -> ScalingWatcher | None:
+    """The scaling view's reader, when it is on (and, by default, when Kubernetes can be
+    reached from here); when it is off, the view says why."""
+    if settings.kube is False:
+        hub.extras["scaling"] = {"enabled": False, "why": "turned off (--no-kube)"}
+        return None
+    try:
+        reader = KubeReader(settings.kube_namespaces)
+    except ImportError:
+        why = "the kubernetes package is missing: pip install 'blueque[dashboard]'"
+    except Exception as exc:  # no kubeconfig, no service account: the loaders' own errors
+        why = f"no Kubernetes configuration ({type(exc).__name__}: {exc})"
+    else:
+        return ScalingWatcher(hub, reader, settings.scaling_interval_s, settings.history_s)
+    if settings.kube:
+        raise ConfigError(f"--kube: {why}")
+    hub.extras["scaling"] = {"enabled": False, "why": why}
+    return None
 
 
 def lifespan_state(app: Any) -> Dashboard:

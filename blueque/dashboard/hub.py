@@ -73,11 +73,19 @@ class Message:
         self.frame = f"event: {kind}\ndata: {self.data}\n\n".encode()
 
 
-class Listener:
-    """One page's registration: the queues it follows (None: all) and its buffer."""
+EXTRAS = frozenset({"scaling"})
+"""Kinds of message only the pages that ask for them get (large, and of one view only)."""
 
-    def __init__(self, queues: frozenset[str] | None, limit: int) -> None:
+
+class Listener:
+    """One page's registration: the queues it follows (None: all), the extras it wants, and
+    its buffer."""
+
+    def __init__(
+        self, queues: frozenset[str] | None, limit: int, extras: frozenset[str] = frozenset()
+    ) -> None:
         self.queues = queues
+        self.extras = extras
         self.limit = limit
         self.buffer: deque[Message] = deque()
         self.behind = False
@@ -89,6 +97,11 @@ class Listener:
 
     def wants(self, queue: str | None) -> bool:
         return queue is None or self.queues is None or queue in self.queues
+
+    def wants_message(self, message: Message) -> bool:
+        if message.kind in EXTRAS:
+            return message.kind in self.extras
+        return self.wants(message.queue)
 
     def push(self, message: Message) -> None:
         if self.behind:
@@ -271,9 +284,11 @@ class Hub:
 
     # -- pages ---------------------------------------------------------------------------------
 
-    def register(self, queues: Sequence[str] | None) -> Listener:
+    def register(self, queues: Sequence[str] | None, extras: Sequence[str] = ()) -> Listener:
         listener = Listener(
-            None if queues is None else frozenset(queues), self.settings.page_buffer
+            None if queues is None else frozenset(queues),
+            self.settings.page_buffer,
+            frozenset(extras) & EXTRAS,
         )
         self._renew(listener)
         self.listeners.add(listener)
@@ -288,7 +303,7 @@ class Hub:
     def publish(self, message: Message) -> None:
         self.published += 1
         for listener in list(self.listeners):
-            if listener.wants(message.queue):
+            if listener.wants_message(message):
                 listener.push(message)
 
     def publish_extra(self, kind: str, document: dict[str, Any]) -> None:
@@ -315,7 +330,7 @@ class Hub:
             "states": dict(zip(names, states, strict=True)),
             "config": {f.name: f.config for f in feeds if f.config is not None},
             "spark": {f.name: f.spark for f in feeds if f.spark is not None},
-            **self.extras,
+            **{kind: doc for kind, doc in self.extras.items() if kind in listener.extras},
         }
         return Message("snapshot", None, document)
 

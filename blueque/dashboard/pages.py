@@ -219,7 +219,8 @@ async def scaling(request: Request) -> Response:
 
 
 async def events(request: Request) -> Response:
-    """The page's event stream: `?queue=NAME` (repeatable) follows those queues, none all."""
+    """The page's event stream: `?queue=NAME` (repeatable) follows those queues, none all;
+    `?extra=scaling` adds the scaling view's document."""
     d = dashboard(request)
     names = request.query_params.getlist("queue")
     try:
@@ -227,7 +228,7 @@ async def events(request: Request) -> Response:
             validate_queue_name(name)
     except InvalidNameError as exc:
         return Response(str(exc), status_code=400, media_type="text/plain")
-    listener = d.hub.register(names or None)
+    listener = d.hub.register(names or None, request.query_params.getlist("extra"))
     return StreamingResponse(
         frames(d.hub, listener, d.settings.keepalive_s),
         media_type="text/event-stream",

@@ -53,6 +53,15 @@ class DashboardSettings:
     pages and in the JSON API."""
     finished_scan: int = 500
     """The finished view looks at this many newest tasks per state (filters apply to them)."""
+    kube: bool | None = None
+    """The scaling view: on, off, or (None) on when a kubeconfig or a service account is
+    found."""
+    kube_namespaces: tuple[str, ...] = ()
+    """List BlueQueues in these namespaces only (none: cluster-wide)."""
+    scaling_interval_s: float = 5.0
+    """How often the BlueQueues and their Events are read (and history sampled)."""
+    history_s: float = 7200.0
+    """How much scaling history is kept in memory, per BlueQueue."""
     secure_cookie: bool = False
     """Mark the login cookie `Secure` (set when the browser reaches the dashboard by https)."""
 
@@ -79,7 +88,14 @@ class DashboardSettings:
                 " user data. Set BLUEQUE_DASHBOARD_TOKEN (or --token-file), or --basic-user,"
                 " or --insecure-no-auth behind a proxy that authenticates"
             )
-        for name in ("refresh_s", "debounce_s", "spark_refresh_s", "keepalive_s"):
+        for name in (
+            "refresh_s",
+            "debounce_s",
+            "spark_refresh_s",
+            "keepalive_s",
+            "scaling_interval_s",
+            "history_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive")
         if self.page_buffer < 10 or self.max_value_chars < 100 or self.finished_scan < 1:

@@ -10,29 +10,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from blueque import Client, Queue
-from devtools.dashboards import RunningDashboard, dashboard
+from blueque import Client
+from devtools.browser import Screenshots
+from devtools.dashboards import dashboard
 from devtools.redis_servers import RedisCluster
-from tests.browser.conftest import Screenshots
+from tests.support.dashboard_pages import begin, log_in
 
 pytestmark = pytest.mark.browser
-
-
-def log_in(page: Page, dash: RunningDashboard) -> None:
-    assert dash.token is not None
-    page.goto(f"{dash.url}/login")
-    page.fill("#token", dash.token)
-    page.click("form.login button[type=submit]")
-    expect(page.locator("#live")).to_have_text("live")
-
-
-def begin(queue: Queue, worker: str) -> tuple[str, int]:
-    """Registers `worker`, claims the head of the queue and begins it."""
-    t = queue.transitions
-    t.heartbeat(worker, 60_000, {"host": "browser-test", "pid": 4242})
-    claimed = t.claim(worker, 1)
-    assert claimed is not None
-    return claimed, t.begin(worker, claimed, 4242).attempt
 
 
 def test_a_task_goes_from_enqueued_to_running_to_complete_live_and_cancel_works(

@@ -42,7 +42,7 @@ class Setup:
         )
 
     def client(self, **settings: Any) -> TestClient:
-        app = create_app(DashboardSettings(refresh_s=0.2, **settings), self.connect)
+        app = create_app(DashboardSettings(refresh_s=0.2, kube=False, **settings), self.connect)
         return TestClient(app, base_url="http://dash.local")
 
     def run_one(self, queue: str, outcome: Outcome, payload: str) -> str:
@@ -121,7 +121,7 @@ def _jsonable(document: Any) -> Any:
 
 def test_read_only_mode_has_no_action_routes_and_no_buttons(setup: Setup) -> None:
     failed = setup.run_one("q", "failed", '{"type": "E", "message": "m"}')
-    app = create_app(DashboardSettings(), setup.connect)
+    app = create_app(DashboardSettings(kube=False), setup.connect)
     inner: Any = app
     while not hasattr(inner, "routes"):
         inner = inner.app

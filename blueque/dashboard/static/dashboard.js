@@ -368,12 +368,101 @@
       el("td", { class: "n" }, t.attempts), el("td", { class: "clip" }, clip(detail, 200)), el("td", { class: "clip" }, clip(one(t.parameters), 200)), el("td", {}, retry)));
   }
 
-  // -- scaling (filled by scaling.js's data, drawn here) -------------------------------------
+  // -- scaling: replicas against desired over time, over pending and running -----------------
+
+  function chart(bq) {
+    const ns = "http://www.w3.org/2000/svg";
+    const width = 900;
+    const height = 190;
+    const pad = { left: 34, right: 10, top: 10, bottom: 22 };
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("width", String(width));
+    svg.setAttribute("height", String(height));
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    svg.setAttribute("class", "chart");
+    const rows = bq.history || [];
+    const events = (bq.events || []).filter((e) => e.time_ms);
+    const t0 = Math.min(...rows.map((r) => r[0]), ...events.map((e) => e.time_ms), now());
+    const t1 = Math.max(now(), t0 + 1000);
+    let top = 1;
+    for (const r of rows) for (const v of r.slice(1)) if (typeof v === "number") top = Math.max(top, v);
+    const x = (t) => pad.left + ((t - t0) / (t1 - t0)) * (width - pad.left - pad.right);
+    const y = (v) => height - pad.bottom - (v / top) * (height - pad.top - pad.bottom);
+    const add = (tag, attrs, text) => {
+      const node = document.createElementNS(ns, tag);
+      for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+      if (text !== undefined) node.textContent = text;
+      svg.append(node);
+      return node;
+    };
+    add("line", { x1: pad.left, y1: y(0), x2: width - pad.right, y2: y(0), stroke: "#d8dee6" });
+    add("text", { x: 2, y: y(top) + 4 }, String(top));
+    add("text", { x: 2, y: y(0) }, "0");
+    add("text", { x: pad.left, y: height - 6 }, new Date(t0).toLocaleTimeString());
+    add("text", { x: width - pad.right - 60, y: height - 6 }, new Date(t1).toLocaleTimeString());
+    for (const e of events) {
+      if (!["ScaledUp", "ScaledDown", "WorkerReaped"].includes(e.reason)) continue;
+      const line = add("line", { x1: x(e.time_ms), y1: pad.top, x2: x(e.time_ms), y2: y(0), class: "scale-event", "data-reason": e.reason });
+      const title = document.createElementNS(ns, "title");
+      title.textContent = `${e.reason}: ${e.message}`;
+      line.append(title);
+    }
+    // Steps: a value holds until the next sample.
+    const series = [["pending", 3], ["running", 4], ["desired", 2], ["replicas", 1]];
+    for (const [name, index] of series) {
+      const points = [];
+      let last = null;
+      for (const r of rows) {
+        const v = r[index];
+        if (typeof v !== "number") continue;
+        if (last !== null) points.push(`${x(r[0]).toFixed(1)},${y(last).toFixed(1)}`);
+        points.push(`${x(r[0]).toFixed(1)},${y(v).toFixed(1)}`);
+        last = v;
+      }
+      if (last !== null) points.push(`${x(t1).toFixed(1)},${y(last).toFixed(1)}`);
+      if (points.length) add("polyline", { points: points.join(" "), class: name, "data-series": name });
+    }
+    return svg;
+  }
 
   function renderScaling() {
     const root = document.getElementById("scaling");
     if (!root || !scaling) return;
-    if (window.BluequeScaling) window.BluequeScaling.render(root, scaling, { el, link, duration, localTime, now });
+    const parts = [];
+    if (!scaling.enabled) {
+      parts.push(el("p", { class: "hint" }, `The scaling view is off: ${scaling.why || ""}`));
+    } else {
+      parts.push(el("p", { class: "hint" },
+        `BlueQueues read from the ${scaling.source} every ${scaling.interval_s}s; matched to a queue by its claim (the queue's owner is the BlueQueue's UID) and key prefix ${scaling.key_prefix}. History is kept in memory since the dashboard started (${Math.round(scaling.history_s / 60)} min), Events as they were seen.`));
+      if (scaling.error) parts.push(el("p", { class: "error" }, scaling.error));
+      if (!scaling.bluequeues.length && !scaling.error) parts.push(el("p", { class: "hint" }, "No BlueQueue found."));
+    }
+    for (const bq of (scaling.enabled ? scaling.bluequeues : [])) {
+      const section = el("section", { class: "bluequeue", dataset: { bluequeue: `${bq.namespace}/${bq.name}`, matched: bq.matched ? "yes" : "no" } });
+      const title = el("h2", {}, `${bq.namespace}/${bq.name} → `);
+      title.append(bq.matched ? link(`/queues/${encodeURIComponent(bq.queue)}`, bq.queue) : bq.queue);
+      section.append(title);
+      if (!bq.matched) section.append(el("p", { class: "error unmatched" }, `Not this dashboard's queue: ${bq.unmatched}`));
+      section.append(el("p", { class: "summary" },
+        `replicas ${bq.replicas ?? "-"}, desired ${bq.desired ?? "-"}, pending ${bq.pending ?? "-"}, running ${bq.running ?? "-"}, workers ${bq.workers ?? "-"}`));
+      const conditions = el("div", { class: "conditions" });
+      for (const c of bq.conditions) {
+        const good = (c.type === "Ready" || c.type === "RedisReachable") === (c.status === "True");
+        conditions.append(el("span", { class: `condition ${good ? "true" : "bad"}`, title: c.message || c.reason, dataset: { type: c.type, status: c.status } }, `${c.type}=${c.status} (${c.reason})`));
+      }
+      section.append(conditions);
+      if (bq.last_scale_time) {
+        section.append(el("p", { class: "last-scale" }, `Last scale ${localTime(bq.last_scale_time)}: ${bq.last_scale_reason || ""}`));
+      }
+      section.append(el("p", { class: "legend" }, el("span", { class: "replicas" }, "— replicas"), el("span", { class: "desired" }, "- - desired"),
+        el("span", { class: "pending" }, "— pending"), el("span", { class: "running" }, "— running"), el("span", { class: "error" }, "| scale or reap")));
+      section.append(chart(bq));
+      const rows = [...bq.events].reverse().slice(0, 30).map((e) => el("tr", { dataset: { reason: e.reason } },
+        el("td", { class: "time" }, localTime(e.time)), el("td", { class: e.type === "Warning" ? "error" : "" }, e.reason), el("td", {}, e.message), el("td", { class: "n" }, e.count)));
+      section.append(el("table", { class: "grid events" }, el("thead", {}, el("tr", {}, el("th", {}, "time"), el("th", {}, "event"), el("th", {}, "message"), el("th", { class: "n" }, "count"))), el("tbody", {}, ...rows)));
+      parts.push(section);
+    }
+    root.replaceChildren(...parts);
   }
 
   // -- the stream --------------------------------------------------------------------------
@@ -404,7 +493,8 @@
   }
 
   function connect() {
-    const scoped = pageQueue && view !== "feed" ? `?queue=${encodeURIComponent(pageQueue)}` : "";
+    let scoped = pageQueue && view !== "feed" ? `?queue=${encodeURIComponent(pageQueue)}` : "";
+    if (view === "scaling") scoped = "?extra=scaling";
     const source = new EventSource(`${prefix}/events${scoped}`);
     const live = document.getElementById("live");
     const status = (text, on) => { if (live) { live.textContent = text; live.className = on ? "badge on" : "badge off"; } };
