@@ -37,6 +37,7 @@ log = logging.getLogger("blueque.dashboard")
 
 CONFIRM_WAIT_S = 5.0
 MAX_BACKOFF_S = 10.0
+YIELD_EVERY = 50  # events read in a row before the pages' writers get a turn
 # What one queue's failure may be (Redis down, a corrupt key); anything else is a bug.
 FAILURES = (BluequeError, redis.exceptions.RedisError, OSError)
 
@@ -171,6 +172,10 @@ class QueueFeed:
                         self.events_seen += 1
                         self.hub.publish(Message("event", self.name, {"queue": self.name, **event}))
                         self.mark_dirty()
+                        if self.events_seen % YIELD_EVERY == 0:
+                            # Reading buffered messages never waits: let the pages' writers
+                            # drain their buffers now and then, or a burst overflows them.
+                            await asyncio.sleep(0)
             except FAILURES as exc:
                 self.confirmed.clear()
                 log.warning("queue %s: events: %s (retrying)", self.name, redact(str(exc)))
