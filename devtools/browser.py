@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,7 +38,11 @@ def versions() -> str:
     else:
         done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
         browser = done.stdout.strip() or done.stderr.strip()
-    return f"playwright {version('playwright')}, {browser}"
+    try:
+        driver = f"playwright {version('playwright')}"
+    except PackageNotFoundError:
+        driver = "playwright missing (./dev setup installs it)"
+    return f"{driver}, {browser}"
 
 
 class Screenshots:

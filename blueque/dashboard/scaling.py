@@ -232,6 +232,7 @@ class ScalingWatcher:
         self.interval_s = interval_s
         self.history = History(history_s, interval_s)
         self._task: asyncio.Task[None] | None = None
+        self._last_error: str | None = None
 
     def start(self) -> None:
         self.hub.extras["scaling"] = self._document([], None, "reading the BlueQueues…")
@@ -253,9 +254,12 @@ class ScalingWatcher:
         try:
             objects = await asyncio.to_thread(self.reader.bluequeues)
         except KubeReadError as exc:
-            log.warning("scaling view: %s", exc)
+            if str(exc) != self._last_error:  # once per distinct failure, not every tick
+                log.warning("scaling view: %s", exc)
+            self._last_error = str(exc)
             self.hub.publish_extra("scaling", self._document([], None, str(exc)))
             return
+        self._last_error = None
         refs = [BlueQueueRef.parse(o) for o in objects]
         owners = await self._owners({r.queue for r in refs if r.key_prefix == self._prefix})
         now_ms = int(time.time() * 1000)
