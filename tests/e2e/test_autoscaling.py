@@ -94,6 +94,8 @@ class Recorder:
         while not self._stop.is_set():
             stream = self._admin.open_watch(path, resource_version=version, timeout_s=300)
             self._streams.append(stream)
+            if self._stop.is_set():  # closed while this one opened
+                stream.close()
             with stream:
                 for event in stream:
                     obj = event["object"]
