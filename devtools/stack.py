@@ -24,6 +24,7 @@ import yaml
 
 from devtools.localkube.api import ApiClient, Json
 from devtools.localkube.cluster import LocalCluster
+from devtools.localkube.errors import ApiError
 from devtools.podrunner import PodRunner, RunnerOptions
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "RELEASE",
     "apply_manifest",
     "example_bluequeue",
+    "force_delete_pod",
     "install_chart",
     "operator_runner",
     "uninstall_chart",
@@ -147,3 +149,14 @@ def example_bluequeue(
 def apply_manifest(cluster: LocalCluster, namespace: str, manifest: Json) -> str:
     """`kubectl apply -n namespace -f -`, as a user applies an edited file."""
     return cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(manifest))
+
+
+def force_delete_pod(api: ApiClient, runner: PodRunner, namespace: str, pod: str) -> None:
+    """What `kubectl delete pod --force --grace-period=0` does on a real node: the process dies
+    at once (KWOK's pod object cannot say so: the runner is told) and the object goes."""
+    runner.kill(pod, namespace)
+    body = json.dumps({"gracePeriodSeconds": 0}).encode()
+    path = f"/api/v1/namespaces/{namespace}/pods/{pod}"
+    status, answer = api.raw("DELETE", path, body, content_type="application/json")
+    if status not in (200, 202, 404):
+        raise ApiError("DELETE", path, status, answer.decode(errors="replace"))

@@ -41,6 +41,7 @@ from devtools.stack import (
     OPERATOR_ENTRYPOINT,
     apply_manifest,
     example_bluequeue,
+    force_delete_pod,
     install_chart,
     operator_runner,
     uninstall_chart,
@@ -151,21 +152,17 @@ def disrupt(
     if not candidates:
         return False
     target = rng.choice(candidates)
-    path = f"/api/v1/namespaces/{ns}/pods/{target.name}"
     if action == "sigkill":  # the worker's main process, as the OOM killer would: restarted
         assert target.pid is not None
         os.kill(target.pid, signal.SIGKILL)
         out.kills[target.name].append(time.time())
     elif action == "force":  # kubectl delete --force --grace-period=0 on a real node
         out.deleted.add(target.name)
-        runner.kill(target.name)
+        force_delete_pod(admin, runner, ns, target.name)
         out.kills[target.name].append(time.time())
-        body = json.dumps({"gracePeriodSeconds": 0}).encode()
-        status, answer = admin.raw("DELETE", path, body, content_type="application/json")
-        assert status in (200, 202, 404), answer
     else:  # graceful: SIGTERM, a busy worker finishes its task first
         out.deleted.add(target.name)
-        admin.delete(path)
+        admin.delete(f"/api/v1/namespaces/{ns}/pods/{target.name}")
     out.done.append(f"{action} {target.name}")
     return True
 
