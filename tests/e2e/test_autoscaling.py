@@ -352,6 +352,8 @@ def test_helm_install_example_chaos_scale_to_max_and_back_then_uninstall(
         kube_admin.get(f"/apis/apps/v1/namespaces/{ns}/deployments/blueque")
     assert no_operator.value.status == 404
     wait_crd_established(kube_admin)
+    lease = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/blueque-operator"
+    assert kube_admin.get(lease)["kind"] == "Lease"  # left behind (the chart's README says so)
     assert kube_admin.get(bq_path)["spec"]["queue"] == queue_name
     assert kube_admin.get(deployment_path)["spec"]["replicas"] == min_replicas
     with Client(redis_url) as client:
