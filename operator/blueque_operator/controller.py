@@ -137,6 +137,8 @@ class QueueController:
         self.redis_ok: bool | None = None
         self.redis_message = ""
         self.conflict_with: str | None = None
+        self.held_claim = False
+        """This BlueQueue held the queue's claim at least once (so its Deployment is ours)."""
         self.blocked: str | None = None
         self.failing: str | None = None
         self.backoff_s = 0.0
@@ -204,10 +206,17 @@ class QueueController:
             return
         assert self.spec is not None
         try:
-            await self._ensure_deployment()
-            queue = await self._connect()
-            await self._claim(queue, report)
+            try:
+                queue = await self._connect()
+                await self._claim(queue, report)
+            except RedisUnavailable:
+                if self.held_claim:  # keep the Deployment reconciled through an outage
+                    await self._ensure_deployment()
+                raise
             if self.conflict_with is None:
+                # Only the BlueQueue holding the queue creates workers for it.
+                self.held_claim = True
+                await self._ensure_deployment()
                 await self._configure(queue)
                 observed = await self._observe(queue)
                 report.queue = observed

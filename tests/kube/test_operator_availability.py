@@ -181,7 +181,9 @@ def test_a_second_bluequeue_on_the_same_queue_gets_conflict_and_does_nothing(
     operator_runs.start([ns], lease_namespace=ns)
     kube_admin.create(bq_path(ns), bluequeue("owner", redis_url, queue="shared"))
     wait_condition(kube_admin, ns, "owner", "Ready", "True")
-    kube_admin.create(bq_path(ns), bluequeue("intruder", redis_url, queue="shared"))
+    kube_admin.create(
+        bq_path(ns), bluequeue("intruder", redis_url, queue="shared", scaling={"minReplicas": 1})
+    )
     conflicted = wait_condition(kube_admin, ns, "intruder", "Conflict", "True")
     assert condition(conflicted, "Ready")["status"] == "False"  # type: ignore[index]
     assert "Conflict" in reasons(kube_admin, ns, "intruder")
@@ -189,10 +191,12 @@ def test_a_second_bluequeue_on_the_same_queue_gets_conflict_and_does_nothing(
         client.get_queue("shared").enqueue({"echo": 1})
         wait_until(lambda: replicas(kube_admin, ns, "owner") == 1, 10, what="the owner scales")
     time.sleep(1)
-    assert replicas(kube_admin, ns, "intruder") == 0
+    # The intruder created nothing: no workers of its own on a queue it does not hold.
+    assert replicas(kube_admin, ns, "intruder") is None
     # The owner goes: the intruder takes over the queue.
     kube_admin.delete(bq_path(ns, "owner"))
     wait_condition(kube_admin, ns, "intruder", "Conflict", "False", 30)
+    wait_until(lambda: replicas(kube_admin, ns, "intruder") is not None, 10, what="its Deployment")
 
 
 def test_what_the_schema_cannot_refuse_becomes_a_condition_and_an_event(
