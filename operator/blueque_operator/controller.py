@@ -4,10 +4,11 @@ A `QueueController` runs while its BlueQueue exists and this replica holds the L
 no state the cluster or Redis does not also hold: the scale-down in flight is in the status,
 the drains in Redis, the pods in the watch. Each tick:
 
-1. ensure the worker Deployment matches the spec (hand edits reconciled; replicas untouched)
+1. claim the queue in Redis (two BlueQueues on one queue: the second gets Conflict, and
+   creates nothing);
+2. ensure the worker Deployment matches the spec (hand edits reconciled; replicas untouched)
    and the queue's config in Redis matches `spec.tasks` (once per generation, and after Redis
    comes back);
-2. claim the queue in Redis (two BlueQueues on one queue: the second gets Conflict);
 3. observe the queue in one round trip, decide (`policy.decide`), and act: undrain, scale up,
    drain, deletion costs, scale down, disruption annotations; promote due scheduled tasks;
 4. reap the workers of pods that are gone (the sweep; DELETED events reap at once, see
