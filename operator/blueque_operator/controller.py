@@ -57,7 +57,7 @@ from blueque_operator.policy import (
     decide,
     protection_changes,
 )
-from blueque_operator.reaper import Reaper
+from blueque_operator.reaper import Reaped, Reaper
 from blueque_operator.redis_link import Endpoint, RedisLinks
 from blueque_operator.spec import BlueQueueSpec, parse_bluequeue
 from blueque_operator.status import (
@@ -145,7 +145,7 @@ class QueueController:
         self.backoff_s = 0.0
         self.last_observation: QueueObservation | None = None
         self.metrics_key: QueueKey | None = None
-        self.reaper = Reaper(self)
+        self.reaper = Reaper(self.uid, self.key, services.world, services.kube, services.clock)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -223,7 +223,7 @@ class QueueController:
                 report.queue = observed
                 await self._scale(queue, observed, report)
                 await self._promote(queue)
-                await self.reaper.sweep(observed)
+                self._reaped(await self._redis(self.reaper.sweep(queue, observed), "requeue"))
             self._redis_state(True, "")
             self.backoff_s = 0.0
         except RedisUnavailable as exc:
@@ -348,6 +348,34 @@ class QueueController:
 
     async def _promote(self, queue: AsyncQueue) -> None:
         await self._redis(queue.promote_due(), "promote due tasks")
+
+    # -- reaping -------------------------------------------------------------------------------
+
+    async def pod_deleted(self, pod: str) -> None:
+        """A worker pod of this BlueQueue is gone (a DELETED event): requeue its tasks now."""
+        if not self.services.is_leader() or self.spec is None or self.endpoint is None:
+            return
+        if self.conflict_with is not None:
+            return
+        try:
+            reaped = await self.reaper.pod_deleted(self._queue(), self.last_observation, pod)
+        except REDIS_FAILURES as exc:  # the sweep requeues it once Redis answers
+            log.warning("%s: cannot reap %s now: %s", self.key, pod, exc)
+            return
+        self._reaped([] if reaped is None else [reaped])
+
+    def _reaped(self, reaped: list[Reaped]) -> None:
+        for r in reaped:
+            self.services.metrics.reaped(self._labels(), r.requeued + r.failed)
+            if r.requeued or r.failed:
+                self._event(
+                    "Normal",
+                    "WorkerReaped",
+                    f"{r.worker} ({r.reason}): {r.requeued} task(s) requeued, {r.failed} failed"
+                    " at max attempts",
+                )
+            else:
+                log.info("%s: forgot worker %s (%s): it held no task", self.key, r.worker, r.reason)
 
     # -- scaling -------------------------------------------------------------------------------
 
