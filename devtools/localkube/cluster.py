@@ -32,7 +32,7 @@ from devtools.errors import ProcessError
 from devtools.localkube.api import ApiClient, Json
 from devtools.localkube.build import Binaries, find_binaries
 from devtools.localkube.errors import ApiError, ClusterError
-from devtools.localkube.pki import ClientCert, Pki, create_pki
+from devtools.localkube.pki import FRONT_PROXY_CLIENT, ClientCert, Pki, create_pki
 from devtools.processes import Process, free_port, wait_until
 
 __all__ = ["KWOK_NODE_ANNOTATION", "ClusterState", "LocalCluster", "default_state_dir"]
@@ -372,6 +372,18 @@ class LocalCluster:
             # cluster needs it (KWOK pods do not run), so keep it endpoint-less and quiet.
             "--endpoint-reconciler-type=none",
             "--profiling=false",
+            # The aggregation layer, always on: requests to an APIService are proxied with the
+            # front proxy's client certificate and the caller's identity in these headers, and
+            # go to the Service's address (ClusterIP or ExternalName), never to its endpoints
+            # (a KWOK pod's IP leads nowhere).
+            f"--requestheader-client-ca-file={pki.front_proxy_ca_file}",
+            f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki.front_proxy_client.cert_file}",
+            f"--proxy-client-key-file={pki.front_proxy_client.key_file}",
+            "--enable-aggregator-routing=false",
         ]
 
     def _kcm_argv(
