@@ -1,22 +1,28 @@
-"""`Client`: the entry point. Holds one Redis connection pool and the registered scripts."""
+"""`Client`: the entry point. Holds one Redis connection pool and the runner of the protocol's
+steps over it (`blueque.execution`); `blueque.aio.AsyncClient` is its asyncio twin, and
+`ClientBase` what the two share: the constructor and the queues."""
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, Generic, TypeVar
 
-from blueque.connection import RedisClient, close, connect, redis_errors
+from blueque import operations
+from blueque.connection import SYNC, Flavor, RedisClient, close, connect
 from blueque.events import SubscriberPool
-from blueque.keys import DEFAULT_NAMESPACE, queue_of_task, registry_key, validate_namespace
-from blueque.protocol import Scripts
+from blueque.execution import Runner
+from blueque.keys import DEFAULT_NAMESPACE, queue_of_task, validate_namespace
+from blueque.operations import QueueFace
 from blueque.queue import Queue
 from blueque.records import QueueStats
 from blueque.task import Task
 
+R = TypeVar("R")
+QueueT = TypeVar("QueueT", bound=QueueFace[Any])
 
-class Client:
-    """Connects to Redis. `Client(hostname="localhost", port=6379, db=0)` or
-    `Client("redis://...")`; see `blueque.connection.connect` for every URL form
-    (TLS, Sentinel, Cluster). `password` also supplies or replaces a URL's password."""
+
+class ClientBase(Generic[R, QueueT]):
+    flavor: Flavor
+    queue_type: type[QueueT]
 
     def __init__(
         self,
@@ -30,10 +36,10 @@ class Client:
         ssl: bool = False,
         cluster: bool = False,
         namespace: str = DEFAULT_NAMESPACE,
-        redis: RedisClient | None = None,
+        redis: R | None = None,
     ) -> None:
         self.namespace = validate_namespace(namespace)  # before connecting: nothing to close
-        self.redis: RedisClient = (
+        self.redis: R = (
             redis
             if redis is not None
             else connect(
@@ -45,17 +51,33 @@ class Client:
                 username=username,
                 ssl=ssl,
                 cluster=cluster,
+                flavor=self.flavor,
             )
         )
-        self.scripts = Scripts(self.redis)
-        self.subscribers = SubscriberPool(self.redis)
-        self._queues: dict[str, Queue] = {}
+        self._queues: dict[str, QueueT] = {}
+        self._start()
 
-    def get_queue(self, name: str) -> Queue:
+    def _start(self) -> None:
+        """Sets up what runs the steps over `self.redis`."""
+
+    def get_queue(self, name: str) -> QueueT:
         queue = self._queues.get(name)
         if queue is None:
-            queue = self._queues[name] = Queue(self, name)
+            queue = self._queues[name] = self.queue_type(self, name)
         return queue
+
+
+class Client(ClientBase[RedisClient, Queue]):
+    """Connects to Redis. `Client(hostname="localhost", port=6379, db=0)` or
+    `Client("redis://...")`; see `blueque.connection.connect` for every URL form
+    (TLS, Sentinel, Cluster). `password` also supplies or replaces a URL's password."""
+
+    flavor = SYNC
+    queue_type = Queue
+
+    def _start(self) -> None:
+        self.subscribers = SubscriberPool(self.redis)
+        self.runner = Runner(self.redis, self.subscribers)
 
     def get_task(self, task_id: str) -> Task:
         """The current snapshot of a task, from its id alone (the id names its queue)."""
@@ -63,16 +85,14 @@ class Client:
 
     def queues(self) -> list[str]:
         """Names of every queue that was ever used (the registry set)."""
-        with redis_errors("list queues"):
-            return sorted(cast(set[str], self.redis.smembers(registry_key(self.namespace))))
+        return self.runner.run(operations.queue_names(self.namespace))
 
     def info(self) -> list[QueueStats]:
         """Stats of every queue: one round trip per queue."""
         return [self.get_queue(name).stats() for name in self.queues()]
 
     def ping(self) -> bool:
-        with redis_errors("ping"):
-            return bool(self.redis.ping())
+        return self.runner.run(operations.ping())
 
     def close(self) -> None:
         self.subscribers.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeGuard
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
@@ -40,8 +41,21 @@ _COMMON: dict[str, Any] = {
 RedisClient = redis.Redis | RedisCluster
 
 
-def _no_retry() -> Retry:
-    return Retry(NoBackoff(), 0)
+@dataclass(frozen=True)
+class Flavor:
+    """The redis-py classes of one IO model: `redis` (sync) or `redis.asyncio`, which take
+    the same arguments; so both clients read URLs and keywords here, the same way."""
+
+    redis: Any
+    cluster: Any
+    sentinel: Any
+    retry: Any
+
+    def no_retry(self) -> Any:
+        return self.retry(NoBackoff(), 0)
+
+
+SYNC = Flavor(redis.Redis, RedisCluster, Sentinel, Retry)
 
 
 def connect(
@@ -54,8 +68,10 @@ def connect(
     username: str | None = None,
     ssl: bool = False,
     cluster: bool = False,
-) -> RedisClient:
-    """A redis-py client (`Redis` or `RedisCluster`) with Blueque's connection settings.
+    flavor: Flavor = SYNC,
+) -> Any:
+    """A redis-py client (`Redis` or `RedisCluster`; of `redis.asyncio` with its flavor)
+    with Blueque's connection settings.
 
     URL forms: `redis://`, `rediss://` (TLS), `unix://`, `redis+cluster://host:port` (or
     `cluster=True`), `redis+sentinel://[user:pass@]host:port[,host:port...]/master[/db]`.
@@ -73,34 +89,34 @@ def connect(
                     f"{name} must be a whole number {lowest}-{highest}, got {value!r}"
                 )
         if cluster:
-            return RedisCluster(
+            return flavor.cluster(
                 host=hostname,
                 port=port,
                 password=password,
                 username=username,
                 ssl=ssl,
-                retry=_no_retry(),
+                retry=flavor.no_retry(),
                 **_COMMON,
             )
-        return redis.Redis(
+        return flavor.redis(
             host=hostname,
             port=port,
             db=db,
             password=password,
             username=username,
             ssl=ssl,
-            retry=_no_retry(),
+            retry=flavor.no_retry(),
             **_COMMON,
         )
     try:
-        return _from_url(url, password, cluster)
+        return _from_url(flavor, url, password, cluster)
     except ConfigError:
         raise
     except ValueError as exc:  # a port or db that is no number, a malformed URL
         raise ConfigError(f"invalid Redis URL {redact(url)}: {exc}") from None
 
 
-def _from_url(url: str, password: str | None, cluster: bool) -> RedisClient:
+def _from_url(flavor: Flavor, url: str, password: str | None, cluster: bool) -> Any:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if password is not None:
@@ -112,17 +128,16 @@ def _from_url(url: str, password: str | None, cluster: bool) -> RedisClient:
         _check_url(url, parts)
     if scheme in ("redis+cluster", "rediss+cluster") or (cluster and scheme in ("redis", "rediss")):
         plain = ("rediss" if scheme.startswith("rediss") else "redis") + url[len(scheme) :]
-        return RedisCluster.from_url(plain, retry=_no_retry(), **auth, **_COMMON)
+        return flavor.cluster.from_url(plain, retry=flavor.no_retry(), **auth, **_COMMON)
     if scheme in ("redis+sentinel", "rediss+sentinel"):
-        return _sentinel(
-            parts.netloc, parts.path, parts.query, scheme.startswith("rediss"), password
-        )
+        tls = scheme.startswith("rediss")
+        return _sentinel(flavor, parts.netloc, parts.path, parts.query, tls, password)
     if scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"unsupported Redis URL scheme {scheme!r} in {redact(url)}")
     options = dict(_COMMON)
     if scheme == "unix":
         del options["socket_keepalive"]  # a TCP option
-    return redis.Redis.from_url(url, retry=_no_retry(), **auth, **options)
+    return flavor.redis.from_url(url, retry=flavor.no_retry(), **auth, **options)
 
 
 def _with_userinfo(url: str, make: Callable[[str, str], str]) -> str:
@@ -170,8 +185,8 @@ def redact(text: str) -> str:
 
 
 def _sentinel(
-    netloc: str, path: str, query: str, tls: bool, password_over: str | None
-) -> redis.Redis:
+    flavor: Flavor, netloc: str, path: str, query: str, tls: bool, password_over: str | None
+) -> Any:
     auth, _, hosts = netloc.rpartition("@")
     username, _, password = auth.partition(":") if auth else ("", "", "")
     if password_over is not None:
@@ -186,9 +201,8 @@ def _sentinel(
     master = unquote(segments[0])
     db = int(segments[1]) if len(segments) > 1 else int(parse_qs(query).get("db", ["0"])[0])
     auth_kwargs = {"username": unquote(username) or None, "password": unquote(password) or None}
-    sentinel = Sentinel(nodes, sentinel_kwargs=auth_kwargs, ssl=tls, **auth_kwargs)  # type: ignore[no-untyped-call]
-    client: redis.Redis = sentinel.master_for(master, db=db, retry=_no_retry(), **_COMMON)  # type: ignore[no-untyped-call]
-    return client
+    sentinel = flavor.sentinel(nodes, sentinel_kwargs=auth_kwargs, ssl=tls, **auth_kwargs)
+    return sentinel.master_for(master, db=db, retry=flavor.no_retry(), **_COMMON)
 
 
 # What a caller that retries (the worker) treats as "Redis is unavailable right now": it

@@ -14,13 +14,17 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.exceptions
 
 from blueque.config import check_setting
 from blueque.errors import ConfigError, CorruptKeyError, CorruptTaskError
+from blueque.execution import Runner
 from blueque.keys import key_type
+from blueque.steps import Call, Steps, batch, raise_first
+
+T = TypeVar("T")
 
 # What Redis answers when a key holds the wrong type or a field is not a number; inside a
 # script, also Lua's own errors about what a call returned (`user_script:N: ...`).
@@ -56,21 +60,32 @@ def _named(message: str) -> tuple[str, str] | None:
     return match["key"], match["problem"]
 
 
+def naming(action: str, keys: Sequence[str], steps: Steps[T]) -> Steps[T]:
+    """The steps, with a data error turned into a `CorruptKeyError` naming the key."""
+    try:
+        return (yield from steps)
+    except redis.exceptions.ResponseError as exc:
+        error = yield from corrupt_key_error(action, keys, exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
 @contextlib.contextmanager
 def naming_keys(client: Any, action: str, keys: Sequence[str]) -> Iterator[None]:
-    """Turns a data error inside the block into a `CorruptKeyError` naming the key."""
+    """`naming` for a block of direct redis-py calls (the worker's own)."""
     try:
         yield
     except redis.exceptions.ResponseError as exc:
-        error = corrupt_key_error(client, action, keys, exc)
+        error = Runner(client).run(corrupt_key_error(action, keys, exc))
         if error is None:
             raise
         raise error from exc
 
 
 def corrupt_key_error(
-    client: Any, action: str, keys: Sequence[str], exc: BaseException
-) -> CorruptKeyError | None:
+    action: str, keys: Sequence[str], exc: BaseException
+) -> Steps[CorruptKeyError | None]:
     """The `CorruptKeyError` for a data error of a call that touched `keys`; None when `exc`
     is no data error. When no key is found to blame, the error keeps Redis's message."""
     if not is_data_error(exc):
@@ -78,13 +93,13 @@ def corrupt_key_error(
     named = _named(str(exc))
     if named:
         return _error(action, *named)
-    return blame(client, action, keys, str(exc))
+    return (yield from blame(action, keys, str(exc)))
 
 
-def blame(client: Any, action: str, keys: Sequence[str], detail: str) -> CorruptKeyError:
+def blame(action: str, keys: Sequence[str], detail: str) -> Steps[CorruptKeyError]:
     """The `CorruptKeyError` for an answer that could not be read (`detail`): names the
     first key among `keys` (and those they lead to) that does not hold what it should."""
-    found = _find(client, keys)
+    found = yield from _find(keys)
     if found is None:
         return CorruptKeyError(f"{action} failed on corrupt data: {detail}")
     return _error(action, *found)
@@ -96,35 +111,31 @@ def _error(action: str, key: str, problem: str) -> CorruptKeyError:
     return kind(f"{action} failed: key {key} {problem}", key)
 
 
-def _find(client: Any, keys: Sequence[str]) -> tuple[str, str] | None:
+def _find(keys: Sequence[str]) -> Steps[tuple[str, str] | None]:
     try:
-        return _check(client, [k for k in dict.fromkeys(keys) if key_type(k)], follow=2)
+        return (yield from _check([k for k in dict.fromkeys(keys) if key_type(k)], follow=2))
     except redis.exceptions.RedisError:
         return None  # the check itself failed (e.g. the connection): nothing to add
 
 
-def _check(client: Any, keys: list[str], follow: int) -> tuple[str, str] | None:
+def _check(keys: list[str], follow: int) -> Steps[tuple[str, str] | None]:
     """The first of `keys` whose type or fields are wrong; then, `follow` levels deep, the
     keys their lists and sets name."""
     if not keys:
         return None
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.type(key)
-    actual = dict(zip(keys, pipe.execute(), strict=True))
+    kinds = raise_first((yield from batch([Call(("TYPE", key)) for key in keys])))
+    actual = dict(zip(keys, kinds, strict=True))
     for key, kind in actual.items():
         if kind not in ("none", key_type(key)):
             return key, f"holds a {kind}, not a {key_type(key)}"
     hashes = [k for k, kind in actual.items() if kind == "hash"]
-    pipe = client.pipeline(transaction=False)
-    for key in hashes:
-        pipe.hgetall(key)
-    for key, fields in zip(hashes, pipe.execute(), strict=True):
+    contents = raise_first((yield from batch([Call(("HGETALL", key)) for key in hashes])))
+    for key, fields in zip(hashes, contents, strict=True):
         problem = _hash_problem(key, fields)
         if problem is not None:
             return key, problem
     if follow:
-        return _check(client, _followed(client, actual), follow - 1)
+        return (yield from _check((yield from _followed(actual)), follow - 1))
     return None
 
 
@@ -151,23 +162,23 @@ def _hash_problem(key: str, fields: dict[str, str]) -> str | None:
     return None
 
 
-def _followed(client: Any, actual: dict[str, str]) -> list[str]:
+def _followed(actual: dict[str, str]) -> Steps[list[str]]:
     """The task hashes and worker keys that the lists and sets among `actual` lead to (a
     script finds those by itself, so they are not in its KEYS)."""
-    pipe = client.pipeline(transaction=False)
+    calls: list[Call] = []
     sources: list[str] = []
     for key, kind in actual.items():
         if kind == "list":
-            pipe.lrange(key, 0, _MEMBERS_CHECKED - 1)
+            calls.append(Call(("LRANGE", key, 0, _MEMBERS_CHECKED - 1)))
         elif kind == "zset":
-            pipe.zrange(key, 0, _MEMBERS_CHECKED - 1)
+            calls.append(Call(("ZRANGE", key, 0, _MEMBERS_CHECKED - 1)))
         elif kind == "set" and key.endswith("}:workers"):
-            pipe.srandmember(key, _MEMBERS_CHECKED)
+            calls.append(Call(("SRANDMEMBER", key, _MEMBERS_CHECKED)))
         else:
             continue
         sources.append(key)
     found: list[str] = []
-    for key, members in zip(sources, pipe.execute(), strict=True):
+    for key, members in zip(sources, raise_first((yield from batch(calls))), strict=True):
         prefix = key.rpartition("}:")[0] + "}:"
         for member in members:
             if key.endswith("}:workers"):

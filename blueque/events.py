@@ -73,6 +73,14 @@ def _await_reply(pubsub: Any, kind: str) -> bool:
             return True
 
 
+def event_of(msg: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The event a pub/sub message carries (None for anything else)."""
+    if msg is None or msg.get("type") != "smessage":
+        return None
+    event: dict[str, Any] = json.loads(msg["data"])
+    return event
+
+
 class EventStream:
     """A subscription to one queue's events; use as a context manager.
 
@@ -105,10 +113,7 @@ class EventStream:
             msg = self._pubsub.get_sharded_message(
                 ignore_subscribe_messages=True, timeout=timeout if timeout is not None else 3600
             )
-        if msg is None or msg.get("type") != "smessage":
-            return None
-        event: dict[str, Any] = json.loads(msg["data"])
-        return event
+        return event_of(msg)
 
     def __exit__(
         self,

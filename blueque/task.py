@@ -3,20 +3,20 @@
 A `Task` never changes after it is read; `refresh()` and `wait()` return new snapshots. The
 reserved state (claimed by a worker, not yet begun) is not visible in a task's own hash,
 which still says `pending`; `QueueStats.reserved` and `Queue.workers()` show it.
+`TaskSnapshot` is the data and its reading, shared with `blueque.aio.AsyncTask`; the
+operations are the queue's (`blueque.operations`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self, cast
 
-from blueque import bounds
-from blueque.errors import CorruptTaskError, DetachedTaskError, TaskFailedError, WaitTimeoutError
+from blueque.errors import CorruptTaskError, DetachedTaskError
 from blueque.records import ErrorInfo, error_from, from_ms
-from blueque.serialization import decode, encode
+from blueque.serialization import decode
 from blueque.states import FINISHED, TaskState
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ _STATES = frozenset(TaskState) - {TaskState.CORRUPT}  # the stored ones (compare
 
 
 @dataclass(frozen=True)
-class Task:
+class TaskSnapshot:
     id: str
     queue: str
     status: TaskState
@@ -50,12 +50,13 @@ class Task:
     corrupt: str | None = None
     """Only in lists and views (`partial`): why some fields could not be read (they are left
     at their defaults; `status` is 'corrupt' when the state itself is unreadable)."""
-    _queue: Queue | None = field(default=None, repr=False, compare=False)
+    _queue: Any = field(default=None, repr=False, compare=False)
+    """The queue (`Queue` or `AsyncQueue`) whose operations this snapshot offers."""
 
     @classmethod
     def from_hash(
-        cls, queue: Queue, task_id: str, h: dict[str, str], *, partial: bool = False
-    ) -> Task:
+        cls, queue: Any, task_id: str, h: dict[str, str], *, partial: bool = False
+    ) -> Self:
         """The snapshot a task hash describes; `CorruptTaskError` if a field cannot be read.
         With `partial` (lists and views), such a field is left at its default instead and
         `corrupt` says why, so one bad task never hides the others."""
@@ -103,7 +104,7 @@ class Task:
         return task
 
     @classmethod
-    def unreadable(cls, queue: Queue, task_id: str, reason: str) -> Task:
+    def unreadable(cls, queue: Any, task_id: str, reason: str) -> Self:
         """A partial snapshot of a task whose hash cannot be read at all (e.g. a key of
         another type where the hash should be)."""
         return cls(task_id, queue.name, TaskState.CORRUPT, None, 0, corrupt=reason, _queue=queue)
@@ -119,10 +120,16 @@ class Task:
         end = self.finished_at or datetime.now(self.started_at.tzinfo)
         return (end - self.started_at).total_seconds()
 
-    def _q(self) -> Queue:
+    def _bound(self) -> Any:
         if self._queue is None:
             raise DetachedTaskError("this Task was built without a queue; use Client.get_task")
         return self._queue
+
+
+@dataclass(frozen=True)
+class Task(TaskSnapshot):
+    def _q(self) -> Queue:
+        return cast("Queue", self._bound())
 
     def refresh(self) -> Task:
         return self._q().get_task(self.id)
@@ -133,22 +140,8 @@ class Task:
         Subscribes to the queue's event channel before reading the state, so a transition
         that happens in between is not missed; then sleeps on the channel, not in a loop.
         """
-        timeout = bounds.timeout(timeout)
         queue = self._q()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with queue.events() as events:
-            task = self.refresh()
-            while not task.finished:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise WaitTimeoutError(f"task {self.id} still {task.status} after {timeout} s")
-                event = events.next(timeout=remaining if remaining is not None else 5.0)
-                if event is None or event.get("task") == self.id:
-                    task = self.refresh()
-        if raise_on_failure and task.status != TaskState.COMPLETE:
-            detail = task.error.get("message", "") if task.error else ""
-            raise TaskFailedError(f"task {self.id} {task.status}: {detail}".rstrip(": "))
-        return task
+        return queue.run(queue.ops.wait(self.id, timeout, raise_on_failure))
 
     def cancel(self) -> str:
         return self._q().cancel(self.id)
@@ -162,6 +155,5 @@ class Task:
     def set_progress(self, progress: Any) -> bool:
         """Records progress (any JSON value) while this attempt runs in its worker; False if
         it no longer does (the task was requeued or finished)."""
-        return self._q().transitions.set_progress(
-            self.worker or "", self.id, self.attempts, encode(progress, "progress")
-        )
+        queue = self._q()
+        return queue.run(queue.ops.set_progress(self, progress))

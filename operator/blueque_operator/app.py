@@ -10,11 +10,11 @@ import socket
 
 import kopf
 
-from blueque_operator.cli import OperatorOptions
 from blueque_operator.controller import Services
 from blueque_operator.kube import Kube, load_api_client
 from blueque_operator.leader import LeaderElector
 from blueque_operator.metrics import Metrics
+from blueque_operator.options import OperatorOptions
 from blueque_operator.redis_link import RedisLinks
 from blueque_operator.runtime import Fleet, configure_kopf, registry_for
 from blueque_operator.world import World

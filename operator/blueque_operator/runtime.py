@@ -58,8 +58,8 @@ class Fleet:
         controller = self._by_key.get(key)
         if controller is None:
             return
-        if kind == "pods" and event_type == "DELETED" and self.services.is_leader():
-            _spawn(controller.reaper.pod_deleted(body["metadata"]["name"]))
+        if kind == "pods" and event_type == "DELETED":
+            _spawn(controller.pod_deleted(body["metadata"]["name"]))
         elif kind == "deployments":
             controller.wake()  # a hand edit is reconciled at once
 

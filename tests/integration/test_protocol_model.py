@@ -42,6 +42,7 @@ from redis.exceptions import ResponseError
 from blueque import Client, CorruptKeyError, Queue
 from blueque.protocol import Begun, Transitions
 from blueque.records import TOTALS as STATS_TOTALS
+from blueque.scripts import pipeline
 from blueque.states import as_outcome
 
 QUEUE = "model.q"
@@ -469,8 +470,8 @@ class ProtocolModel(RuleBasedStateMachine):
     def claim(self, data: st.DataObject) -> None:
         """The claim alone (BLMOVE): the task is reserved until its begin."""
         wid = data.draw(st.sampled_from(self._idle_claimers()))
-        blmove = self.t._claim_calls(wid, self.workers[wid].pid, 1.0)[0]
-        [claimed] = self.t.scripts.run_pipeline([blmove])
+        blmove = self.t.protocol._claim_calls(wid, self.workers[wid].pid, 1.0)[0]
+        [claimed] = self.t.run(pipeline([blmove]))
         assert claimed == self.pending[0]
         w = self.workers[wid]
         w.tasks.append(self.pending.pop(0))

@@ -10,7 +10,7 @@ from typing import Any
 import redis
 
 from blueque import Client
-from blueque.protocol import SCRIPT_NAMES, script_source
+from blueque.scripts import SCRIPT_NAMES, script_source
 from devtools.processes import wait_until
 from tests.support.workers import WorkerSpawner
 

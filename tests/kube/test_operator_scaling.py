@@ -14,8 +14,9 @@ from devtools.operator_runs import Operators
 from devtools.podrunner import PodRunner
 from devtools.processes import wait_until
 from tests.kube.operator_support import (
+    apply_bluequeue,
     bluequeue,
-    bq_path,
+    condition,
     live_pod_names,
     reasons,
     replicas,
@@ -58,8 +59,7 @@ def _start(
     admin: ApiClient, ns: str, runs: Operators, redis_url: str, name: str, **scaling: object
 ) -> None:
     runs.start([ns], lease_namespace=ns)
-    admin.create(bq_path(ns), bluequeue(name, redis_url, scaling=dict(scaling)))
-    wait_condition(admin, ns, name, "Ready", "True")
+    apply_bluequeue(admin, ns, bluequeue(name, redis_url, scaling=dict(scaling)))
 
 
 def test_a_burst_scales_up_at_once_busy_workers_hold_replicas_then_zero_then_one(
@@ -148,3 +148,47 @@ def test_scale_down_removes_only_idle_pods_even_as_tasks_keep_arriving(
         if gone_at is not None:
             assert task.finished_at is not None and task.finished_at.timestamp() <= gone_at
     assert len(busy) == 3
+
+
+def test_a_busy_pod_that_is_not_ready_blocks_the_scale_down_and_is_never_removed(
+    kube_admin: ApiClient,
+    kube_namespace: str,
+    operator_runs: Operators,
+    pod_runner: PodRunner,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    ns = kube_namespace
+    _start(kube_admin, ns, operator_runs, redis_url, "stuck", maxReplicas=2)
+    deletions = PodDeletions(kube_admin, ns)
+    try:
+        with Client(redis_url) as client:
+            queue = client.get_queue("stuck")
+            holds = [tmp_path / "release-0", tmp_path / "release-1"]
+            ids = [queue.enqueue({"hold": str(p)}) for p in holds]
+            wait_until(lambda: queue.stats().running == 2, 30, what="2 busy workers")
+            busy_pod = client.get_task(ids[0]).worker
+            assert busy_pod is not None
+            # The ReplicaSet removes a not-Ready pod before any Ready one, whatever its cost.
+            kube_admin.patch(
+                f"/api/v1/namespaces/{ns}/pods/{busy_pod}/status",
+                {"status": {"conditions": [{"type": "Ready", "status": "False"}]}},
+            )
+            holds[1].touch()  # demand falls to 1
+            blocked = wait_condition(kube_admin, ns, "stuck", "ScaleDownBlocked", "True", 20)
+            assert busy_pod in (condition(blocked, "ScaleDownBlocked") or {}).get("message", "")
+            time.sleep(2)
+            assert replicas(kube_admin, ns, "stuck") == 2
+            assert busy_pod in live_pod_names(kube_admin, ns, "stuck")
+            assert client.get_task(ids[0]).status == "running"
+            holds[0].touch()
+            wait_until(lambda: client.get_task(ids[0]).status == "complete", 20, what="done")
+            wait_until(lambda: replicas(kube_admin, ns, "stuck") == 0, 30, what="down to zero")
+            wait_condition(kube_admin, ns, "stuck", "ScaleDownBlocked", "False", 20)
+            finished = client.get_task(ids[0])
+    finally:
+        deletions.close()
+    assert finished.attempts == 1
+    assert finished.finished_at is not None
+    assert deletions.deleted.get(busy_pod, float("inf")) >= finished.finished_at.timestamp()
+    assert "ScaleDownBlocked" in reasons(kube_admin, ns, "stuck")

@@ -1,0 +1,98 @@
+"""The protocol without IO: every operation of the library is written once, as steps.
+
+A step function is a generator that yields what it needs from Redis (one command, a
+pipeline, a subscription, the next event) and receives the reply, or has the failure thrown
+in at the `yield`, so it handles a Redis error where it would with a direct call. Its return
+value is the operation's result. Runners do the IO and nothing else: `blueque.execution`
+over a redis-py client, `blueque.aio` over `redis.asyncio`. Validation, key names, script
+calls and their NOSCRIPT fallback, naming a corrupt key, mapping connection errors and
+building records all live in the steps, so the sync and the asyncio clients cannot drift
+apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One command, written as Redis spells it (`("HGETALL", key)`); the reply as redis-py
+    returns it with Blueque's settings (decoded strings)."""
+
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Commands sent in one round trip, without MULTI (Redis runs them in order). The reply
+    is one answer per command, with a failed command's exception in its place."""
+
+    calls: tuple[Call, ...]
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    """Subscribes to an event channel for the rest of the run. The reply, once the server
+    confirmed it (so nothing published after that is missed), is the subscription: an
+    opaque handle for `NextEvent`."""
+
+    channel: str
+
+
+@dataclass(frozen=True)
+class NextEvent:
+    """The next event of a subscription (a decoded JSON object), or None when `timeout_s`
+    passes without one."""
+
+    subscription: Any
+    timeout_s: float
+
+
+Request = Call | Batch | Subscribe | NextEvent
+Steps = Generator[Request, Any, T]
+
+
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    value: T
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a runner got for the last request: a reply, or the failure to throw in."""
+
+    reply: Any = None
+    error: Exception | None = None
+
+    def resume(self, steps: Steps[T]) -> Request | Done[T]:
+        """Hands it to the steps; returns what they ask for next, or `Done` with their
+        result. The first outcome of a run is the empty one."""
+        try:
+            return steps.throw(self.error) if self.error is not None else steps.send(self.reply)
+        except StopIteration as stop:
+            return Done(stop.value)
+
+
+def command(*args: Any) -> Steps[Any]:
+    """One command (for `yield from`)."""
+    return (yield Call(args))
+
+
+def batch(calls: list[Call]) -> Steps[list[Any]]:
+    """Commands in one round trip (none: no round trip)."""
+    if not calls:
+        return []
+    replies: list[Any] = yield Batch(tuple(calls))
+    return list(replies)
+
+
+def raise_first(replies: list[Any]) -> list[Any]:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
