@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -22,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.timeout(240)
-def test_the_demo_scales_up_and_down_then_ctrl_c_stops_everything(tmp_path: Path) -> None:
+def test_the_demo_scales_up_and_down_then_ctrl_c_stops_everything(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     try:
         find_binaries()  # the demo builds them through ./dev; here they must be there
     except MissingBinariesError as exc:
@@ -53,6 +56,7 @@ def test_the_demo_scales_up_and_down_then_ctrl_c_stops_everything(tmp_path: Path
     assert "interrupted" in output and "STILL RUNNING" not in output, output
 
     ran = json.loads(summary.read_text())
+    request.addfinalizer(lambda: shutil.rmtree(ran["log_dir"], ignore_errors=True))
     replicas = [r for _, r, _ in ran["replicas"]]
     assert ran["max_replicas"] == 4 and replicas[-1] == 0, ran["replicas"]
     assert replicas.index(4) < len(replicas) - 1  # down after up
