@@ -51,9 +51,14 @@ async def serve(options: OperatorOptions, stop: asyncio.Event | None = None) -> 
     stop_flag = stop if stop is not None else asyncio.Event()
     elector_stop = asyncio.Event()
     elector_task = asyncio.create_task(elector.run(elector_stop), name="leader election")
+
+    async def step_down() -> None:  # the Lease goes to a successor at once, not in 15 s
+        elector_stop.set()
+        await asyncio.gather(elector_task, return_exceptions=True)
+
     try:
         await kopf.operator(
-            registry=registry_for(fleet, configure_kopf),
+            registry=registry_for(fleet, configure_kopf, step_down),
             clusterwide=options.all_namespaces,
             namespaces=list(options.namespaces),
             standalone=True,
@@ -61,8 +66,7 @@ async def serve(options: OperatorOptions, stop: asyncio.Event | None = None) -> 
         )
     finally:
         await fleet.close()
-        elector_stop.set()
-        await asyncio.gather(elector_task, return_exceptions=True)
+        await step_down()
         await services.links.close()
         api.close()
         if server is not None:
