@@ -63,7 +63,7 @@ _KWOK_STAGES = (
 )
 
 _STAMP = ".complete"
-_PROGRESS_EVERY_S = 60.0
+_PROGRESS_EVERY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,11 @@ def _build_locked(versions: Versions, base: Path, *, jobs: int | None) -> None:
     src.mkdir(exist_ok=True)
     log = base / "build.log"
     started = time.monotonic()
-    say(f"building {versions.key} into {base} (log: {log})")
+    say(
+        f"building the control plane {versions.key} from Go modules into {base}: once per "
+        f"machine, about 15-20 minutes on two cores (progress below; log: {log})"
+    )
+    say("downloading the modules of Kubernetes, etcd, KWOK and Helm")
 
     kube = download_module(go, f"k8s.io/kubernetes@{versions.kubernetes}", src)
     staging = staging_modules(Path(kube["GoMod"]).read_text())
@@ -258,7 +262,8 @@ def _build_locked(versions: Versions, base: Path, *, jobs: int | None) -> None:
     partial = base / "bin.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
-    cmd = [go, "build", "-p", str(jobs or os.cpu_count() or 2)]
+    say("compiling etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK, Helm")
+    cmd = [go, "build", "-v", "-p", str(jobs or os.cpu_count() or 2)]
     cmd += ["-ldflags", _ldflags(versions, release_time), "-o", f"{partial}/", *_PACKAGES]
     go_build_with_progress(cmd, src, log, started)
 
@@ -290,10 +295,13 @@ def _default_binary_name(pkg: str) -> str:
 def go_build_with_progress(
     cmd: list[str], cwd: Path, log: Path, started: float, who: str = "localkube"
 ) -> None:
-    """The cold build runs for tens of minutes: say so every minute, so CI logs show life."""
+    """The cold build runs for tens of minutes: say how far it got every `_PROGRESS_EVERY_S`
+    (with `go build -v` each package's path goes to the log once compiled), so that a
+    newcomer's first `./dev demo` and the CI logs show life."""
     with log.open("a") as out:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
+        first_line = out.tell()
         try:
             proc = subprocess.Popen(
                 cmd,
@@ -309,7 +317,11 @@ def go_build_with_progress(
                 code = proc.wait(timeout=_PROGRESS_EVERY_S)
                 break
             except subprocess.TimeoutExpired:
-                say(f"go build still running ({time.monotonic() - started:.0f} s)", who)
+                with log.open("rb") as written:
+                    written.seek(first_line)
+                    packages = sum(1 for line in written if line.strip())
+                elapsed_s = time.monotonic() - started
+                say(f"compiling: {packages} packages so far ({elapsed_s:.0f} s)", who)
     if code != 0:
         tail = log.read_text()[-4000:]
         raise BuildError(f"go build failed ({code}); see {log}:\n{tail}")

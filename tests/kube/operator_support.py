@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from devtools.localkube import ApiClient
+from blueque import Client
+from devtools.localkube import ApiClient, ApiError
 from devtools.localkube.api import Json
 from devtools.processes import wait_until
 
@@ -81,10 +82,13 @@ def live_pod_names(admin: ApiClient, namespace: str, bluequeue_name: str) -> set
 
 
 def replicas(admin: ApiClient, namespace: str, bluequeue_name: str) -> int | None:
+    """The worker Deployment's spec.replicas; None when there is no Deployment."""
     try:
         obj = admin.get(deployment_path(namespace, bluequeue_name))
-    except Exception:
-        return None
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
     return int(obj["spec"].get("replicas", 0))
 
 
@@ -123,3 +127,15 @@ def reasons(admin: ApiClient, namespace: str, name: str) -> list[str]:
 def env_of(deployment: Json) -> dict[str, Any]:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def apply_bluequeue(admin: ApiClient, namespace: str, body: Json) -> Json:
+    """Creates the BlueQueue and waits until its operator reports it Ready."""
+    admin.create(bq_path(namespace), body)
+    return wait_condition(admin, namespace, body["metadata"]["name"], "Ready", "True")
+
+
+def running_on(client: Client, task_id: str) -> str | None:
+    """The worker running the task, or None while it is not running."""
+    task = client.get_task(task_id)
+    return task.worker if task.status == "running" else None
