@@ -210,7 +210,7 @@ class Keda:
         kind, name = doc["kind"], doc["metadata"]["name"]
         if kind == "CustomResourceDefinition" and name in _CRD_PATCHES:
             patch = yaml.safe_load((self.binaries.config / _CRD_PATCHES[name]).read_text())
-            doc = _json_patch_add(doc, patch)
+            doc = _json_patch(doc, patch)
         if kind == "APIService":
             doc["spec"]["service"]["port"] = self.ports["adapter"]
             doc["spec"]["caBundle"] = base64.b64encode(ca.pem).decode()
@@ -243,7 +243,7 @@ class Keda:
     def _operator_argv(self, certs: Path) -> list[str]:
         return [
             str(self.binaries.operator),
-            "--leader-elect=false",
+            "--leader-elect",  # as published: a Lease renewed every 2 s, as the operator's
             "--zap-log-level=info",
             "--zap-encoder=console",
             "--zap-time-encoding=rfc3339",
@@ -336,17 +336,23 @@ def _established(crd: Json) -> bool:
     )
 
 
-def _json_patch_add(doc: Json, operations: list[Json]) -> Json:
-    """The `add` operations of a JSON patch (all the release's CRD patches use), on a copy."""
+def _json_patch(doc: Json, operations: list[Json]) -> Json:
+    """The `add` and `remove` operations of a JSON patch (RFC 6902; all the release's CRD
+    patches use), applied to a copy."""
     result: Json = json.loads(json.dumps(doc))
     for op in operations:
-        if op["op"] != "add":
-            raise ClusterError(f"unsupported JSON patch operation in KEDA's CRD patch: {op}")
         *parents, last = [
             p.replace("~1", "/").replace("~0", "~") for p in op["path"][1:].split("/")
         ]
         target: Any = result
         for part in parents:
             target = target[int(part)] if isinstance(target, list) else target[part]
-        target[last] = op["value"]
+        if op["op"] == "add" and isinstance(target, list):
+            target.insert(len(target) if last == "-" else int(last), op["value"])
+        elif op["op"] == "add":
+            target[last] = op["value"]
+        elif op["op"] == "remove":
+            del target[int(last) if isinstance(target, list) else last]
+        else:
+            raise ClusterError(f"unsupported JSON patch operation in KEDA's CRD patch: {op}")
     return result

@@ -195,7 +195,7 @@ def _build_locked(version: str, base: Path, *, jobs: int | None) -> None:
     stamp = version.removeprefix("v")
     version_pkg = f"{KEDA_MODULE}/version"
     ldflags = f"-s -w -X {version_pkg}.Version={stamp} -X {version_pkg}.GitCommit={version}"
-    cmd = [go, "build", "-p", str(jobs or 2), "-ldflags", ldflags, "-o", f"{partial}/"]
+    cmd = [go, "build", "-v", "-p", str(jobs or 2), "-ldflags", ldflags, "-o", f"{partial}/"]
     go_build_with_progress([*cmd, *_PACKAGES], src, log, started, _WHO)
     for pkg, name in _PACKAGES.items():
         produced = partial / pkg.rsplit("/", 1)[1]

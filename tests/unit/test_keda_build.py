@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.keda.addon import _json_patch
 from devtools.keda.build import (
     KEDA_MODULE,
     go_mod_directives,
@@ -11,7 +12,7 @@ from devtools.keda.build import (
     wrapper_go_mod,
 )
 from devtools.localkube.build import cache_dir
-from devtools.localkube.errors import BuildError
+from devtools.localkube.errors import BuildError, ClusterError
 
 # The shape of KEDA 2.21.0's go.mod, with both forms of each directive and comments in between.
 KEDA_GO_MOD = """module github.com/kedacore/keda/v2
@@ -83,3 +84,23 @@ def test_its_cache_is_apart_from_the_control_planes() -> None:
     assert keda.parent.parent == kube.parent.parent  # both under the same cache root
     assert not keda.is_relative_to(kube) and not kube.is_relative_to(keda)
     assert "v2.21.0" in keda.name
+
+
+def test_the_crd_patches_add_and_remove_as_json_patch_does() -> None:
+    doc = {"a": {"required": ["x"], "props": {"gone": 1, "kept": 2}}, "l": [1, 3]}
+    patched = _json_patch(
+        doc,
+        [
+            {"op": "add", "path": "/a/required/-", "value": "protocol"},
+            {"op": "add", "path": "/l/1", "value": 2},
+            {"op": "add", "path": "/a/props/new~1key", "value": True},
+            {"op": "remove", "path": "/a/props/gone"},
+        ],
+    )
+    assert patched == {
+        "a": {"required": ["x", "protocol"], "props": {"kept": 2, "new/key": True}},
+        "l": [1, 2, 3],
+    }
+    assert doc["l"] == [1, 3]  # a copy was patched
+    with pytest.raises(ClusterError, match="unsupported"):
+        _json_patch(doc, [{"op": "move", "path": "/l/0", "from": "/l/1"}])
