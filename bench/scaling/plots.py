@@ -98,8 +98,11 @@ def _panel(panel: Panel, left: float, top: float, duration_s: float, y_max: int)
     for _, colour, dash, value in _SERIES:
         points: list[str] = []
         previous: float | None = None
-        for sample in window:
+        for index, sample in enumerate(window):
             x, y = sx(sample.t - panel.start), sy(value(sample))
+            last = index == len(window) - 1
+            if previous is not None and y == previous and not last:
+                continue  # a step line needs only the changes (a small file)
             if previous is not None:
                 points.append(f"{x:.1f},{previous:.1f}")  # a step: hold, then move
             points.append(f"{x:.1f},{y:.1f}")

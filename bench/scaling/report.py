@@ -81,8 +81,9 @@ def results_table(setups: Sequence[dict[str, Any]]) -> str:
         ("scale in after the work ends", "scale_in_s", "time"),
         ("pods removed", "removed", "count"),
         ("busy pods picked for removal", "busy_removed", "count"),
-        ("tasks re-run (lost their worker)", "reruns", "count"),
-        ("tasks failed / unfinished", "failed", "count"),
+        ("task runs cut off (worker stopped mid-task)", "cut_off", "count"),
+        ("tasks re-run after a cut", "reruns", "count"),
+        ("tasks failed (`WorkerLost`) / unfinished", "failed", "count"),
     ]
     for load in workloads:
         count = max(len(trials(s, load)) for s in setups)
@@ -122,6 +123,22 @@ def writes_table(setups: Sequence[dict[str, Any]]) -> str:
     )
     minutes = [(s["ended"] - s["started"]) / 60 for s in setups]
     rows.append(["setup's length", *(f"{m:.1f} min" for m in minutes)])
+    rows.append(
+        [
+            "the scaler's writes per minute, Leases apart",
+            *(
+                f"{(total - lease) / m:.1f} (+ {lease / m:.1f})"
+                for total, lease, m in zip(scaler_total, leases, minutes, strict=True)
+            ),
+        ]
+    )
+    reads = [sum(s["reads"].get(u, 0) for u in SCALERS) for s in setups]
+    rows.append(
+        [
+            "the scaler's other requests (reads, metric queries, reviews)",
+            *(str(n) for n in reads),
+        ]
+    )
     return _table(["API writes by", *(TITLES[s["setup"]] for s in setups)], rows)
 
 
@@ -136,7 +153,8 @@ def cpu_table(setups: Sequence[dict[str, Any]]) -> str:
         cells = [name]
         for s in setups:
             value = s["cpu_s"].get(name)
-            cells.append("-" if value is None else f"{value:.1f} s")
+            minutes = (s["ended"] - s["started"]) / 60
+            cells.append("-" if value is None else f"{value:.1f} s ({value / minutes:.2f} s/min)")
         rows.append(cells)
     return _table(["CPU (user + system)", *(TITLES[s["setup"]] for s in setups)], rows)
 

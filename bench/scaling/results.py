@@ -43,8 +43,11 @@ class TrialResult:
     """From the last task's end to 0 replicas and no pod left (NaN: not within the bound)."""
     removed: int
     busy_removed: int
+    cut_off: int
+    """Task runs cut off: times a task lost its worker while running (the sum of `losses`)."""
     reruns: int
-    """Tasks begun again after losing their worker (the sum of their losses)."""
+    """Runs begun again after such a loss (a task that lost its worker too often fails
+    `WorkerLost` instead: its last loss is not followed by a run)."""
     failed: int
     unfinished: int
     peak_replicas: int
@@ -90,7 +93,8 @@ def trial_result(
         scale_in_s=(zero_at - work_end) if zero_at is not None else math.nan,
         removed=len(mine),
         busy_removed=sum(1 for r in mine if r.busy),
-        reruns=sum(t.losses for t in tasks),
+        cut_off=sum(t.losses for t in tasks),
+        reruns=sum(t.losses - (1 if t.status == "failed" and t.losses else 0) for t in tasks),
         failed=sum(1 for t in tasks if t.status == "failed"),
         unfinished=sum(1 for t in tasks if t.status not in ("complete", "failed")),
         peak_replicas=max((c.replicas for c in window), default=0),

@@ -57,7 +57,8 @@ def test_a_trial_is_measured_from_its_first_enqueue_and_counts_only_its_own_wind
     assert result.makespan_s == 60.0
     assert result.scale_in_s == 20.0
     assert (result.removed, result.busy_removed) == (2, 1)
-    assert result.reruns == 3
+    assert result.cut_off == 3
+    assert result.reruns == 2  # the failed task's last loss was not followed by a run
     assert (result.failed, result.unfinished) == (1, 0)
     assert result.peak_replicas == 10
 
