@@ -93,11 +93,19 @@ class LocalCluster:
         *,
         binaries: Binaries | None = None,
         node_count: int = 3,
+        max_pods: int = 110,
+        audit: bool = False,
         owned_by_caller: bool = True,
     ) -> None:
+        """`max_pods`: each KWOK node's pod capacity (the kubelet's default, 110; raise it
+        for a fleet of fake pods: the scheduler leaves pods Pending past it). `audit`: the API
+        server logs every request but watches, one JSON line each with who made it
+        (`audit_log`; level Metadata: no bodies), to count a client's calls."""
         self.state_dir = state_dir.resolve()
         self._binaries = binaries
         self.node_count = node_count
+        self.max_pods = max_pods
+        self.audit = audit
         self.owned_by_caller = owned_by_caller
         self._state: ClusterState | None = None
 
@@ -165,6 +173,11 @@ class LocalCluster:
 
     def alive(self) -> dict[str, bool]:
         return {c.name: c.alive() for c in self.state.components}
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (JSON lines), written when started with `audit=True`."""
+        return self.state_dir / "logs" / "audit.log"
 
     def rss_bytes(self) -> int:
         """Resident memory of all component processes together."""
@@ -372,6 +385,30 @@ class LocalCluster:
             # cluster needs it (KWOK pods do not run), so keep it endpoint-less and quiet.
             "--endpoint-reconciler-type=none",
             "--profiling=false",
+            *self._audit_argv(),
+        ]
+
+    def _audit_argv(self) -> list[str]:
+        if not self.audit:
+            return []
+        policy = self.state_dir / "audit-policy.json"
+        # One line per request, once answered (no RequestReceived stage); watches are long
+        # requests that would log their end only, and carry no write.
+        policy.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "audit.k8s.io/v1",
+                    "kind": "Policy",
+                    "omitStages": ["RequestReceived"],
+                    "rules": [{"level": "None", "verbs": ["watch"]}, {"level": "Metadata"}],
+                }
+            )
+        )
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-maxbackup=0",
         ]
 
     def _kcm_argv(
@@ -417,7 +454,7 @@ class LocalCluster:
 
     def _create_nodes(self, admin: ApiClient) -> None:
         for name in self.state.nodes:
-            admin.create("/api/v1/nodes", _node(name))
+            admin.create("/api/v1/nodes", _node(name, self.max_pods))
 
     def _wait_ready(self, admin: ApiClient, ports: dict[str, int], deadline: float) -> None:
         self._wait(deadline, "kube-controller-manager /healthz", lambda: _https_ok(ports["kcm"]))
@@ -433,7 +470,7 @@ class LocalCluster:
         )
 
 
-def _node(name: str) -> Json:
+def _node(name: str, max_pods: int) -> Json:
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -448,8 +485,8 @@ def _node(name: str) -> Json:
             },
         },
         "status": {
-            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": str(max_pods)},
+            "capacity": {"cpu": "32", "memory": "256Gi", "pods": str(max_pods)},
         },
     }
 
