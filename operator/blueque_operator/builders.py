@@ -51,7 +51,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from blueque import environment as env
-from blueque_operator.crd import GROUP, KIND, VERSION
+from blueque_operator.crd import GROUP, KIND, MAX_NAME_LENGTH, VERSION
 from blueque_operator.errors import SpecError
 from blueque_operator.spec import RESERVED_ENV, BlueQueueSpec, worker_container_index
 
@@ -82,7 +82,6 @@ CONTAINER_SECURITY_CONTEXT: Json = {
 }
 
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_LABEL_VALUE_MAX = 63
 
 
 def deployment_name(bluequeue: str) -> str:
@@ -107,9 +106,9 @@ def labels(bluequeue: str) -> dict[str, str]:
 
 def _check_label_value(bluequeue: str) -> None:
     # A BlueQueue name may be a 253-character DNS subdomain; a label value stops at 63.
-    if len(bluequeue) > _LABEL_VALUE_MAX or not _LABEL_VALUE.match(bluequeue):
+    if len(bluequeue) > MAX_NAME_LENGTH or not _LABEL_VALUE.match(bluequeue):
         raise SpecError(
-            f"metadata.name: {bluequeue!r} must be at most {_LABEL_VALUE_MAX} characters to"
+            f"metadata.name: {bluequeue!r} must be at most {MAX_NAME_LENGTH} characters to"
             " label its worker pods"
         )
 

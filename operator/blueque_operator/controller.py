@@ -30,6 +30,7 @@ from typing import Any
 
 import redis.exceptions
 
+from blueque.aio import AsyncQueue
 from blueque.errors import BluequeError
 from blueque.records import QueueObservation
 from blueque_operator import world as w
@@ -136,6 +137,8 @@ class QueueController:
         self.redis_ok: bool | None = None
         self.redis_message = ""
         self.conflict_with: str | None = None
+        self.held_claim = False
+        """This BlueQueue held the queue's claim at least once (so its Deployment is ours)."""
         self.blocked: str | None = None
         self.failing: str | None = None
         self.backoff_s = 0.0
@@ -203,10 +206,17 @@ class QueueController:
             return
         assert self.spec is not None
         try:
-            await self._ensure_deployment()
-            queue = await self._connect()
-            await self._claim(queue, report)
+            try:
+                queue = await self._connect()
+                await self._claim(queue, report)
+            except RedisUnavailable:
+                if self.held_claim:  # keep the Deployment reconciled through an outage
+                    await self._ensure_deployment()
+                raise
             if self.conflict_with is None:
+                # Only the BlueQueue holding the queue creates workers for it.
+                self.held_claim = True
+                await self._ensure_deployment()
                 await self._configure(queue)
                 observed = await self._observe(queue)
                 report.queue = observed
@@ -275,7 +285,7 @@ class QueueController:
             self.deployment_version = patched["metadata"]["resourceVersion"]
             self._event("Normal", "DeploymentUpdated", f"reconciled Deployment {name}")
 
-    async def _connect(self) -> Any:
+    async def _connect(self) -> AsyncQueue:
         assert self.spec is not None
         redis_spec = self.spec.redis
         password: str | None = None
@@ -295,7 +305,7 @@ class QueueController:
         except REDIS_FAILURES as exc:
             raise RedisUnavailable(f"cannot use spec.redis.url: {exc}") from exc
 
-    def _queue(self) -> Any:
+    def _queue(self) -> AsyncQueue:
         assert self.endpoint is not None and self.spec is not None
         return self.services.links.queue(self.endpoint, self.spec.queue, self.uid)
 
@@ -306,7 +316,7 @@ class QueueController:
             self.services.metrics.redis_error(self._labels())
             raise RedisUnavailable(f"{what}: {exc}") from exc
 
-    async def _claim(self, queue: Any, report: _Report) -> None:
+    async def _claim(self, queue: AsyncQueue, report: _Report) -> None:
         assert self.spec is not None
         ttl = max(CLAIM_TTL_MIN_S, 5 * self.spec.scaling.poll_interval_s)
         claim = await self._redis(queue.claim_owner(self.uid, ttl), "claim the queue")
@@ -320,7 +330,7 @@ class QueueController:
             )
         self.conflict_with = holder
 
-    async def _configure(self, queue: Any) -> None:
+    async def _configure(self, queue: AsyncQueue) -> None:
         assert self.spec is not None
         now = self.services.clock()
         if self.configured is not None and (
@@ -330,12 +340,12 @@ class QueueController:
         await self._redis(queue.set_config(**self.spec.tasks.as_config()), "write the config")
         self.configured = (self.generation, now)
 
-    async def _observe(self, queue: Any) -> QueueObservation:
+    async def _observe(self, queue: AsyncQueue) -> QueueObservation:
         observed: QueueObservation = await self._redis(queue.observe(), "read the queue")
         self.last_observation = observed
         return observed
 
-    async def _promote(self, queue: Any) -> None:
+    async def _promote(self, queue: AsyncQueue) -> None:
         await self._redis(queue.promote_due(), "promote due tasks")
 
     # -- scaling -------------------------------------------------------------------------------
@@ -384,7 +394,7 @@ class QueueController:
             state=self.state,
         )
 
-    async def _scale(self, queue: Any, observed: QueueObservation, report: _Report) -> None:
+    async def _scale(self, queue: AsyncQueue, observed: QueueObservation, report: _Report) -> None:
         assert self.spec is not None
         if self.services.world.deployment(self.key, deployment_name(self.name)) is None:
             return  # just created: the watch has not shown it yet

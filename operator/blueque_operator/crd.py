@@ -43,6 +43,8 @@ GROUP = "blueque.io"
 VERSION = "v1alpha1"
 KIND = "BlueQueue"
 PLURAL = "bluequeues"
+MAX_NAME_LENGTH = 63
+"""A label value's limit: the name labels the worker pods (`blueque.io/bluequeue`)."""
 SINGULAR = "bluequeue"
 SHORT_NAMES = ("bq",)
 
@@ -428,6 +430,13 @@ def bluequeue_crd(template: Json) -> Json:
                             "description": "A Blueque queue and the worker Deployment that"
                             " serves it, scaled from the queue's demand.",
                             "required": ["spec"],
+                            "x-kubernetes-validations": [
+                                {
+                                    "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
+                                    "message": f"metadata.name must be at most {MAX_NAME_LENGTH}"
+                                    " characters: it is the worker pods' label value",
+                                }
+                            ],
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},

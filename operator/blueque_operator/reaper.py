@@ -87,10 +87,8 @@ class Reaper:
 
     async def _partitioned(self, pod: dict[str, Any]) -> bool:
         c = self.controller
-        meta = pod["metadata"]
-        deleting_at = epoch(meta.get("deletionTimestamp"))
-        if deleting_at is not None and c.services.clock() > deleting_at + PARTITION_MARGIN_S:
-            return True  # deletionTimestamp already includes the grace period
+        if partitioned(pod, None, c.services.clock()):
+            return True
         node = (pod.get("spec") or {}).get("nodeName")
         if not node:
             return False
@@ -98,12 +96,7 @@ class Reaper:
             obj = await c.services.kube.get_node(node)
         except KubeError:
             return False  # not allowed to read nodes (namespace mode), or the API is down
-        if obj is None:
-            return True  # the node object was deleted
-        for condition in (obj.get("status") or {}).get("conditions") or []:
-            if condition.get("type") == "Ready":
-                return bool(condition.get("status") != "True")
-        return False
+        return partitioned(pod, obj or {}, c.services.clock())
 
     async def _requeue(self, worker: str, reason: str) -> None:
         c = self.controller
@@ -118,6 +111,24 @@ class Reaper:
             )
         else:
             log.info("%s: forgot worker %s (%s): it held no task", c.key, worker, reason)
+
+
+def partitioned(pod: dict[str, Any], node: dict[str, Any] | None, now: float) -> bool:
+    """Whether the pod of a worker whose heartbeat expired is on the wrong side of a partition:
+    terminating past its deletionTimestamp (which includes the grace period) by
+    `PARTITION_MARGIN_S`, or on a node that is NotReady or gone (`node` {}). `node` None: not
+    read (yet)."""
+    deleting_at = epoch((pod.get("metadata") or {}).get("deletionTimestamp"))
+    if deleting_at is not None and now > deleting_at + PARTITION_MARGIN_S:
+        return True
+    if node is None:
+        return False
+    if not node:
+        return True  # the node object was deleted
+    for condition in (node.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") != "True")
+    return False
 
 
 def _find(observed: QueueObservation | None, worker: str) -> WorkerObservation | None:

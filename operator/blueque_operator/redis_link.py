@@ -7,12 +7,9 @@ BlueQueue uses it any more.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from blueque import Client, Queue
+from blueque.aio import AsyncClient, AsyncQueue
 
 
 @dataclass(frozen=True)
@@ -23,32 +20,6 @@ class Endpoint:
 
     def __repr__(self) -> str:  # never the password
         return f"Endpoint({self.url!r}, key_prefix={self.key_prefix!r})"
-
-
-class AsyncQueue:
-    """Stand-in until blueque.aio lands: the sync Queue's calls, run in a thread."""
-
-    def __init__(self, queue: Queue) -> None:
-        self._queue = queue
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._queue, name)
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return await asyncio.to_thread(method, *args, **kwargs)
-
-        return call
-
-
-class AsyncClient:
-    def __init__(self, url: str, *, password: str | None, namespace: str) -> None:
-        self._client = Client(url, password=password, namespace=namespace)
-
-    def get_queue(self, name: str) -> AsyncQueue:
-        return AsyncQueue(self._client.get_queue(name))
-
-    async def close(self) -> None:
-        await asyncio.to_thread(self._client.close)
 
 
 class RedisLinks:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from blueque import environment as env
 from blueque.config import validate_settings
 from blueque.errors import ConfigError, InvalidNameError
 from blueque.keys import DEFAULT_NAMESPACE, validate_queue_name
@@ -47,16 +48,19 @@ KEY_PREFIX_PATTERN = r"^[A-Za-z0-9._:-]+$"
 move the Redis Cluster hash tag."""
 
 RESERVED_ENV = (
-    "BLUEQUE_REDIS_URL",
-    "BLUEQUE_REDIS_PASSWORD",
-    "BLUEQUE_NAMESPACE",
-    "BLUEQUE_QUEUE",
-    "BLUEQUE_WORKER_ID",
-    "BLUEQUE_OWNER",
-    "POD_NAME",
-    "POD_UID",
+    env.REDIS_URL,
+    env.REDIS_PASSWORD,
+    env.NAMESPACE,
+    env.QUEUE,
+    env.WORKER_ID,
+    env.OWNER,
+    env.POD_NAME,
+    env.POD_UID,
+    env.POD_NAME_FALLBACK,
+    env.POD_UID_FALLBACK,
 )
-"""Set by the operator in the worker container. A user-set worker id in particular would be
+"""Set by the operator in the worker container, or read by the worker in place of what the
+operator sets (BLUEQUE_POD_UID before POD_UID). A user-set worker id in particular would be
 shared by every replica."""
 
 WORKER_CONTAINER = "worker"

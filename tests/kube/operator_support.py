@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from devtools.localkube import ApiClient
+from devtools.localkube import ApiClient, ApiError
 from devtools.localkube.api import Json
 from devtools.processes import wait_until
 
@@ -81,10 +81,13 @@ def live_pod_names(admin: ApiClient, namespace: str, bluequeue_name: str) -> set
 
 
 def replicas(admin: ApiClient, namespace: str, bluequeue_name: str) -> int | None:
+    """The worker Deployment's spec.replicas; None when there is no Deployment."""
     try:
         obj = admin.get(deployment_path(namespace, bluequeue_name))
-    except Exception:
-        return None
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
     return int(obj["spec"].get("replicas", 0))
 
 

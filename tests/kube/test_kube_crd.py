@@ -190,6 +190,11 @@ def test_every_status_field_is_kept(
 
 BAD_SPECS: list[tuple[str, Json, str]] = [
     (
+        "a-name-too-long-to-label-its-worker-pods-" + "x" * 30,
+        {},
+        "metadata.name must be at most 63 characters",
+    ),
+    (
         "max-below-min",
         {"scaling": {"minReplicas": 3, "maxReplicas": 2}},
         "minReplicas must not be above maxReplicas",

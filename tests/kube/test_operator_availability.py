@@ -181,7 +181,9 @@ def test_a_second_bluequeue_on_the_same_queue_gets_conflict_and_does_nothing(
     operator_runs.start([ns], lease_namespace=ns)
     kube_admin.create(bq_path(ns), bluequeue("owner", redis_url, queue="shared"))
     wait_condition(kube_admin, ns, "owner", "Ready", "True")
-    kube_admin.create(bq_path(ns), bluequeue("intruder", redis_url, queue="shared"))
+    kube_admin.create(
+        bq_path(ns), bluequeue("intruder", redis_url, queue="shared", scaling={"minReplicas": 1})
+    )
     conflicted = wait_condition(kube_admin, ns, "intruder", "Conflict", "True")
     assert condition(conflicted, "Ready")["status"] == "False"  # type: ignore[index]
     assert "Conflict" in reasons(kube_admin, ns, "intruder")
@@ -189,7 +191,93 @@ def test_a_second_bluequeue_on_the_same_queue_gets_conflict_and_does_nothing(
         client.get_queue("shared").enqueue({"echo": 1})
         wait_until(lambda: replicas(kube_admin, ns, "owner") == 1, 10, what="the owner scales")
     time.sleep(1)
-    assert replicas(kube_admin, ns, "intruder") == 0
+    # The intruder created nothing: no workers of its own on a queue it does not hold.
+    assert replicas(kube_admin, ns, "intruder") is None
     # The owner goes: the intruder takes over the queue.
     kube_admin.delete(bq_path(ns, "owner"))
     wait_condition(kube_admin, ns, "intruder", "Conflict", "False", 30)
+    wait_until(lambda: replicas(kube_admin, ns, "intruder") is not None, 10, what="its Deployment")
+
+
+def test_what_the_schema_cannot_refuse_becomes_a_condition_and_an_event(
+    kube_admin: ApiClient,
+    kube_namespace: str,
+    operator_runs: Operators,
+    pod_runner: PodRunner,
+    redis_url: str,
+) -> None:
+    ns = kube_namespace
+    run = operator_runs.start([ns], lease_namespace=ns)
+    with RedisServer(
+        extra_args=["--requirepass", "right-password"],
+        ping_kwargs={"password": "right-password"},
+    ) as guarded:
+        guarded_url = f"redis://127.0.0.1:{guarded.port}/0"
+        secret_ref = {"name": "redis-auth", "key": "password"}
+        body = bluequeue("nosecret", guarded_url)
+        body["spec"]["redis"]["passwordSecretRef"] = secret_ref
+        kube_admin.create(bq_path(ns), body)
+        missing = wait_condition(kube_admin, ns, "nosecret", "RedisReachable", "False")
+        assert "redis-auth" in (condition(missing, "RedisReachable") or {})["message"]
+
+        kube_admin.create(
+            f"/api/v1/namespaces/{ns}/secrets",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "redis-auth"},
+                "stringData": {"password": "wrong-password"},
+            },
+        )
+        wrong = wait_condition(kube_admin, ns, "nosecret", "RedisReachable", "False")
+        wait_until(
+            lambda: (
+                "authentication"
+                in (condition(kube_admin.get(bq_path(ns, "nosecret")), "RedisReachable") or {}).get(
+                    "message", ""
+                )
+            ),
+            20,
+            what="the wrong password to be reported",
+        )
+        assert "right-password" not in str(wrong) and "wrong-password" not in run.log(400)
+        kube_admin.patch(
+            f"/api/v1/namespaces/{ns}/secrets/redis-auth",
+            {"stringData": {"password": "right-password"}},
+        )
+        wait_condition(kube_admin, ns, "nosecret", "RedisReachable", "True", 30)
+
+    # A spec the parser refuses (here: a reserved variable in a full template).
+    bad = bluequeue("reserved", redis_url)
+    bad["spec"]["worker"] = {
+        "template": {
+            "spec": {
+                "containers": [
+                    {
+                        "name": "worker",
+                        "image": "registry.invalid/x:1",
+                        "env": [{"name": "BLUEQUE_WORKER_ID", "value": "shared"}],
+                    }
+                ]
+            }
+        }
+    }
+    kube_admin.create(bq_path(ns), bad)
+    refused = wait_condition(kube_admin, ns, "reserved", "Ready", "False")
+    assert (condition(refused, "Ready") or {})["reason"] == "InvalidSpec"
+    assert "InvalidSpec" in reasons(kube_admin, ns, "reserved")
+
+    # A ReplicaSet that cannot create pods (a quota of none).
+    kube_admin.create(
+        f"/api/v1/namespaces/{ns}/resourcequotas",
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "no-pods"},
+            "spec": {"hard": {"pods": "0"}},
+        },
+    )
+    kube_admin.create(bq_path(ns), bluequeue("starved", redis_url, scaling={"minReplicas": 1}))
+    failing = wait_condition(kube_admin, ns, "starved", "WorkersFailing", "True", 30)
+    assert "quota" in (condition(failing, "WorkersFailing") or {})["message"]
+    assert "WorkersFailing" in reasons(kube_admin, ns, "starved")

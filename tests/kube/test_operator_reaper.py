@@ -133,3 +133,56 @@ def test_a_terminating_pod_finishing_its_task_is_not_reaped(
             what="the task to finish under the grace period",
         )
     assert (done.attempts, done.worker) == (1, pod)
+
+
+def test_after_a_restart_the_sweep_requeues_what_died_meanwhile_and_undoes_stray_drains(
+    kube_admin: ApiClient,
+    kube_namespace: str,
+    operator_runs: Operators,
+    pod_runner: PodRunner,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    ns = kube_namespace
+    first = operator_runs.start([ns], lease_namespace=ns)
+    kube_admin.create(
+        bq_path(ns), bluequeue("swept", redis_url, scaling={"minReplicas": 2, "maxReplicas": 2})
+    )
+    wait_condition(kube_admin, ns, "swept", "Ready", "True")
+    release = tmp_path / "release"
+    with Client(redis_url) as client:
+        queue = client.get_queue("swept")
+        task_id = queue.enqueue({"hold": str(release)})
+        busy = wait_until(
+            lambda: (
+                client.get_task(task_id).worker
+                if client.get_task(task_id).status == "running"
+                else None
+            ),
+            30,
+            what="the task to run",
+        )
+        idle = wait_until(
+            lambda: next((w.id for w in queue.workers() if w.id != busy), None),
+            30,
+            what="the idle worker to register",
+        )
+        first.process.stop()  # the operator is down from here
+        # What an operator killed between its drain and its status write leaves behind:
+        assert queue.drain(idle)
+        _force_delete(kube_admin, pod_runner, ns, busy)
+        time.sleep(1)
+        assert client.get_task(task_id).status == "running"  # nobody reaped it yet
+
+        operator_runs.start([ns], lease_namespace=ns)
+        wait_until(
+            lambda: client.get_task(task_id).attempts == 2, 30, what="the sweep to requeue it"
+        )
+        wait_until(
+            lambda: not any(w.draining for w in queue.workers() if w.id == idle),
+            15,
+            what="the stray drain to be undone",
+        )
+        release.touch()
+        done = wait_until(lambda: _in_state(client, task_id, "complete"), 30, what="done")
+    assert done.worker != busy
