@@ -44,6 +44,7 @@ from typing import Any
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import profiles
 from bench.harness import machine_load
 from bench.kube.env import (
     WORKER_SELECTOR,
@@ -365,9 +366,12 @@ def measure(
     busy: int,
     poll_s: float,
     window_s: float,
-    sample_s: float = 10.0,
+    sample_s: float = 20.0,
+    profile: Path | None = None,
     log: Log = print,
 ) -> FleetResult:
+    """`profile`: also record the operator with py-spy for `window_s` after the steady window
+    (apart from it: py-spy slows what it samples), into `profile`/operator-fleet.txt."""
     result = FleetResult(queues, pods, busy, poll_s)
     admin = bench.admin
     audit = bench.cluster.audit_log
@@ -423,6 +427,12 @@ def measure(
         log(f"  fleet: steady window done ({third.at - second.at:.0f} s)")
         result.round_trips = round_trips(bench.redis.url, run.metrics_url, sample_s)
         log(f"  fleet: MONITOR sample done ({sample_s:.0f} s)")
+        if profile is not None:
+            profile.mkdir(parents=True, exist_ok=True)
+            out = profile / "operator-fleet.txt"
+            with profiles.recording(pid, out, rate_hz=100):
+                pause(window_s)
+            log(f"  fleet: py-spy recording in {out} (python -m bench.profiles {out})")
     return result
 
 
