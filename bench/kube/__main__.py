@@ -38,6 +38,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="write every value to this file")
     p.add_argument("--svg", type=Path, help="plot the latencies into this SVG file")
     p.add_argument("--workdir", type=Path, help="logs and cluster state (default: a temp dir)")
+    p.add_argument(
+        "--operator-src", type=Path, help="run the operator from this checkout (A/B runs)"
+    )
     args = p.parse_args(argv)
     args.only = [k for k in args.only.split(",") if k]
     unknown = set(args.only) - set(KINDS)
@@ -63,7 +66,10 @@ def main(argv: list[str]) -> int:
     latencies: list[scaling.Trials] = []
     started = time.monotonic()
     max_pods = 110 if "fleet" not in args.only else max(110, args.queues * args.pods // 2)
-    with KubeBench(workdir, max_pods=max_pods, audit="fleet" in args.only) as bench:
+    bench_env = KubeBench(
+        workdir, max_pods=max_pods, audit="fleet" in args.only, operator_src=args.operator_src
+    )
+    with bench_env as bench:
         print(f"control plane ready ({bench.cluster.state.ready_after_s:.1f} s)", flush=True)
         if "scaleup" in args.only:
             for poll_s in args.polls:

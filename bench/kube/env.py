@@ -82,10 +82,20 @@ def condition(obj: Json, kind: str) -> str | None:
 class KubeBench:
     """Use as a context manager; `workdir` keeps the logs (cluster, operators, pods)."""
 
-    def __init__(self, workdir: Path, *, max_pods: int = 110, audit: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        max_pods: int = 110,
+        audit: bool = False,
+        operator_src: Path | None = None,
+    ) -> None:
+        """`operator_src`: run the operator (and the library it imports) from that checkout
+        instead of this one, to compare two versions on one machine."""
         self.workdir = workdir
         self.max_pods = max_pods
         self.audit = audit
+        self.operator_src = operator_src
         self._stack = contextlib.ExitStack()
         self._cluster: LocalCluster | None = None
         self._redis: RedisServer | None = None
@@ -162,8 +172,12 @@ class KubeBench:
     @contextlib.contextmanager
     def operator(self, namespaces: list[str], stem: str) -> Iterator[OperatorRun]:
         """One operator process watching `namespaces` (its Lease in the first), stopped by pid."""
+        env = {}
+        if self.operator_src is not None:
+            src = self.operator_src.resolve()
+            env["PYTHONPATH"] = os.pathsep.join([str(src / "operator"), str(src)])
         with operators(self.cluster.kubeconfig, self.workdir / "operators" / stem) as runs:
-            yield runs.start(namespaces, lease_namespace=namespaces[0])
+            yield runs.start(namespaces, lease_namespace=namespaces[0], env=env)
 
     @contextlib.contextmanager
     def pod_runner(self, namespace: str) -> Iterator[PodRunner]:
