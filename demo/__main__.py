@@ -1,167 +1,66 @@
-"""`./dev demo`: a real redis-server, three `blueque worker` processes and a producer, with
-a live view of the queue, its workers and its events.
+"""`./dev demo`: the operator scaling real workers on a local Kubernetes control plane, live
+(demo/kube.py); `./dev demo --redis-only`: the quick look without Kubernetes, Redis and three
+workers (demo/redis_only.py).
 
-Everything it starts it stops by pid (workers with SIGTERM, so running tasks finish; then
-Redis), whether it ends on time, on Ctrl-C, or on an error.
+The first Kubernetes run on a machine needs the control-plane binaries: `./dev demo` builds them
+first, through the same step as `./dev test` (about 15-20 minutes on two cores, once; then cached
+in ~/.cache/blueque).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import random
 import sys
-import time
-from collections import deque
 from pathlib import Path
 
-from rich.console import Group
-from rich.live import Live
-from rich.panel import Panel
-from rich.table import Table
-
-from blueque import Client, Queue
-from devtools.processes import Process, stop_all
-from devtools.redis_servers import RedisServer
-
-ROOT = Path(__file__).resolve().parent.parent
-QUEUE = "demo.videos"
+from demo import kube, redis_only
+from devtools.errors import DevtoolsError
 
 
-def start_workers(url: str, count: int, log_dir: Path) -> list[Process]:
-    blueque = Path(sys.executable).parent / "blueque"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BLUEQUE_CANCEL_GRACE_S": "2"}
-    return [
-        Process.start(
-            f"demo-worker-{i}",
-            [
-                str(blueque),
-                "--url",
-                url,
-                "worker",
-                QUEUE,
-                "--task",
-                "demo.tasks:work",
-                "--worker-id",
-                f"demo-worker-{i}",
-            ],
-            log_file=log_dir / f"demo-worker-{i}.log",
-            cwd=ROOT,
-            env=env,
-        )
-        for i in range(count)
-    ]
-
-
-def produce(queue: Queue, tick: int, n: int) -> tuple[int, str | None]:
-    """One producer step: a burst now and then, some scheduled, some failing."""
-    note = None
-    if tick % 12 == 0:
-        burst = [
-            {
-                "n": n + i,
-                "seconds": round(random.uniform(0.5, 4.0), 1),
-                "fail": random.random() < 0.1,
-            }
-            for i in range(random.randint(3, 8))
-        ]
-        queue.enqueue_many(burst)
-        note = f"enqueued a burst of {len(burst)}"
-        n += len(burst)
-    if tick % 20 == 5:
-        queue.schedule({"n": n, "seconds": 1.0}, delay=3)
-        note = "scheduled a task 3 s ahead"
-        n += 1
-    return n, note
-
-
-def render(queue: Queue, log: deque[str]) -> Group:
-    s = queue.stats()
-    stats = Table(title=f"queue {queue.name}", expand=True)
-    for col in (
-        "pending",
-        "reserved",
-        "running",
-        "scheduled",
-        "complete",
-        "failed",
-        "cancelled",
-        "workers",
-        "oldest wait",
-    ):
-        stats.add_column(col, justify="right")
-    age = "-" if s.oldest_pending_age_s is None else f"{s.oldest_pending_age_s:.1f}s"
-    stats.add_row(
-        *(
-            str(v)
-            for v in (
-                s.pending,
-                s.reserved,
-                s.running,
-                s.scheduled,
-                s.complete,
-                s.failed,
-                s.cancelled,
-                s.workers,
-            )
-        ),
-        age,
-    )
-    workers = Table(title="workers", expand=True)
-    for col in ("worker", "state", "task", "progress", "for"):
-        workers.add_column(col)
-    for w in queue.workers():
-        progress, since = "", ""
-        if w.task:
-            task = queue.get_task(w.task)
-            progress = f"{(task.progress or {}).get('percent', 0)}%"
-            since = f"{task.runtime_s or 0:.1f}s"
-        workers.add_row(w.id, w.state, w.task or "", progress, since)
-    return Group(stats, workers, Panel("\n".join(log), title="events"))
-
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev demo", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=45, help="how long to run (default 45)")
-    parser.add_argument("--workers", type=int, default=3)
-    args = parser.parse_args()
-
-    server = RedisServer().start()
-    workers: list[Process] = []
+    parser.add_argument(
+        "--redis-only",
+        action="store_true",
+        help="no Kubernetes: Redis, a fixed set of workers and a producer",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="how long to run (default 90; 45 Redis-only)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=3, help="with --redis-only: how many workers (default 3)"
+    )
+    parser.add_argument(
+        "--burst-every",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="a burst of tasks every S seconds (default 30: time to scale down in between)",
+    )
+    parser.add_argument(
+        "--no-chaos",
+        action="store_true",
+        help="do not force-delete a busy worker pod after each burst",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="for repeatable bursts")
+    parser.add_argument(
+        "--summary", type=Path, default=None, help="write what happened as JSON to this file"
+    )
+    args = parser.parse_args(argv)
+    if args.redis_only:
+        return redis_only.run(args.seconds or 45.0, args.workers)
+    options = kube.DemoOptions(
+        seconds=args.seconds or 90.0,
+        burst_every_s=args.burst_every,
+        chaos=not args.no_chaos,
+        summary=args.summary,
+        seed=args.seed,
+    )
     try:
-        client = Client(server.url)
-        queue = client.get_queue(QUEUE)
-        workers = start_workers(server.url, args.workers, server.directory)
-        log: deque[str] = deque(maxlen=8)
-        log.append(f"redis-server on {server.url}; {args.workers} workers started")
-        n, tick, deadline = 0, 0, time.monotonic() + args.seconds
-        with queue.events() as events, Live(render(queue, log), refresh_per_second=4) as live:
-            while time.monotonic() < deadline:
-                n, note = produce(queue, tick, n)
-                if note:
-                    log.append(note)
-                end = time.monotonic() + 0.25
-                while (left := end - time.monotonic()) > 0:
-                    event = events.next(timeout=left)
-                    if event and event["event"] in ("complete", "failed", "requeued", "cancelled"):
-                        task, by = event.get("task", ""), event.get("worker", "-")
-                        log.append(f"{event['event']:>9}  {task}  by {by}")
-                live.update(render(queue, log))
-                tick += 1
-            log.append("stopping workers (SIGTERM: running tasks finish first)")
-            live.update(render(queue, log))
-            stop_all(workers, grace_s=30)
-            live.update(render(queue, log))
-        s = queue.stats()
-        done, failed = s.totals["completed"], s.totals["failed"]
-        print(f"\ndone: {done} complete, {failed} failed, {s.pending} still pending")
-        client.close()
-    except KeyboardInterrupt:
-        print("interrupted")
-    finally:
-        stop_all(workers, grace_s=30)
-        server.stop()
-    return 0
+        return kube.run(options)
+    except DevtoolsError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     max_pods = 110 if "fleet" not in args.only else max(110, args.queues * args.pods // 2)
     bench_env = KubeBench(
-        workdir, max_pods=max_pods, audit="fleet" in args.only, operator_src=args.operator_src
+        workdir, max_pods=max_pods, audit_log="fleet" in args.only, operator_src=args.operator_src
     )
     with bench_env as bench:
         print(f"control plane ready ({bench.cluster.state.ready_after_s:.1f} s)", flush=True)

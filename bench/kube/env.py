@@ -87,14 +87,14 @@ class KubeBench:
         workdir: Path,
         *,
         max_pods: int = 110,
-        audit: bool = False,
+        audit_log: bool = False,
         operator_src: Path | None = None,
     ) -> None:
         """`operator_src`: run the operator (and the library it imports) from that checkout
         instead of this one, to compare two versions on one machine."""
         self.workdir = workdir
         self.max_pods = max_pods
-        self.audit = audit
+        self.audit_log = audit_log
         self.operator_src = operator_src
         self._stack = contextlib.ExitStack()
         self._cluster: LocalCluster | None = None
@@ -136,7 +136,7 @@ class KubeBench:
             self.workdir / "cluster",
             binaries=find_binaries(),
             max_pods=self.max_pods,
-            audit=self.audit,
+            audit_log=self.audit_log,
         )
         cluster.start()  # stops what it started if it fails
         self._cluster = cluster

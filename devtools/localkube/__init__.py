@@ -8,6 +8,7 @@ is test and demo tooling.
 """
 
 from devtools.localkube.api import ApiClient
+from devtools.localkube.audit import AuditCounts, AuditLog
 from devtools.localkube.build import Binaries, build, find_binaries
 from devtools.localkube.cluster import LocalCluster, default_state_dir
 from devtools.localkube.errors import (
@@ -23,6 +24,8 @@ __all__ = [
     "PINNED",
     "ApiClient",
     "ApiError",
+    "AuditCounts",
+    "AuditLog",
     "Binaries",
     "BuildError",
     "ClusterError",

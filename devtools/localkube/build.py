@@ -52,7 +52,7 @@ _KWOK_STAGES = (
 )
 
 _STAMP = ".complete"
-_PROGRESS_EVERY_S = 60.0
+_PROGRESS_EVERY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,11 @@ def _build_locked(versions: Versions, base: Path, *, jobs: int | None) -> None:
     src.mkdir(exist_ok=True)
     log = base / "build.log"
     started = time.monotonic()
-    _say(f"building {versions.key} into {base} (log: {log})")
+    _say(
+        f"building the control plane {versions.key} from Go modules into {base}: once per "
+        f"machine, about 15-20 minutes on two cores (progress below; log: {log})"
+    )
+    _say("downloading the modules of Kubernetes, etcd, KWOK and Helm")
 
     kube = _download(go, f"k8s.io/kubernetes@{versions.kubernetes}", src)
     staging = staging_modules(Path(kube["GoMod"]).read_text())
@@ -243,7 +247,8 @@ def _build_locked(versions: Versions, base: Path, *, jobs: int | None) -> None:
     partial = base / "bin.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
-    cmd = [go, "build", "-p", str(jobs or os.cpu_count() or 2)]
+    _say("compiling etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK, Helm")
+    cmd = [go, "build", "-v", "-p", str(jobs or os.cpu_count() or 2)]
     cmd += ["-ldflags", _ldflags(versions, release_time), "-o", f"{partial}/", *_PACKAGES]
     _go_build_with_progress(cmd, src, log, started)
 
@@ -273,10 +278,13 @@ def _default_binary_name(pkg: str) -> str:
 
 
 def _go_build_with_progress(cmd: list[str], cwd: Path, log: Path, started: float) -> None:
-    """The cold build runs for tens of minutes: say so every minute, so CI logs show life."""
+    """The cold build runs for tens of minutes: say how far it got every `_PROGRESS_EVERY_S`
+    (`go build -v` writes each package's path to the log once compiled), so that a newcomer's
+    first `./dev demo` and the CI logs show life."""
     with log.open("a") as out:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
+        first_line = out.tell()
         try:
             proc = subprocess.Popen(
                 cmd,
@@ -292,7 +300,11 @@ def _go_build_with_progress(cmd: list[str], cwd: Path, log: Path, started: float
                 code = proc.wait(timeout=_PROGRESS_EVERY_S)
                 break
             except subprocess.TimeoutExpired:
-                _say(f"go build still running ({time.monotonic() - started:.0f} s)")
+                with log.open("rb") as written:
+                    written.seek(first_line)
+                    packages = sum(1 for line in written if line.strip())
+                elapsed_s = time.monotonic() - started
+                _say(f"compiling: {packages} packages so far ({elapsed_s:.0f} s)")
     if code != 0:
         tail = log.read_text()[-4000:]
         raise BuildError(f"go build failed ({code}); see {log}:\n{tail}")

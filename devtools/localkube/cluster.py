@@ -7,6 +7,11 @@ exercised and an operator's permissions can be proven. KWOK plays every kubelet:
 carry the annotation `kwok.x-k8s.io/node=fake`, and pods scheduled onto them become Running and
 Ready at once; deleted pods disappear at once (no grace period is simulated).
 
+Two switches serve benchmarks: `audit_log=True` starts the API server with an audit log
+(`devtools.localkube.audit`: requests counted per user), and `restart_controller_manager(flags)`
+restarts the controller-manager with extra flags (the HPA's sync period is one, for the whole
+cluster).
+
 Two owners are supported. A test session owns its cluster: the processes die with the Python
 process even when it is killed. `python -m devtools.localkube up` leaves the cluster running in
 the background, and `down`/`status` find it again through `state.json`.
@@ -22,7 +27,7 @@ import ssl
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -30,9 +35,10 @@ from typing import Any
 
 from devtools.errors import ProcessError
 from devtools.localkube.api import ApiClient, Json
+from devtools.localkube.audit import POLICY, AuditLog
 from devtools.localkube.build import Binaries, find_binaries
 from devtools.localkube.errors import ApiError, ClusterError
-from devtools.localkube.pki import ClientCert, Pki, create_pki
+from devtools.localkube.pki import FRONT_PROXY_CLIENT, ClientCert, Pki, create_pki
 from devtools.processes import Process, free_port, wait_until
 
 __all__ = ["KWOK_NODE_ANNOTATION", "ClusterState", "LocalCluster", "default_state_dir"]
@@ -69,6 +75,11 @@ class ClusterState:
     components: list[Process] = field(default_factory=list)
     started_at: float = 0.0
     ready_after_s: float = 0.0
+    ports: dict[str, int] = field(default_factory=dict)
+    audit_log: str = ""
+    """The audit log's path; empty when the cluster runs without one."""
+    controller_manager_flags: list[str] = field(default_factory=list)
+    """The extra flags the controller-manager was last (re)started with."""
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
@@ -93,20 +104,18 @@ class LocalCluster:
         *,
         binaries: Binaries | None = None,
         node_count: int = 3,
-        max_pods: int = 110,
-        audit: bool = False,
         owned_by_caller: bool = True,
+        audit_log: bool = False,
+        max_pods: int = 110,
     ) -> None:
-        """`max_pods`: each KWOK node's pod capacity (the kubelet's default, 110; raise it
-        for a fleet of fake pods: the scheduler leaves pods Pending past it). `audit`: the API
-        server logs every request but watches, one JSON line each with who made it
-        (`audit_log`; level Metadata: no bodies), to count a client's calls."""
+        """`max_pods`: each KWOK node's pod capacity (the kubelet's default, 110; raise it for
+        a fleet of fake pods: the scheduler leaves pods Pending past it)."""
         self.state_dir = state_dir.resolve()
         self._binaries = binaries
         self.node_count = node_count
         self.max_pods = max_pods
-        self.audit = audit
         self.owned_by_caller = owned_by_caller
+        self.audit = audit_log
         self._state: ClusterState | None = None
 
     # -- finding an existing cluster ------------------------------------------------------
@@ -148,6 +157,22 @@ class LocalCluster:
             key_file=Path(state.admin_key_file),
         )
 
+    def audit_log(self) -> AuditLog:
+        """The audit log; ClusterError when the cluster was started without `audit_log=True`."""
+        if not self.state.audit_log:
+            raise ClusterError("this cluster was started without an audit log")
+        return AuditLog(Path(self.state.audit_log))
+
+    def token_kubeconfig(self, name: str, token: str) -> Path:
+        """A kubeconfig that authenticates with `token` (a service account's, from the
+        TokenRequest API): how an add-on runs under its own identity and RBAC."""
+        state = self.state
+        config = _kubeconfig(name, state.server, Path(state.ca_file).read_bytes(), {"token": token})
+        path = self.state_dir / f"{name}.kubeconfig"
+        path.write_text(json.dumps(config, indent=2))
+        path.chmod(0o600)
+        return path
+
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         """Run kubectl as the admin against this cluster; its stdout, ClusterError on failure."""
         return self._run_tool(self.binaries.kubectl, args, stdin)
@@ -173,11 +198,6 @@ class LocalCluster:
 
     def alive(self) -> dict[str, bool]:
         return {c.name: c.alive() for c in self.state.components}
-
-    @property
-    def audit_log(self) -> Path:
-        """The API server's audit log (JSON lines), written when started with `audit=True`."""
-        return self.state_dir / "logs" / "audit.log"
 
     def rss_bytes(self) -> int:
         """Resident memory of all component processes together."""
@@ -233,21 +253,21 @@ class LocalCluster:
             admin_key_file=str(pki.admin.key_file),
             nodes=[f"kwok-node-{i}" for i in range(self.node_count)],
             started_at=time.time(),
+            ports=ports,
         )
+        if self.audit:
+            (self.state_dir / "audit-policy.yaml").write_text(POLICY)
+            self.state.audit_log = str(self.state_dir / "logs" / "audit.log")
         try:
             self._launch("etcd", self._etcd_argv(binaries, ports))
             self._wait(deadline, "etcd /health", lambda: _etcd_healthy(ports["etcd"]))
             self._launch("kube-apiserver", self._apiserver_argv(binaries, ports, pki))
             admin = self.admin_client()
             self._wait(deadline, "kube-apiserver /readyz", admin.healthy)
-            kcm_config = self._write_kubeconfig(
-                "controller-manager", server, pki, pki.controller_manager
-            )
+            self._write_kubeconfig("controller-manager", server, pki, pki.controller_manager)
             sched_config = self._write_kubeconfig("scheduler", server, pki, pki.scheduler)
             kwok_config = self._write_kubeconfig("kwok", server, pki, pki.kwok)
-            self._launch(
-                "kube-controller-manager", self._kcm_argv(binaries, ports, pki, kcm_config)
-            )
+            self._launch("kube-controller-manager", self._kcm_argv(binaries, ports["kcm"], []))
             self._launch("kube-scheduler", self._scheduler_argv(binaries, ports, sched_config))
             self._launch("kwok", self._kwok_argv(binaries, ports, kwok_config))
             self._create_nodes(admin)
@@ -260,6 +280,22 @@ class LocalCluster:
             raise
         self.state.ready_after_s = time.monotonic() - started
         self.state.save(self.state_dir / _STATE_FILE)
+
+    def restart_controller_manager(
+        self, extra_flags: Sequence[str] = (), *, timeout_s: float = 60.0
+    ) -> None:
+        """Stop the controller-manager (by pid) and start it again with `extra_flags` (e.g.
+        `--horizontal-pod-autoscaler-sync-period=1s`) instead of those it had; returns once it
+        answers /healthz. Its controllers start from fresh informers, as after a failover."""
+        state = self.state
+        old = next(c for c in state.components if c.name == "kube-controller-manager")
+        old.stop()
+        state.components.remove(old)
+        state.ports["kcm"] = port = free_port()
+        state.controller_manager_flags = list(extra_flags)
+        self._launch("kube-controller-manager", self._kcm_argv(self.binaries, port, extra_flags))
+        deadline = time.monotonic() + timeout_s
+        self._wait(deadline, "kube-controller-manager /healthz", lambda: _https_ok(port))
 
     def stop(self, *, remove_state: bool = True) -> None:
         """Stop every recorded process (by pid) and remove the state directory."""
@@ -317,31 +353,11 @@ class LocalCluster:
         wait_until(alive_and_ready, deadline - time.monotonic(), interval_s=0.1, what=what)
 
     def _write_kubeconfig(self, user: str, server: str, pki: Pki, cert: ClientCert) -> Path:
-        # JSON is YAML: kubectl, client-go, Kopf and the Python clients all read it.
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "localkube",
-                    "cluster": {
-                        "server": server,
-                        "certificate-authority-data": _b64(pki.ca_pem),
-                    },
-                }
-            ],
-            "users": [
-                {
-                    "name": user,
-                    "user": {
-                        "client-certificate-data": _b64(cert.cert_pem),
-                        "client-key-data": _b64(cert.key_pem),
-                    },
-                }
-            ],
-            "contexts": [{"name": "localkube", "context": {"cluster": "localkube", "user": user}}],
-            "current-context": "localkube",
+        credentials = {
+            "client-certificate-data": _b64(cert.cert_pem),
+            "client-key-data": _b64(cert.key_pem),
         }
+        config = _kubeconfig(user, server, pki.ca_pem, credentials)
         path = self.state_dir / f"{user}.kubeconfig"
         path.write_text(json.dumps(config, indent=2))
         path.chmod(0o600)
@@ -385,48 +401,51 @@ class LocalCluster:
             # cluster needs it (KWOK pods do not run), so keep it endpoint-less and quiet.
             "--endpoint-reconciler-type=none",
             "--profiling=false",
-            *self._audit_argv(),
+            # The aggregation layer, always on: requests to an APIService are proxied with the
+            # front proxy's client certificate and the caller's identity in these headers, and
+            # go to the Service's address (ClusterIP or ExternalName), never to its endpoints
+            # (a KWOK pod's IP leads nowhere).
+            f"--requestheader-client-ca-file={pki.front_proxy_ca_file}",
+            f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki.front_proxy_client.cert_file}",
+            f"--proxy-client-key-file={pki.front_proxy_client.key_file}",
+            "--enable-aggregator-routing=false",
+            *self._audit_flags(),
         ]
 
-    def _audit_argv(self) -> list[str]:
-        if not self.audit:
+    def _audit_flags(self) -> list[str]:
+        if not self.state.audit_log:
             return []
-        policy = self.state_dir / "audit-policy.json"
-        # One line per request, once answered (no RequestReceived stage); watches are long
-        # requests that would log their end only, and carry no write.
-        policy.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "audit.k8s.io/v1",
-                    "kind": "Policy",
-                    "omitStages": ["RequestReceived"],
-                    "rules": [{"level": "None", "verbs": ["watch"]}, {"level": "Metadata"}],
-                }
-            )
-        )
         return [
-            f"--audit-policy-file={policy}",
-            f"--audit-log-path={self.audit_log}",
+            f"--audit-policy-file={self.state_dir / 'audit-policy.yaml'}",
+            f"--audit-log-path={self.state.audit_log}",
             "--audit-log-format=json",
-            "--audit-log-maxbackup=0",
+            # Written before the response goes out: a count read after a request returned
+            # includes it.
+            "--audit-log-mode=blocking",
+            "--audit-log-maxsize=0",
         ]
 
-    def _kcm_argv(
-        self, b: Binaries, ports: dict[str, int], pki: Pki, kubeconfig: Path
-    ) -> list[str]:
+    def _kcm_argv(self, b: Binaries, port: int, extra_flags: Sequence[str]) -> list[str]:
+        # Paths, not the Pki object: a restart finds the same files in the state directory.
+        pki = self.state_dir / "pki"
         return [
             str(b.kube_controller_manager),
-            f"--kubeconfig={kubeconfig}",
+            f"--kubeconfig={self.state_dir / 'controller-manager.kubeconfig'}",
             "--leader-elect=false",
             "--bind-address=127.0.0.1",
-            f"--secure-port={ports['kcm']}",
+            f"--secure-port={port}",
             f"--cert-dir={self.state_dir / 'certs' / 'kcm'}",
-            f"--root-ca-file={pki.ca_file}",
-            f"--service-account-private-key-file={pki.sa_private_key_file}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
             # Each controller acts as its own service account, as in a kubeadm cluster.
             "--use-service-account-credentials=true",
             f"--service-cluster-ip-range={_SERVICE_CIDR}",
             "--profiling=false",
+            *extra_flags,
         ]
 
     def _scheduler_argv(self, b: Binaries, ports: dict[str, int], kubeconfig: Path) -> list[str]:
@@ -468,6 +487,23 @@ class LocalCluster:
             "the default ServiceAccount",
             lambda: _exists(admin, "/api/v1/namespaces/default/serviceaccounts/default"),
         )
+
+
+def _kubeconfig(user: str, server: str, ca_pem: bytes, credentials: dict[str, str]) -> Json:
+    # JSON is YAML: kubectl, client-go, Kopf and the Python clients all read it.
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "localkube",
+                "cluster": {"server": server, "certificate-authority-data": _b64(ca_pem)},
+            }
+        ],
+        "users": [{"name": user, "user": credentials}],
+        "contexts": [{"name": "localkube", "context": {"cluster": "localkube", "user": user}}],
+        "current-context": "localkube",
+    }
 
 
 def _node(name: str, max_pods: int) -> Json:

@@ -17,6 +17,9 @@ Running on a KWOK node, it:
   (never the deletion's grace: KWOK deletes with grace 0 at once), and removes its finalizer
   once the process has exited, so the pod object disappears only after its process: a watch's
   DELETED event means "the process is gone", as the operator's reaper assumes;
+- with `service_account_tokens`, hands each process its pod's ServiceAccount as the kubelet
+  would mount it, a token bound to the pod, in a kubeconfig named by $KUBECONFIG
+  (`devtools.podrunner.credentials`): how the operator's own pod runs with the chart's RBAC;
 - `kill(pod)` SIGKILLs at once and releases the finalizer: how a test that force-deletes a pod
   says so (KWOK's own delete has grace 0, so the pod object cannot tell);
 - on `close()` stops every process it started, by pid, and removes its finalizers.

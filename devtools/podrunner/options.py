@@ -53,3 +53,8 @@ class RunnerOptions:
     """Patch the pod's containerStatuses (restartCount, lastState) on each restart."""
     events: bool = True
     """Record Events on the pod (Started, Killing, Failed), as the kubelet does."""
+    service_account_tokens: bool = False
+    """Give each process the credentials of its pod's ServiceAccount, as a kubeconfig in
+    $KUBECONFIG (a token bound to the pod; `devtools.podrunner.credentials`), unless the pod
+    sets `automountServiceAccountToken: false`. For pods that talk to the API server, such as
+    the operator's; worker pods talk to Redis only."""

@@ -20,6 +20,7 @@ session, as the end of a container does (`devtools.podrunner.sessions`).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -35,7 +36,7 @@ from devtools.errors import ProcessError
 from devtools.localkube.api import PATCH_MERGE, PATCH_STRATEGIC, ApiClient, Json
 from devtools.localkube.cluster import KWOK_NODE_ANNOTATION
 from devtools.localkube.errors import ApiError
-from devtools.podrunner import reporting
+from devtools.podrunner import credentials, reporting
 from devtools.podrunner.container import container_argv, container_env, select_container
 from devtools.podrunner.errors import ContainerConfigError, PodRunnerError, UnknownPodError
 from devtools.podrunner.options import RunnerOptions
@@ -434,14 +435,34 @@ class PodRunner:
 
     def _base_env(self, pod: _Pod) -> dict[str, str]:
         """What the image would set: PATH with the venv first, the host's locale and home,
-        the runner's `env`; the pod's own env goes over it."""
+        the runner's `env`, and with `service_account_tokens` the KUBECONFIG of the pod's
+        ServiceAccount (what the kubelet mounts); the pod's own env goes over it."""
         env = {name: os.environ[name] for name in _HOST_ENV if name in os.environ}
         path = os.environ.get("PATH", os.defpath)
         env["PATH"] = f"{self.options.bin_dir}{os.pathsep}{path}"
         env["HOSTNAME"] = pod.name
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self.options.env)
+        if self.options.service_account_tokens and credentials.mounts_token(pod.obj):
+            env["KUBECONFIG"] = str(self._write_kubeconfig(pod))
         return env
+
+    def _write_kubeconfig(self, pod: _Pod) -> Path:
+        """A fresh token of the pod's ServiceAccount, bound to the pod, in a kubeconfig next to
+        its log (one per start: a restarted container gets a new token, as it would)."""
+        account = credentials.service_account(pod.obj)
+        answer = self.api.create(
+            f"/api/v1/namespaces/{pod.namespace}/serviceaccounts/{account}/token",
+            credentials.token_request(pod.obj),
+        )
+        server = f"https://{self.api.host}:{self.api.port}"
+        config = credentials.kubeconfig(
+            server, self.api.ca_file, answer["status"]["token"], pod.namespace
+        )
+        path = pod.log_file.with_suffix(".kubeconfig")
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(config))
+        return path
 
     def _read_object(self, kind: str, namespace: str, name: str) -> Json | None:
         plural = {"Secret": "secrets", "ConfigMap": "configmaps"}[kind]

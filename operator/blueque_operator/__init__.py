@@ -10,7 +10,8 @@ Installed with `pip install 'blueque[operator]'`; run as `blueque-operator` (or
   `reaper` (requeueing the tasks of workers whose pods are gone);
 - the edges: `kube` (API calls, gated on the Lease), `redis_link` (shared `blueque.aio`
   clients), `leader` (the Lease), `metrics` (Prometheus);
-- assembly: `runtime` (Kopf's watches into the fleet of controllers), `app`, `cli`.
+- assembly: `runtime` (Kopf's watches into the fleet of controllers), `app`, `options`,
+  `cli`.
 """
 
 from __future__ import annotations

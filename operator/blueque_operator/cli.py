@@ -14,31 +14,17 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import click
 
-DEFAULT_METRICS_PORT = 8000
-DEFAULT_LEASE_NAME = "blueque-operator"
-POD_NAMESPACE_ENV = "POD_NAMESPACE"
-"""The operator pod's namespace (downward API): the Lease's default namespace."""
+from blueque_operator.options import (
+    DEFAULT_LEASE_NAME,
+    DEFAULT_METRICS_PORT,
+    POD_NAMESPACE_ENV,
+    OperatorOptions,
+)
 
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-
-
-@dataclass(frozen=True)
-class OperatorOptions:
-    namespaces: tuple[str, ...]
-    """Namespaces to watch; empty means every namespace (`--all-namespaces`)."""
-    metrics_port: int
-    """Port of the Prometheus endpoint; 0 turns it off."""
-    lease_namespace: str = "default"
-    """Where the leader election's Lease lives (the operator's own namespace)."""
-    lease_name: str = DEFAULT_LEASE_NAME
-
-    @property
-    def all_namespaces(self) -> bool:
-        return not self.namespaces
 
 
 def _check_namespaces(

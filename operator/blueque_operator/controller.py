@@ -4,10 +4,11 @@ A `QueueController` runs while its BlueQueue exists and this replica holds the L
 no state the cluster or Redis does not also hold: the scale-down in flight is in the status,
 the drains in Redis, the pods in the watch. Each tick:
 
-1. ensure the worker Deployment matches the spec (hand edits reconciled; replicas untouched)
+1. claim the queue in Redis (two BlueQueues on one queue: the second gets Conflict, and
+   creates nothing);
+2. ensure the worker Deployment matches the spec (hand edits reconciled; replicas untouched)
    and the queue's config in Redis matches `spec.tasks` (once per generation, and after Redis
    comes back);
-2. claim the queue in Redis (two BlueQueues on one queue: the second gets Conflict);
 3. observe the queue in one round trip, decide (`policy.decide`), and act: undrain, scale up,
    drain, deletion costs, scale down, disruption annotations; promote due scheduled tasks;
 4. reap the workers of pods that are gone (the sweep; DELETED events reap at once, see
@@ -57,7 +58,7 @@ from blueque_operator.policy import (
     decide,
     protection_changes,
 )
-from blueque_operator.reaper import Reaper
+from blueque_operator.reaper import Reaped, Reaper
 from blueque_operator.redis_link import Endpoint, RedisLinks
 from blueque_operator.spec import BlueQueueSpec, parse_bluequeue
 from blueque_operator.status import (
@@ -145,7 +146,7 @@ class QueueController:
         self.backoff_s = 0.0
         self.last_observation: QueueObservation | None = None
         self.metrics_key: QueueKey | None = None
-        self.reaper = Reaper(self)
+        self.reaper = Reaper(self.uid, self.key, services.world, services.kube, services.clock)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -230,7 +231,7 @@ class QueueController:
                 report.queue = observed
                 await self._scale(queue, observed, report)
                 await self._promote(queue)
-                await self.reaper.sweep(observed)
+                self._reaped(await self._redis(self.reaper.sweep(queue, observed), "requeue"))
             self._redis_state(True, "")
             self.backoff_s = 0.0
         except RedisUnavailable as exc:
@@ -355,6 +356,34 @@ class QueueController:
 
     async def _promote(self, queue: AsyncQueue) -> None:
         await self._redis(queue.promote_due(), "promote due tasks")
+
+    # -- reaping -------------------------------------------------------------------------------
+
+    async def pod_deleted(self, pod: str) -> None:
+        """A worker pod of this BlueQueue is gone (a DELETED event): requeue its tasks now."""
+        if not self.services.is_leader() or self.spec is None or self.endpoint is None:
+            return
+        if self.conflict_with is not None:
+            return
+        try:
+            reaped = await self.reaper.pod_deleted(self._queue(), self.last_observation, pod)
+        except REDIS_FAILURES as exc:  # the sweep requeues it once Redis answers
+            log.warning("%s: cannot reap %s now: %s", self.key, pod, exc)
+            return
+        self._reaped([] if reaped is None else [reaped])
+
+    def _reaped(self, reaped: list[Reaped]) -> None:
+        for r in reaped:
+            self.services.metrics.reaped(self._labels(), r.requeued + r.failed)
+            if r.requeued or r.failed:
+                self._event(
+                    "Normal",
+                    "WorkerReaped",
+                    f"{r.worker} ({r.reason}): {r.requeued} task(s) requeued, {r.failed} failed"
+                    " at max attempts",
+                )
+            else:
+                log.info("%s: forgot worker %s (%s): it held no task", self.key, r.worker, r.reason)
 
     # -- scaling -------------------------------------------------------------------------------
 

@@ -226,7 +226,7 @@ class LeaderElector:
                     await asyncio.wait_for(stop.wait(), timeout=delay)
             await self._release()
         finally:
-            self._step_down("the elector stopped")
+            self._step_down("the elector stopped", level=logging.INFO)
             self._running = False
             self.close()
 
@@ -355,7 +355,7 @@ class LeaderElector:
         lease = self._lease
         if lease is None or self.holder != self.identity:
             return
-        self._step_down("releasing the Lease")  # no write of ours may land after the release
+        self._step_down("releasing the Lease", level=logging.INFO)  # no write may land after it
         spec = dict(lease.get("spec") or {})
         spec.pop("holderIdentity", None)
         spec["leaseDurationSeconds"] = 1
@@ -408,14 +408,16 @@ class LeaderElector:
             loop = asyncio.get_running_loop()
             self._expiry = loop.call_later(self._until - self._clock(), self._check_expiry)
 
-    def _step_down(self, reason: str) -> None:
+    def _step_down(self, reason: str, level: int = logging.WARNING) -> None:
+        """Stops leading; `level`: INFO for a stop asked for, WARNING for a loss."""
         self._until = None
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
         if self._leading.is_set():
-            log.warning(
-                "Lease %s/%s: %s lost leadership: %s",
+            log.log(
+                level,
+                "Lease %s/%s: %s stops leading: %s",
                 self.namespace,
                 self.name,
                 self.identity,

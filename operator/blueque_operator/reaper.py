@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+from blueque.aio import AsyncQueue
 from blueque.records import QueueObservation, WorkerObservation
 from blueque_operator.errors import KubeError
+from blueque_operator.kube import Kube
 from blueque_operator.status import epoch
-
-if TYPE_CHECKING:
-    from blueque_operator.controller import QueueController
+from blueque_operator.world import Key, World
 
 log = logging.getLogger("blueque_operator")
 
@@ -40,77 +42,79 @@ CONFIRM_EVERY_S = 5.0
 """A worker whose pod the watch does not show is checked with a GET at most this often."""
 
 
+@dataclass(frozen=True)
+class Reaped:
+    worker: str
+    reason: str
+    requeued: int
+    failed: int
+
+
 class Reaper:
-    def __init__(self, controller: QueueController) -> None:
-        self.controller = controller
+    """Finds the dead workers of one BlueQueue (`owner`, its UID) and requeues their tasks on
+    the queue it is given; the caller reports what it returns (Events, metrics)."""
+
+    def __init__(
+        self,
+        owner: str,
+        key: Key,
+        world: World,
+        kube: Kube,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.owner, self.key, self.world, self.kube, self.clock = owner, key, world, kube, clock
         self._checked: dict[str, float] = {}
 
-    async def pod_deleted(self, pod: str) -> None:
-        """The pod of worker `pod` is gone: requeue its tasks if the worker is ours."""
-        c = self.controller
-        if c.endpoint is None or c.spec is None or c.conflict_with is not None:
-            return
-        known = _find(c.last_observation, pod)
-        if known is None:
-            try:
-                known = _find(await c._queue().observe(), pod)
-            except Exception as exc:  # the sweep retries once Redis answers
-                log.warning("%s: cannot read the queue to reap %s: %s", c.key, pod, exc)
-                return
-        if known is None or known.owner != c.uid:
-            return
-        await self._requeue(pod, POD_DELETED)
+    async def pod_deleted(
+        self, queue: AsyncQueue, last: QueueObservation | None, pod: str
+    ) -> Reaped | None:
+        """The pod of worker `pod` is gone: requeue its tasks if the worker is ours. Library
+        errors (Redis down) propagate: the sweep retries once Redis answers."""
+        known = _find(last, pod) or _find(await queue.observe(), pod)
+        if known is None or known.owner != self.owner:
+            return None
+        return await self._requeue(queue, pod, POD_DELETED)
 
-    async def sweep(self, observed: QueueObservation) -> None:
-        c = self.controller
-        world = c.services.world
+    async def sweep(self, queue: AsyncQueue, observed: QueueObservation) -> list[Reaped]:
+        reaped: list[Reaped] = []
+        namespace = self.key[0]
         now = time.monotonic()
         for worker in observed.workers:
-            if worker.owner != c.uid or not worker.registered:
+            if worker.owner != self.owner or not worker.registered:
                 continue
-            pod = world.pod(c.key, worker.id)
+            pod = self.world.pod(self.key, worker.id)
             if pod is None:
                 if now - self._checked.get(worker.id, 0.0) < CONFIRM_EVERY_S:
                     continue
                 self._checked[worker.id] = now
                 try:
-                    live = await c.services.kube.get_pod(c.namespace, worker.id)
+                    live = await self.kube.get_pod(namespace, worker.id)
                 except KubeError as exc:
-                    log.warning("%s: cannot check pod %s: %s", c.key, worker.id, exc)
+                    log.warning("%s: cannot check pod %s: %s", self.key, worker.id, exc)
                     continue
                 if live is None:
-                    await self._requeue(worker.id, POD_MISSING)
+                    reaped.append(await self._requeue(queue, worker.id, POD_MISSING))
                 continue
             if not worker.alive and await self._partitioned(pod):
-                await self._requeue(worker.id, NODE_LOST)
+                reaped.append(await self._requeue(queue, worker.id, NODE_LOST))
         self._checked = {k: v for k, v in self._checked.items() if now - v < 60}
+        return reaped
 
     async def _partitioned(self, pod: dict[str, Any]) -> bool:
-        c = self.controller
-        if partitioned(pod, None, c.services.clock()):
+        if partitioned(pod, None, self.clock()):
             return True
         node = (pod.get("spec") or {}).get("nodeName")
         if not node:
             return False
         try:
-            obj = await c.services.kube.get_node(node)
+            obj = await self.kube.get_node(node)
         except KubeError:
             return False  # not allowed to read nodes (namespace mode), or the API is down
-        return partitioned(pod, obj or {}, c.services.clock())
+        return partitioned(pod, obj or {}, self.clock())
 
-    async def _requeue(self, worker: str, reason: str) -> None:
-        c = self.controller
-        requeued, failed = await c._redis(c._queue().requeue_worker(worker, reason), "requeue")
-        c.services.metrics.reaped(c._labels(), requeued + failed)
-        if requeued or failed:
-            c._event(
-                "Normal",
-                "WorkerReaped",
-                f"{worker} ({reason}): {requeued} task(s) requeued, {failed} failed at max"
-                " attempts",
-            )
-        else:
-            log.info("%s: forgot worker %s (%s): it held no task", c.key, worker, reason)
+    async def _requeue(self, queue: AsyncQueue, worker: str, reason: str) -> Reaped:
+        requeued, failed = await queue.requeue_worker(worker, reason)
+        return Reaped(worker, reason, requeued, failed)
 
 
 def partitioned(pod: dict[str, Any], node: dict[str, Any] | None, now: float) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -58,8 +58,8 @@ class Fleet:
         controller = self._by_key.get(key)
         if controller is None:
             return
-        if kind == "pods" and event_type == "DELETED" and self.services.is_leader():
-            _spawn(controller.reaper.pod_deleted(body["metadata"]["name"]))
+        if kind == "pods" and event_type == "DELETED":
+            _spawn(controller.pod_deleted(body["metadata"]["name"]))
         elif kind == "deployments":
             controller.wake()  # a hand edit is reconciled at once
 
@@ -85,8 +85,14 @@ def _done(task: asyncio.Task[Any]) -> None:
         log.error("background step failed", exc_info=task.exception())
 
 
-def registry_for(fleet: Fleet, configure: Callable[[kopf.OperatorSettings], None]) -> Any:
-    """A Kopf registry with the operator's handlers, bound to `fleet` (no module globals)."""
+def registry_for(
+    fleet: Fleet,
+    configure: Callable[[kopf.OperatorSettings], None],
+    on_cleanup: Callable[[], Awaitable[None]] | None = None,
+) -> Any:
+    """A Kopf registry with the operator's handlers, bound to `fleet` (no module globals).
+    `on_cleanup` runs once the fleet stopped, as soon as the operator is told to stop (Kopf
+    itself may take seconds more to return)."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -123,6 +129,8 @@ def registry_for(fleet: Fleet, configure: Callable[[kopf.OperatorSettings], None
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
         await fleet.close()
+        if on_cleanup is not None:
+            await on_cleanup()
 
     return registry
 

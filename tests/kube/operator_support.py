@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from blueque import Client
 from devtools.localkube import ApiClient, ApiError
 from devtools.localkube.api import Json
 from devtools.processes import wait_until
@@ -126,3 +127,15 @@ def reasons(admin: ApiClient, namespace: str, name: str) -> list[str]:
 def env_of(deployment: Json) -> dict[str, Any]:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def apply_bluequeue(admin: ApiClient, namespace: str, body: Json) -> Json:
+    """Creates the BlueQueue and waits until its operator reports it Ready."""
+    admin.create(bq_path(namespace), body)
+    return wait_condition(admin, namespace, body["metadata"]["name"], "Ready", "True")
+
+
+def running_on(client: Client, task_id: str) -> str | None:
+    """The worker running the task, or None while it is not running."""
+    task = client.get_task(task_id)
+    return task.worker if task.status == "running" else None

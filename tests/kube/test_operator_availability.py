@@ -20,6 +20,7 @@ from devtools.podrunner import PodRunner
 from devtools.processes import wait_until
 from devtools.redis_servers import RedisServer
 from tests.kube.operator_support import (
+    apply_bluequeue,
     bluequeue,
     bq_path,
     condition,
@@ -107,8 +108,7 @@ def test_two_operators_one_acts_and_the_other_takes_over_when_it_dies(
         lease, lambda obj: bool(obj["spec"].get("holderIdentity")), what="a leader"
     )["spec"]["holderIdentity"]
     second = operator_runs.start([ns], lease_namespace=ns)
-    kube_admin.create(bq_path(ns), bluequeue("pair", redis_url, scaling={"maxReplicas": 2}))
-    wait_condition(kube_admin, ns, "pair", "Ready", "True")
+    apply_bluequeue(kube_admin, ns, bluequeue("pair", redis_url, scaling={"maxReplicas": 2}))
     with Client(redis_url) as client:
         queue = client.get_queue("pair")
         ids = queue.enqueue_many([{"echo": i} for i in range(4)])
@@ -147,8 +147,7 @@ def test_status_events_and_metrics_report_the_queue_and_an_idle_queue_writes_not
 ) -> None:
     ns = kube_namespace
     run = operator_runs.start([ns], lease_namespace=ns)
-    kube_admin.create(bq_path(ns), bluequeue("seen", redis_url, scaling={"maxReplicas": 0}))
-    wait_condition(kube_admin, ns, "seen", "Ready", "True")
+    apply_bluequeue(kube_admin, ns, bluequeue("seen", redis_url, scaling={"maxReplicas": 0}))
     with Client(redis_url) as client:
         client.get_queue("seen").enqueue_many([{"echo": i} for i in range(3)])
     obj = kube_admin.wait_for(
@@ -179,8 +178,7 @@ def test_a_second_bluequeue_on_the_same_queue_gets_conflict_and_does_nothing(
 ) -> None:
     ns = kube_namespace
     operator_runs.start([ns], lease_namespace=ns)
-    kube_admin.create(bq_path(ns), bluequeue("owner", redis_url, queue="shared"))
-    wait_condition(kube_admin, ns, "owner", "Ready", "True")
+    apply_bluequeue(kube_admin, ns, bluequeue("owner", redis_url, queue="shared"))
     kube_admin.create(
         bq_path(ns), bluequeue("intruder", redis_url, queue="shared", scaling={"minReplicas": 1})
     )

@@ -14,7 +14,14 @@ from devtools.localkube import ApiClient
 from devtools.operator_runs import Operators
 from devtools.podrunner import PodRunner
 from devtools.processes import wait_until
-from tests.kube.operator_support import bluequeue, bq_path, reasons, wait_condition
+from tests.kube.operator_support import (
+    apply_bluequeue,
+    bluequeue,
+    bq_path,
+    reasons,
+    running_on,
+    wait_condition,
+)
 
 pytestmark = pytest.mark.kube
 
@@ -56,11 +63,7 @@ def test_a_force_deleted_busy_pod_has_its_task_requeued_then_failed_at_max_attem
         task_id = queue.enqueue({"hold": str(release)})
         with queue.events() as events:
             first = wait_until(
-                lambda: (
-                    client.get_task(task_id).worker
-                    if client.get_task(task_id).status == "running"
-                    else None
-                ),
+                lambda: running_on(client, task_id),
                 30,
                 what="the task to run",
             )
@@ -102,17 +105,12 @@ def test_a_terminating_pod_finishing_its_task_is_not_reaped(
 ) -> None:
     ns = kube_namespace
     operator_runs.start([ns], lease_namespace=ns)
-    kube_admin.create(bq_path(ns), bluequeue("calm", redis_url, scaling={"maxReplicas": 1}))
-    wait_condition(kube_admin, ns, "calm", "Ready", "True")
+    apply_bluequeue(kube_admin, ns, bluequeue("calm", redis_url, scaling={"maxReplicas": 1}))
     release = tmp_path / "release"
     with Client(redis_url) as client:
         task_id = client.get_queue("calm").enqueue({"hold": str(release)})
         pod = wait_until(
-            lambda: (
-                client.get_task(task_id).worker
-                if client.get_task(task_id).status == "running"
-                else None
-            ),
+            lambda: running_on(client, task_id),
             30,
             what="the task to run",
         )
@@ -145,20 +143,15 @@ def test_after_a_restart_the_sweep_requeues_what_died_meanwhile_and_undoes_stray
 ) -> None:
     ns = kube_namespace
     first = operator_runs.start([ns], lease_namespace=ns)
-    kube_admin.create(
-        bq_path(ns), bluequeue("swept", redis_url, scaling={"minReplicas": 2, "maxReplicas": 2})
+    apply_bluequeue(
+        kube_admin, ns, bluequeue("swept", redis_url, scaling={"minReplicas": 2, "maxReplicas": 2})
     )
-    wait_condition(kube_admin, ns, "swept", "Ready", "True")
     release = tmp_path / "release"
     with Client(redis_url) as client:
         queue = client.get_queue("swept")
         task_id = queue.enqueue({"hold": str(release)})
         busy = wait_until(
-            lambda: (
-                client.get_task(task_id).worker
-                if client.get_task(task_id).status == "running"
-                else None
-            ),
+            lambda: running_on(client, task_id),
             30,
             what="the task to run",
         )

@@ -14,8 +14,8 @@ from devtools.operator_runs import Operators
 from devtools.podrunner import PodRunner
 from devtools.processes import wait_until
 from tests.kube.operator_support import (
+    apply_bluequeue,
     bluequeue,
-    bq_path,
     condition,
     live_pod_names,
     reasons,
@@ -59,8 +59,7 @@ def _start(
     admin: ApiClient, ns: str, runs: Operators, redis_url: str, name: str, **scaling: object
 ) -> None:
     runs.start([ns], lease_namespace=ns)
-    admin.create(bq_path(ns), bluequeue(name, redis_url, scaling=dict(scaling)))
-    wait_condition(admin, ns, name, "Ready", "True")
+    apply_bluequeue(admin, ns, bluequeue(name, redis_url, scaling=dict(scaling)))
 
 
 def test_a_burst_scales_up_at_once_busy_workers_hold_replicas_then_zero_then_one(

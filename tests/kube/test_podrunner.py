@@ -423,3 +423,74 @@ def _task_process(client: Client, task_id: str) -> int:
     )
     pid: int = task.progress["pid"]
     return pid
+
+
+def test_with_service_account_tokens_a_process_acts_as_its_pods_service_account(
+    kube_admin: ApiClient, kube_namespace: str, tmp_path: Path
+) -> None:
+    """The credentials a kubelet mounts, as a kubeconfig: the process is the pod's
+    ServiceAccount (RBAC and all), by a token bound to the pod."""
+    ns = kube_namespace
+    kube_admin.create(
+        f"/api/v1/namespaces/{ns}/serviceaccounts",
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot"}},
+    )
+    # Prints who it is to the API server, then the token, and waits to be stopped.
+    whoami = (
+        "import json, os, subprocess, time; "
+        "print(subprocess.run(['kubectl', 'auth', 'whoami', '-o', "
+        "'jsonpath={.status.userInfo.username}'], capture_output=True, text=True).stdout); "
+        "config = json.load(open(os.environ['KUBECONFIG'])); "
+        "print('token', config['users'][0]['user']['token'], flush=True); time.sleep(60)"
+    )
+
+    def pod(name: str, **spec: object) -> Json:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "api-client"}},
+            "spec": {
+                **spec,
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "main", "image": "x", "command": ["python", "-c", whoami]}],
+            },
+        }
+
+    path = f"/api/v1/namespaces/{ns}/pods"
+    kube_admin.create(path, pod("robot", serviceAccountName="robot"))
+    kube_admin.create(path, pod("no-token", automountServiceAccountToken=False))
+    options = RunnerOptions(
+        log_dir=tmp_path / "pods",
+        namespaces=(ns,),
+        label_selector="app=api-client",
+        service_account_tokens=True,
+    )
+    with PodRunner(kube_admin, options) as runner:
+
+        def output(pod: str, mark: str) -> str:
+            def marked() -> str | None:
+                text = runner.tail(pod)
+                return text if mark in text else None
+
+            return wait_until(marked, 30, what=lambda: f"{mark!r} from {pod}: {runner.tail(pod)}")
+
+        out = output("robot", "token ")
+        assert f"system:serviceaccount:{ns}:robot" in out.splitlines()
+        token = next(line for line in out.splitlines() if line.startswith("token "))[6:]
+        as_robot = kube_admin.with_token(token)
+        with pytest.raises(ApiError) as forbidden:  # no RBAC granted: it is nobody special
+            as_robot.get(path)
+        assert forbidden.value.status == 403
+        # Bound to the pod, as a projected token: the API server says so in its review.
+        review = kube_admin.create(
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenReview",
+                "spec": {"token": token},
+            },
+        )["status"]
+        assert review["authenticated"] is True
+        assert review["user"]["extra"]["authentication.kubernetes.io/pod-name"] == ["robot"]
+
+        assert "KeyError: 'KUBECONFIG'" in output("no-token", "Error")

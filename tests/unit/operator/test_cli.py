@@ -8,7 +8,8 @@ import sys
 import click
 import pytest
 
-from blueque_operator.cli import DEFAULT_METRICS_PORT, parse_options
+from blueque_operator.cli import parse_options
+from blueque_operator.options import DEFAULT_METRICS_PORT
 
 
 def test_repeatable_namespaces() -> None:
