@@ -7,5 +7,6 @@ run mean anything: the machine is small and shared, absolute numbers drift.
 
 Modules: `harness` (Redis, worker subprocesses, timing helpers), one module per system
 (`blueque_system`, `rq_system`, `huey_system`), `report` (table, targets, JSON) and
-`__main__` (the command line and the order of measurements).
+`__main__` (the command line and the order of measurements). `bench.kube` measures the
+Kubernetes operator on the local control plane (`python -m bench.kube`).
 """

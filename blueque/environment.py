@@ -53,6 +53,9 @@ FORK = "BLUEQUE_FORK"
 OWNER = "BLUEQUE_OWNER"
 POD_UID = "BLUEQUE_POD_UID"
 POD_UID_FALLBACK = "POD_UID"  # read when BLUEQUE_POD_UID is unset (the downward API)
+# The dashboard's credentials (`blueque dashboard`): secrets, so no flags.
+DASHBOARD_TOKEN = "BLUEQUE_DASHBOARD_TOKEN"
+DASHBOARD_PASSWORD = "BLUEQUE_DASHBOARD_PASSWORD"
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -126,7 +129,23 @@ WORKER_VARIABLES = (
     Variable(LOG_LEVEL, "--log-level", DEFAULT_LOG_LEVEL, f"One of {', '.join(LOG_LEVELS)}."),
 )
 SETTING_VARIABLES = tuple(_setting_variable(f.name) for f in fields(WorkerSettings))
-VARIABLES = CONNECTION_VARIABLES + WORKER_VARIABLES + SETTING_VARIABLES
+DASHBOARD_VARIABLES = (
+    Variable(
+        DASHBOARD_TOKEN,
+        None,
+        "",
+        "`blueque dashboard`: the token a browser or a script must present (header or login"
+        " cookie). Never printed.",
+    ),
+    Variable(
+        DASHBOARD_PASSWORD,
+        None,
+        "",
+        "`blueque dashboard --basic-user NAME`: that user's password (HTTP basic auth)."
+        " Never printed.",
+    ),
+)
+VARIABLES = CONNECTION_VARIABLES + WORKER_VARIABLES + SETTING_VARIABLES + DASHBOARD_VARIABLES
 
 
 def variable(name: str) -> Variable:
@@ -248,6 +267,19 @@ class WorkerEnvironment:
             task=_get(env, TASK),
             log_level=read_log_level(env),
         )
+
+
+@dataclass(frozen=True)
+class DashboardSecrets:
+    """The dashboard's credentials from the environment (each None when unset)."""
+
+    token: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DashboardSecrets:
+        env = _environ(env)
+        return cls(token=_get(env, DASHBOARD_TOKEN), password=_get(env, DASHBOARD_PASSWORD))
 
 
 # -- documentation ----------------------------------------------------------------------------

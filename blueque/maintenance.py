@@ -26,7 +26,7 @@ from blueque.errors import BluequeError, CorruptKeyError, InvalidNameError
 from blueque.queue import Queue
 from blueque.reaping import ReapGuard
 from blueque.records import QueueStats, WorkerInfo
-from blueque.task import Task
+from blueque.task import TaskSnapshot
 
 if TYPE_CHECKING:
     from blueque.client import Client
@@ -90,10 +90,11 @@ class PassReport:
 
 @dataclass(frozen=True)
 class WorkerRow:
-    """A worker with the task it runs (for that task's progress), if any."""
+    """A worker with the task it runs (for that task's progress), if any; the task as either
+    client read it."""
 
     worker: WorkerInfo
-    task: Task | None
+    task: TaskSnapshot | None
 
 
 @dataclass(frozen=True)

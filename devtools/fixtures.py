@@ -11,6 +11,9 @@ build on it, and `pod_runner` runs the namespace's worker pods as host processes
 binaries fail the test with the command that builds them; they never
 skip it.
 
+A browser: `browser` (Debian's Chromium under Playwright, devtools/browser.py), `page` (fails
+its test on any console error) and `shots` (screenshots kept in test-output/browser/).
+
 Load this module only through `pytest_plugins` in the root conftest: a fixture module imported
 by two conftests defines its fixtures twice (and would start two of each server).
 """
@@ -21,10 +24,12 @@ import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from blueque import Client
+from devtools.browser import INSTALL, SHOTS, Screenshots, chromium_path, versions
 from devtools.localkube.api import ApiClient, Json
 from devtools.localkube.build import find_binaries
 from devtools.localkube.cluster import LocalCluster
@@ -32,6 +37,9 @@ from devtools.localkube.errors import ApiError, MissingBinariesError
 from devtools.operator_runs import CRDS, Operators, operators
 from devtools.podrunner import PodRunner, RunnerOptions
 from devtools.redis_servers import RedisCluster, RedisServer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, ConsoleMessage, Page
 
 # -- Redis --------------------------------------------------------------------------------------
 
@@ -171,3 +179,58 @@ def operator_runs(
     (by pid) before the pod runner and the namespace go."""
     with operators(kubeconfig, tmp_path / "operators") as runs:
         yield runs
+
+
+# -- a real browser (devtools/browser.py) -------------------------------------------------------
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"browser tests: {versions()}; screenshots in {SHOTS}"
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium under the pinned Playwright; a missing browser fails the test with
+    the command that installs it. One per test (half a second): Playwright's sync API runs an
+    event loop in the test's thread while it is open, and `asyncio.run` in a later test
+    would refuse to start under it."""
+    from playwright.sync_api import sync_playwright
+
+    path = chromium_path()
+    if path is None:
+        pytest.fail(f"Chromium is not installed: {INSTALL}", pytrace=False)
+    with sync_playwright() as playwright:
+        # As root (CI, containers) Chromium's sandbox cannot start.
+        launched = playwright.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest) -> Screenshots:
+    return Screenshots(request.node.name)
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page that accepts confirm() dialogs and fails the test on any console error
+    (a CSP violation, a script error)."""
+    context = browser.new_context(viewport={"width": 1300, "height": 800})
+    new = context.new_page()
+    errors: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        # The event stream is cut when the test stops the dashboard: not the page's fault.
+        if message.type == "error" and "ERR_INCOMPLETE_CHUNKED_ENCODING" not in message.text:
+            errors.append(message.text)
+
+    new.on("console", console)
+    new.on("pageerror", lambda exc: errors.append(str(exc)))
+    new.on("dialog", lambda dialog: dialog.accept())
+    try:
+        yield new
+    finally:
+        context.close()
+    assert errors == [], errors

@@ -12,7 +12,7 @@ from __future__ import annotations
 import click
 
 from blueque import environment as env
-from blueque.cli import processes, queues, tasks
+from blueque.cli import dashboard, processes, queues, tasks
 from blueque.cli.app import BluequeGroup, State, env_help, flag
 from blueque.keys import validate_namespace
 
@@ -41,7 +41,7 @@ def cli(
     ctx.call_on_close(state.close)
 
 
-for command in (*tasks.COMMANDS, *queues.COMMANDS, *processes.COMMANDS):
+for command in (*tasks.COMMANDS, *queues.COMMANDS, *processes.COMMANDS, *dashboard.COMMANDS):
     cli.add_command(command)
 
 

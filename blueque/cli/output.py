@@ -16,7 +16,7 @@ import click
 
 from blueque.maintenance import WorkerRow
 from blueque.records import ErrorInfo
-from blueque.task import Task
+from blueque.task import TaskSnapshot
 
 
 def format_duration(seconds: float | None) -> str:
@@ -76,7 +76,7 @@ def error_line(error: ErrorInfo | None) -> str:
 # -- JSON documents -------------------------------------------------------------------------
 
 
-def task_dict(task: Task) -> dict[str, Any]:
+def task_dict(task: TaskSnapshot) -> dict[str, Any]:
     return {
         "id": task.id,
         "queue": task.queue,
@@ -115,7 +115,7 @@ def echo_json(document: Any) -> None:
     click.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))
 
 
-def task_detail(task: Task) -> str:
+def task_detail(task: TaskSnapshot) -> str:
     """The one thing worth knowing about a task in a list, by state."""
     if task.corrupt:
         return task.corrupt

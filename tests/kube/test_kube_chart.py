@@ -6,8 +6,10 @@ real operator, run on the host with that token alone (KWOK pods run no container
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +18,12 @@ import pytest
 import yaml
 
 from blueque import Client
+from devtools.dashboards import dashboard
 from devtools.localkube import ApiClient, LocalCluster, find_binaries
 from devtools.localkube.api import Json
 from devtools.localkube.errors import ApiError, MissingBinariesError
 from devtools.operator_runs import operators
+from devtools.processes import wait_until
 
 pytestmark = pytest.mark.kube
 
@@ -27,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "blueque"
 CLUSTER_VALUES = CHART / "ci" / "cluster-values.yaml"
 NAMESPACES_VALUES = CHART / "ci" / "namespaces-values.yaml"
+DASHBOARD_VALUES = CHART / "ci" / "dashboard-values.yaml"
 IMAGE = "registry.invalid/blueque-operator"  # KWOK never pulls it
 RESTRICTED = "restricted"
 
@@ -46,6 +51,8 @@ NAMESPACED: Rules = {
 }
 CLUSTER_ONLY: Rules = {("", "nodes"): {"get"}}
 LEADER_ELECTION: Rules = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+# The optional dashboard's: read BlueQueues and their Events for the scaling view.
+DASHBOARD: Rules = {("blueque.io", "bluequeues"): {"list"}, ("", "events"): {"list"}}
 
 
 def merged(*parts: Rules) -> Rules:
@@ -93,7 +100,7 @@ def rules_of(role: Json) -> Rules:
     return out
 
 
-@pytest.mark.parametrize("values", [None, CLUSTER_VALUES, NAMESPACES_VALUES])
+@pytest.mark.parametrize("values", [None, CLUSTER_VALUES, NAMESPACES_VALUES, DASHBOARD_VALUES])
 def test_helm_lint_is_clean(helm_bin: Path, values: Path | None) -> None:
     args = ["lint", "--strict", str(CHART)] + (["--values", str(values)] if values else [])
     done = helm(helm_bin, *args)
@@ -200,6 +207,9 @@ def test_the_pod_meets_the_restricted_standard_field_by_field(helm_bin: Path) ->
         (["--set", "image.repository="], "image.repository is required"),
         (["--set", "watch.mode=cluster,watch.namespaces={a}"], "watch.namespaces is only read"),
         (["--set", "watch.namespaces={Team_A}"], "at '/watch/namespaces/0'"),
+        (["--set", "dashboard.enabled=true"], "dashboard.redis.url is required"),
+        (["--set", "dashboard.urlPrefix=ops"], "at '/dashboard/urlPrefix'"),
+        (["--set", "dashboard.redis.url=http://x"], "at '/dashboard/redis/url'"),
     ],
     ids=lambda v: v if isinstance(v, str) else " ".join(v),
 )
@@ -211,6 +221,96 @@ def test_bad_values_are_refused_with_their_path(
     done = helm(helm_bin, *base, *args)
     assert done.returncode != 0, done.stdout
     assert message in done.stderr, done.stderr
+
+
+def of_dashboard(docs: list[Json]) -> list[Json]:
+    return [
+        d
+        for d in docs
+        if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "dashboard"
+    ]
+
+
+def test_the_dashboard_is_optional_read_only_and_authenticated_in_each_mode(
+    helm_bin: Path,
+) -> None:
+    assert of_dashboard(render(helm_bin, "--values", str(CLUSTER_VALUES))) == []
+    docs = render(helm_bin, "--values", str(DASHBOARD_VALUES))
+    mine = of_dashboard(docs)
+    (role,) = of_kind(mine, "ClusterRole")
+    assert role["metadata"]["name"] == "blueque-ops-dashboard"
+    assert rules_of(role) == DASHBOARD
+    (binding,) = of_kind(mine, "ClusterRoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "blueque-dashboard", "namespace": "ops"}
+    ]
+    (secret,) = of_kind(mine, "Secret")
+    assert len(base64.b64decode(secret["data"]["token"])) == 40  # auth on by default
+    (deployment,) = of_kind(mine, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "blueque-dashboard"
+    (container,) = pod["containers"]
+    assert container["image"] == f"registry.example.com/blueque-operator:{chart_version()}"
+    assert container["command"] == ["blueque"]
+    assert container["args"] == [
+        "dashboard",
+        "--host=0.0.0.0",
+        "--port=8080",
+        "--kube",
+        "--token-file=/var/run/blueque-dashboard/token",
+    ]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env == {
+        "BLUEQUE_REDIS_URL": "redis://redis.default.svc:6379/0",
+        "BLUEQUE_NAMESPACE": "blueque",
+    }
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (token_volume,) = [v for v in pod["volumes"] if v["name"] == "token"]
+    assert token_volume["secret"]["secretName"] == secret["metadata"]["name"]
+    (service,) = of_kind(mine, "Service")
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "dashboard"
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    # The operator's Service and Deployment select their own pods only.
+    operator_service = next(d for d in of_kind(docs, "Service") if d not in mine)
+    assert operator_service["spec"]["selector"]["app.kubernetes.io/component"] == "operator"
+
+    docs = render(
+        helm_bin,
+        "--values",
+        str(DASHBOARD_VALUES),
+        "--set",
+        "watch.mode=namespaces,watch.namespaces={team-a,team-b}",
+    )
+    mine = of_dashboard(docs)
+    assert not of_kind(mine, "ClusterRole")
+    roles = {r["metadata"]["namespace"]: r for r in of_kind(mine, "Role")}
+    assert set(roles) == {"team-a", "team-b"}
+    assert all(rules_of(r) == DASHBOARD for r in roles.values())
+    (deployment,) = of_kind(mine, "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--kube-namespace=team-a" in args and "--kube-namespace=team-b" in args
+
+    docs = render(
+        helm_bin,
+        "--values",
+        str(DASHBOARD_VALUES),
+        "--set",
+        "dashboard.allowActions=true,dashboard.auth.enabled=false,dashboard.urlPrefix=/ops/bq",
+        "--set-json",
+        'dashboard.allowedOrigins=["http://127.0.0.1:8001"]',
+    )
+    mine = of_dashboard(docs)
+    assert not of_kind(mine, "Secret")
+    (deployment,) = of_kind(mine, "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[4:] == [
+        "--insecure-no-auth",
+        "--allow-actions",
+        "--url-prefix=/ops/bq",
+        "--allowed-origin=http://127.0.0.1:8001",
+    ]
 
 
 # -- installed on the control plane --------------------------------------------------------
@@ -463,3 +563,50 @@ def test_the_operator_works_with_the_charts_service_account_alone(
             print(run.log(80))  # shown with the failure
             raise
     assert "403" not in log and "forbidden" not in log.lower(), log
+
+
+def test_the_dashboard_works_with_its_service_account_alone(
+    kube_cluster: LocalCluster,
+    kube_admin: ApiClient,
+    kube_namespace: str,
+    bluequeue_crd: Json,
+    install: Any,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    """Installed with the dashboard (cluster mode, restricted namespace): its ServiceAccount
+    is granted exactly the read-only rules, and the real dashboard, run on the host with that
+    token alone (KWOK pods run no container), lists the BlueQueues and their Events."""
+    ns = kube_namespace
+    label_restricted(kube_admin, ns)
+    install("--values", str(DASHBOARD_VALUES), "--set", f"dashboard.redis.url={redis_url}")
+    assert_admitted(kube_admin, ns, replicas=2)  # the operator's pod and the dashboard's
+    reader = token_client(kube_admin, ns, "blueque-dashboard")
+    assert granted_in(reader, "default") == DASHBOARD
+    assert can(reader, "list", "blueque.io", "bluequeues")  # every namespace
+    assert not can(reader, "get", "", "secrets", ns)
+    assert not can(reader, "list", "", "pods", ns)
+    assert not can(reader, "patch", "blueque.io", "bluequeues", ns)
+
+    body = yaml.safe_load((ROOT / "examples" / "bluequeue.yaml").read_text())
+    body["spec"]["redis"]["url"] = redis_url
+    kube_admin.create(f"/apis/blueque.io/v1alpha1/namespaces/{ns}/bluequeues", body)
+    assert reader.token is not None
+    kubeconfig = token_kubeconfig(kube_cluster, reader.token, ns, tmp_path / "dash.kubeconfig")
+    args = ["--kube", "--scaling-interval", "0.5"]
+    with dashboard(redis_url, tmp_path, args=args, env={"KUBECONFIG": str(kubeconfig)}) as dash:
+
+        def listed() -> dict[str, Any] | None:
+            request = urllib.request.Request(
+                f"{dash.url}/api/scaling", headers={"Authorization": f"Bearer {dash.token}"}
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                doc: dict[str, Any] = json.load(response)
+            names = [(b["namespace"], b["name"]) for b in doc.get("bluequeues", [])]
+            return doc if (ns, "videos") in names else None
+
+        doc = wait_until(listed, 20, what="the dashboard listing the BlueQueue")
+    assert doc["error"] is None and doc["source"] == "kubeconfig"
+    (view,) = [b for b in doc["bluequeues"] if b["namespace"] == ns]
+    assert not view["matched"]  # no operator claimed its queue in this test
+    assert "403" not in dash.process.output()

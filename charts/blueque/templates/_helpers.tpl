@@ -70,3 +70,34 @@ helm.sh/chart: {{ include "blueque.chart" . }}
 {{- list .Release.Namespace | toJson -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The optional dashboard (values.dashboard): its own labels, ServiceAccount and Secret. */}}
+{{- define "blueque.dashboardName" -}}
+{{- printf "%s-dashboard" (include "blueque.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "blueque.dashboardSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "blueque.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: dashboard
+{{- end -}}
+
+{{- define "blueque.dashboardLabels" -}}
+{{ include "blueque.dashboardSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: blueque
+helm.sh/chart: {{ include "blueque.chart" . }}
+{{- end -}}
+
+{{- define "blueque.dashboardServiceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- include "blueque.dashboardName" . -}}
+{{- else -}}
+{{- required "dashboard.serviceAccountName is required when serviceAccount.create is false" .Values.dashboard.serviceAccountName -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "blueque.dashboardTokenSecret" -}}
+{{- default (printf "%s-token" (include "blueque.dashboardName" .)) .Values.dashboard.auth.existingSecret -}}
+{{- end -}}

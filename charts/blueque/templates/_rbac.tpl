@@ -63,3 +63,17 @@ operator with it.
   resources: [leases]
   verbs: [get, create, update]
 {{- end -}}
+
+
+{{/* The dashboard's rules (values.dashboard.enabled): it lists BlueQueues and their Events for
+its scaling view, and reads nothing else (no Secrets: its Redis password comes from the
+Secret named in its values, through the pod's env). Bound by dashboard.yaml, cluster-wide or
+in each watched namespace like the operator's. */}}
+{{- define "blueque.dashboardRules" -}}
+- apiGroups: [blueque.io]
+  resources: [bluequeues]
+  verbs: [list]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [list]
+{{- end -}}
