@@ -1,231 +1,98 @@
-"""`python -m bench [--quick] [--tasks N] [--rounds R] [--json out.json] [--profile DIR]`
+"""`python -m bench [--quick] [--rounds R] [--hiredis on,off] [--json out.json] [...]`
 
-Runs every measurement for every system on one fresh redis-server, in rounds; within a round
-the systems take turns per measurement (in a rotated order), so slow drift of the machine's
-load hits them alike. Prints the absolute numbers and the ratios against issue 4's targets.
+Starts one redis-server and runs R rounds on it. In each round every hiredis mode gets a
+fresh process (`bench.round`, `BENCH_HIREDIS` set for it and the workers it starts), in an
+order rotated from round to round, and within that process every system takes its turn per
+measurement, also rotated. Prints issue 11's comparison table with its goals for each
+hiredis mode, every figure, and hiredis against none, with the machine's load.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import math
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
-import traceback
-from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
-from bench import harness, profiles, report
-from bench.blueque_system import BluequeSystem
-from bench.harness import System
-from bench.huey_system import HueySystem
-from bench.rq_system import RqSystem
+from bench import HIREDIS_ENV, harness, report
+from bench.round import add_options, defaults
 from devtools.redis_servers import RedisServer
 
-KINDS = ("enqueue", "enqueue_many", "inprocess", "fork", "latency", "latency_held")
-METRICS = {
-    "enqueue": ("enqueue", "redis_cpu_us.enqueue"),
-    "enqueue_many": ("enqueue_many", "redis_cpu_us.enqueue_many"),
-    "inprocess": (
-        "worker.inprocess",
-        "redis_cpu_us.worker.inprocess",
-        "worker_cpu_ms.inprocess",
-        "worker_sys_ms.inprocess",
-        "worker_faults.inprocess",
-    ),
-    "fork": (
-        "worker.fork",
-        "redis_cpu_us.worker.fork",
-        "worker_cpu_ms.fork",
-        "worker_sys_ms.fork",
-        "worker_faults.fork",
-    ),
-    "latency": tuple(
-        f"latency.{f}" for f in harness.Latency.__dataclass_fields__ if f != "samples"
-    ),
-    "latency_held": tuple(
-        f"latency_held.{f}" for f in harness.Latency.__dataclass_fields__ if f != "samples"
-    ),
-}
-PRODUCER_KINDS = ("enqueue", "enqueue_many", "latency")
-WORKER_MODES = {
-    "blueque": ("inprocess", "fork"),
-    "rq": ("inprocess", "fork"),
-    "huey": ("inprocess",),
-}
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[1])
-    p.add_argument("--quick", action="store_true", help="small counts, one round (a smoke run)")
-    p.add_argument("--tasks", type=int, help="tasks per enqueue / in-process worker run")
-    p.add_argument("--fork-tasks", type=int, help="tasks per forking worker run")
-    p.add_argument("--many", type=int, help="tasks enqueued with enqueue_many")
-    p.add_argument("--batch", type=int, default=1000, help="enqueue_many batch size")
-    p.add_argument("--samples", type=int, help="latency samples (after 20 warm-up tasks)")
     p.add_argument("--rounds", type=int, help="rounds; medians over rounds are reported")
-    p.add_argument("--systems", default="blueque,huey,rq", help="comma-separated subset")
-    p.add_argument("--only", default=",".join(KINDS), help="comma-separated measurements")
-    p.add_argument("--timeout", type=float, default=120.0, help="bound of one measurement, s")
+    p.add_argument("--hiredis", default="on,off", help="hiredis modes to measure: on, off")
     p.add_argument("--json", type=Path, help="also write every value to this file")
-    p.add_argument("--profile", type=Path, help="py-spy the Blueque workers into this folder")
-    p.add_argument("--native", action="store_true", help="with --profile: native frames too")
-    args = p.parse_args(argv)
-    quick = args.quick
-    args.tasks = args.tasks or (300 if quick else 2000)
-    args.fork_tasks = args.fork_tasks or max(20, args.tasks // 4)
-    args.many = args.many or args.tasks * 10
-    args.samples = args.samples or (50 if quick else 300)
-    args.rounds = args.rounds or (1 if quick else 3)
-    return args
+    add_options(p)
+    args = defaults(p.parse_args(argv))
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    passed: list[str] = []  # what each round process gets
+    for name in ("tasks", "fork_tasks", "many", "batch", "samples", "systems", "only"):
+        passed += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    passed += ["--timeout", str(args.timeout)]
+    if args.profile is not None:
+        passed += ["--profile", str(args.profile), *(["--native"] if args.native else [])]
+    return args, passed
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    names = [s for s in args.systems.split(",") if s]
-    kinds = [k for k in args.only.split(",") if k]
+    args, passed = parse_args(argv)
+    modes = [m for m in args.hiredis.split(",") if m]
     results: dict[str, list[float]] = {}
+    loads: list[str] = []
     load_before = harness.machine_load()
     print(f"# {platform.platform()}, Python {platform.python_version()}; {load_before}")
     started = time.monotonic()
-    with RedisServer() as server:
-        print(f"# redis-server on {server.url}")
-        systems: dict[str, System] = {}
-        factories: dict[str, Callable[[str], System]] = {
-            "blueque": BluequeSystem,
-            "huey": HueySystem,
-            "rq": RqSystem,
-        }
-        for name in names:
-            systems[name] = factories[name](server.url)
-        cpu = harness.RedisCpu(server.url)
-        try:
-            for rnd in range(args.rounds):
-                order = names[rnd % len(names) :] + names[: rnd % len(names)]
-                for kind in kinds:
-                    for name in order:
-                        _measure(args, systems[name], kind, rnd, results, cpu)
-        finally:
-            for system in systems.values():
-                system.close()
-            cpu.close()
+    with RedisServer() as server, tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        print(f"# redis-server on {server.url}", flush=True)
+        for rnd in range(args.rounds):
+            order = modes[rnd % len(modes) :] + modes[: rnd % len(modes)]
+            for mode in order:
+                load = harness.machine_load()
+                print(f"round {rnd + 1}, hiredis {mode} ({load})", flush=True)
+                loads.append(f"round {rnd + 1} hiredis {mode}: {load}")
+                out = Path(tmp) / f"round-{rnd}-{mode}.json"
+                env = {**os.environ, HIREDIS_ENV: mode, "PYTHONPATH": str(ROOT)}
+                cmd = [sys.executable, "-m", "bench.round", server.url, str(rnd), str(out)]
+                done = subprocess.run([*cmd, *passed], env=env, cwd=ROOT, check=False)
+                if done.returncode != 0 or not out.exists():
+                    print(f"! round {rnd + 1} hiredis {mode} failed ({done.returncode})")
+                    continue
+                got: dict[str, float] = json.loads(out.read_text())
+                if bool(got.pop("hiredis")) != (mode == "on"):
+                    print(f"! hiredis {mode} asked, but redis-py says otherwise: is it installed?")
+                for key, value in got.items():
+                    results.setdefault(f"{mode}:{key}", []).append(value)
     load_after = harness.machine_load()
     elapsed = time.monotonic() - started
     print(f"\n# {args.rounds} round(s) in {elapsed:.0f} s; before: {load_before}")
-    print(f"# after: {load_after}\n")
-    print(report.numbers_table(results))
-    print()
-    print(report.targets_table(results))
+    print(f"# after: {load_after}")
+    for mode in modes:
+        print(f"\n## hiredis {mode}\n")
+        print(report.comparison_table(results, mode))
+        print()
+        print(report.numbers_table(results, mode))
+    if set(modes) == {"on", "off"}:
+        print("\n## hiredis on against off\n")
+        print(report.hiredis_table(results))
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "argv": argv,
-                    "load_before": load_before,
-                    "load_after": load_after,
-                    "results": results,
-                    "targets": report.target_rows(results),
-                },
-                indent=2,
-                default=str,
-            )
-        )
+        doc = {
+            "argv": argv,
+            "load_before": load_before,
+            "load_after": load_after,
+            "loads": loads,
+            "results": results,
+        }
+        args.json.write_text(json.dumps(doc, indent=2, default=str))
     return 0
-
-
-def _measure(
-    args: argparse.Namespace,
-    system: System,
-    kind: str,
-    rnd: int,
-    results: dict[str, list[float]],
-    cpu: harness.RedisCpu,
-) -> None:
-    name = system.name
-    tag = f"r{rnd}-{int(time.time() * 1000) % 10**8}"
-    values: dict[str, float] = {}
-    if kind in ("enqueue_many", "latency_held") and not isinstance(system, BluequeSystem):
-        return  # neither peer has an atomic bulk enqueue of the same kind; a diagnostic
-    if kind in ("inprocess", "fork") and kind not in WORKER_MODES[name]:
-        return
-    producer_profile: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
-    if args.profile is not None and name == "blueque" and rnd == 0 and kind in PRODUCER_KINDS:
-        args.profile.mkdir(parents=True, exist_ok=True)
-        out = args.profile / f"producer-{kind}.txt"
-        producer_profile = profiles.recording(os.getpid(), out, idle=True, native=args.native)
-    try:
-        with producer_profile:
-            _run(args, system, kind, tag, rnd, values, cpu)
-    except Exception:
-        print(f"! {name} {kind} failed:", file=sys.stderr)
-        traceback.print_exc()
-        values = {}
-    shown = ", ".join(f"{k} {v:,.2f}" for k, v in values.items()) or "failed"
-    print(f"round {rnd + 1} {name:8} {kind:12} {shown}", flush=True)
-    for metric in METRICS[kind]:
-        results.setdefault(f"{name}.{metric}", []).append(values.get(metric, math.nan))
-
-
-def _run(
-    args: argparse.Namespace,
-    system: System,
-    kind: str,
-    tag: str,
-    rnd: int,
-    values: dict[str, float],
-    cpu: harness.RedisCpu,
-) -> None:
-    name = system.name
-    if kind == "enqueue":
-        values["enqueue"], values["redis_cpu_us.enqueue"] = harness.enqueue_rate(
-            system, f"bench.enq.{tag}", args.tasks, cpu
-        )
-    elif kind == "enqueue_many":
-        assert isinstance(system, BluequeSystem)
-        cpu_before = cpu()
-        seconds = system.enqueue_many(f"bench.many.{tag}", args.many, args.batch)
-        values["enqueue_many"] = args.many / seconds
-        values["redis_cpu_us.enqueue_many"] = (cpu() - cpu_before) / args.many * 1e6
-    elif kind in ("inprocess", "fork"):
-        n = args.tasks if kind == "inprocess" else args.fork_tasks
-        profile = None
-        if args.profile is not None and name == "blueque" and rnd == 0:
-            args.profile.mkdir(parents=True, exist_ok=True)
-            profile = args.profile / f"blueque-{kind}.txt"
-        run = harness.worker_rate(
-            system, kind, f"bench.{kind}.{tag}", n, args.timeout, cpu, profile, args.native
-        )
-        values[f"worker.{kind}"] = run.tasks_per_s
-        values[f"redis_cpu_us.worker.{kind}"] = run.redis_cpu_us
-        values[f"worker_cpu_ms.{kind}"] = run.worker_cpu_ms
-        values[f"worker_sys_ms.{kind}"] = run.worker_sys_ms
-        values[f"worker_faults.{kind}"] = run.worker_faults
-    elif kind == "latency":
-        lat = harness.latency(
-            system, "inprocess", f"bench.lat.{tag}", args.samples, 20, args.timeout
-        )
-        for field, value in asdict(lat).items():
-            if field != "samples":
-                values[f"latency.{field}"] = value
-    elif kind == "latency_held":
-        assert isinstance(system, BluequeSystem)
-        lat = harness.latency(
-            system,
-            "inprocess",
-            f"bench.held.{tag}",
-            args.samples,
-            20,
-            args.timeout,
-            system.latency_sample_subscribed,
-        )
-        for field, value in asdict(lat).items():
-            if field != "samples":
-                values[f"latency_held.{field}"] = value
 
 
 if __name__ == "__main__":

@@ -99,6 +99,8 @@ def _rusage() -> dict[str, float]:
         "cpu_s": own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime,
         "sys_s": own.ru_stime + kids.ru_stime,
         "faults": float(own.ru_minflt + kids.ru_minflt),
+        "parent_sys_s": own.ru_stime,
+        "parent_faults": float(own.ru_minflt),
     }
 
 
@@ -136,12 +138,13 @@ def worker_process(
 # -- the measurements ------------------------------------------------------------------------
 
 
-def enqueue_rate(system: System, queue: str, n: int, cpu: RedisCpu) -> tuple[float, float]:
+def enqueue_rate(system: System, queue: str, n: int, cpu: RedisCpu) -> tuple[float, float, float]:
     """Tasks per second, one producer, one enqueue call per task, no worker running; and
-    the server's CPU microseconds per task."""
-    cpu_before = cpu()
+    the server's and the producer's CPU microseconds per task."""
+    cpu_before, client_before = cpu(), time.process_time()
     rate = n / system.enqueue(queue, n)
-    return rate, (cpu() - cpu_before) / n * 1e6
+    client_us = (time.process_time() - client_before) / n * 1e6
+    return rate, (cpu() - cpu_before) / n * 1e6, client_us
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,8 @@ class WorkerRun:
     worker_cpu_ms: float  # the worker's CPU per task (user + system), children included
     worker_sys_ms: float  # of which in the kernel
     worker_faults: float  # minor page faults per task, children included
+    parent_sys_ms: float  # kernel time of the worker process alone (no children)
+    parent_faults: float  # page faults of the worker process alone
 
 
 def worker_rate(
@@ -199,6 +204,8 @@ def worker_rate(
         used.get("cpu_s", nan) / n * 1000,
         used.get("sys_s", nan) / n * 1000,
         used.get("faults", nan) / n,
+        used.get("parent_sys_s", nan) / n * 1000,
+        used.get("parent_faults", nan) / n,
     )
 
 

@@ -1,7 +1,9 @@
-"""The targets of issue 4, and the tables: absolute numbers, then ratios against targets.
+"""The tables: issue 11's comparison with its goals, every figure, and hiredis on against off.
 
-Every figure is the median over the run's rounds; the spread (min-max) is shown next to it,
-so a reader can tell a real difference from the drift of a shared machine.
+`Results` maps `<hiredis mode>:<system>.<metric>` to one value per round. Every figure is
+the median over the rounds, the range (min-max) next to it, so a reader can tell a real
+difference from the drift of a shared machine; a ratio is the median of the per-round
+ratios (both sides measured in the same round, minutes apart at most).
 """
 
 from __future__ import annotations
@@ -11,50 +13,60 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 Results = Mapping[str, Sequence[float]]
+NONE = "\u2013"  # an en dash: no figure (as in the issue's table)
+MODES = ("on", "off")  # hiredis
+SYSTEMS = ("blueque", "huey", "huey_notify", "rq")
+TITLES = {
+    "blueque": "Blueque",
+    "huey": "Huey (default)",
+    "huey_notify": "Huey (notify_result)",
+    "rq": "python-rq",
+}
 
 
 @dataclass(frozen=True)
-class Target:
-    label: str
-    ours: str
-    theirs: str
-    better: str  # "higher" or "lower": the direction in which `ours` should beat `theirs`
+class Goal:
+    peer: str  # "huey" (judged against Huey's faster mode on the path) or "rq"
     ratio: float
 
-    def met(self, ratio: float) -> bool | None:
-        if math.isnan(ratio):
-            return None
-        return ratio >= self.ratio if self.better == "higher" else ratio <= self.ratio
 
-    @property
-    def needed(self) -> str:
-        return f"{'>=' if self.better == 'higher' else '<='} {self.ratio:g}x"
+@dataclass(frozen=True)
+class Path:
+    label: str
+    metric: str
+    unit: str
+    fmt: str
+    higher_is_better: bool
+    goals: tuple[Goal, ...]
 
 
-TARGETS = (
-    Target("enqueue vs Huey enqueue", "blueque.enqueue", "huey.enqueue", "higher", 1.0),
-    Target("enqueue vs RQ enqueue", "blueque.enqueue", "rq.enqueue", "higher", 4.0),
-    Target("enqueue_many vs Huey enqueue", "blueque.enqueue_many", "huey.enqueue", "higher", 7.0),
-    Target(
-        "in-process worker vs Huey 1-thread consumer",
-        "blueque.worker.inprocess",
-        "huey.worker.inprocess",
-        "higher",
-        1.0,
+PATHS = (
+    Path(
+        "enqueue, one thread",
+        "enqueue",
+        "tasks/s",
+        "{:,.0f}",
+        True,
+        (Goal("huey", 1.2), Goal("rq", 4.0)),
     ),
-    Target(
-        "forking worker vs RQ forking Worker",
-        "blueque.worker.fork",
-        "rq.worker.fork",
-        "higher",
-        5.0,
+    Path(
+        "in-process worker, one process",
+        "worker.inprocess",
+        "tasks/s",
+        "{:,.0f}",
+        True,
+        (Goal("huey", 2.5),),
     ),
-    Target(
-        "enqueue-to-done p50 vs Huey",
-        "blueque.latency.to_done_p50_ms",
-        "huey.latency.to_done_p50_ms",
-        "lower",
-        0.6,
+    Path(
+        "forking worker, one process", "worker.fork", "tasks/s", "{:,.0f}", True, (Goal("rq", 5.0),)
+    ),
+    Path(
+        "enqueue-to-done p50, idle worker",
+        "latency.to_done_p50_ms",
+        "ms",
+        "{:.2f}",
+        False,
+        (Goal("huey", 0.6),),
     ),
 )
 
@@ -68,111 +80,137 @@ ROWS = (
     ("enqueue-to-start p99", "latency.to_start_p99_ms", "ms", "{:.2f}"),
     ("enqueue-to-done p50", "latency.to_done_p50_ms", "ms", "{:.2f}"),
     ("enqueue-to-done p99", "latency.to_done_p99_ms", "ms", "{:.2f}"),
-    (
-        "diagnostic, kept subscription: enqueue-to-start p50",
-        "latency_held.to_start_p50_ms",
-        "ms",
-        "{:.2f}",
-    ),
-    (
-        "diagnostic, kept subscription: enqueue-to-done p50",
-        "latency_held.to_done_p50_ms",
-        "ms",
-        "{:.2f}",
-    ),
-    (
-        "diagnostic, kept subscription: enqueue-to-done p99",
-        "latency_held.to_done_p99_ms",
-        "ms",
-        "{:.2f}",
-    ),
+    ("diagnostic, kept subscription: to-done p50", "latency_held.to_done_p50_ms", "ms", "{:.2f}"),
+    ("producer CPU per enqueue", "client_cpu_us.enqueue", "us/task", "{:.0f}"),
+    ("producer CPU per enqueue_many task", "client_cpu_us.enqueue_many", "us/task", "{:.1f}"),
     ("Redis CPU per enqueue", "redis_cpu_us.enqueue", "us/task", "{:.0f}"),
-    ("Redis CPU per enqueue_many task", "redis_cpu_us.enqueue_many", "us/task", "{:.0f}"),
+    ("Redis CPU per enqueue_many task", "redis_cpu_us.enqueue_many", "us/task", "{:.1f}"),
     ("Redis CPU per task, in-process worker", "redis_cpu_us.worker.inprocess", "us/task", "{:.0f}"),
     ("Redis CPU per task, forking worker", "redis_cpu_us.worker.fork", "us/task", "{:.0f}"),
     ("worker CPU per task, in-process", "worker_cpu_ms.inprocess", "ms/task", "{:.2f}"),
     ("  of which kernel", "worker_sys_ms.inprocess", "ms/task", "{:.2f}"),
-    ("  page faults", "worker_faults.inprocess", "/task", "{:.0f}"),
     ("worker CPU per task, forking (with children)", "worker_cpu_ms.fork", "ms/task", "{:.2f}"),
     ("  of which kernel", "worker_sys_ms.fork", "ms/task", "{:.2f}"),
-    ("  page faults", "worker_faults.fork", "/task", "{:.0f}"),
+    ("  of which kernel, the worker process alone", "parent_sys_ms.fork", "ms/task", "{:.2f}"),
+    ("  page faults (with children)", "worker_faults.fork", "/task", "{:.0f}"),
+    ("  page faults, the worker process alone", "parent_faults.fork", "/task", "{:.0f}"),
 )
 
-SYSTEMS = ("blueque", "huey", "rq")
+
+def values(results: Results, key: str) -> list[float]:
+    return [v for v in results.get(key, ()) if not math.isnan(v)]
 
 
-def median_of(results: Results, key: str) -> float:
-    values = sorted(v for v in results.get(key, ()) if not math.isnan(v))
-    if not values:
-        return float("nan")
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+def median(numbers: Sequence[float]) -> float:
+    ordered = sorted(numbers)
+    if not ordered:
+        return math.nan
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def _cell(results: Results, key: str, fmt: str) -> str:
-    values = [v for v in results.get(key, ()) if not math.isnan(v)]
-    if not values:
-        return "-"
-    text = fmt.format(median_of(results, key))
-    if len(values) > 1:
-        text += f" ({fmt.format(min(values))}-{fmt.format(max(values))})"
+def cell(results: Results, key: str, fmt: str) -> str:
+    found = values(results, key)
+    if not found:
+        return NONE
+    text = fmt.format(median(found))
+    if len(found) > 1:
+        text += f" ({fmt.format(min(found))}-{fmt.format(max(found))})"
     return text
 
 
-NOTES = (
-    "diagnostic rows, not targets: Blueque's producer keeps one event subscription open and"
-    " waits on it (what Task.wait could do) instead of Task.wait's new subscription per call"
-)
+def per_round_ratios(results: Results, ours: str, theirs: str) -> list[float]:
+    pairs = zip(results.get(ours, ()), results.get(theirs, ()), strict=False)
+    return [a / b for a, b in pairs if b and not (math.isnan(a) or math.isnan(b))]
 
 
-def numbers_table(results: Results) -> str:
+def _huey_ratio(results: Results, mode: str, path: Path) -> tuple[float, str]:
+    """Blueque against Huey's faster mode on this path (the least favourable ratio), per
+    round; and a text with both modes."""
+    ours = f"{mode}:blueque.{path.metric}"
+    both = {
+        peer: median(per_round_ratios(results, ours, f"{mode}:{peer}.{path.metric}"))
+        for peer in ("huey", "huey_notify")
+    }
+    known = [r for r in both.values() if not math.isnan(r)]
+    if not known:
+        return math.nan, NONE
+    worst = min(known) if path.higher_is_better else max(known)
+    text = f"{_x(both['huey'])} Huey, {_x(both['huey_notify'])} Huey notify"
+    return worst, text
+
+
+def _x(ratio: float) -> str:
+    return NONE if math.isnan(ratio) else f"{ratio:.2f}x"
+
+
+def comparison_table(results: Results, mode: str) -> str:
+    """Issue 11's table: each path, each system, the ratios now, the goal, whether met."""
+    head = ["path", *(TITLES[s] for s in SYSTEMS), "now", "goal", "met"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * len(SYSTEMS) + "---|---|---|"]
+    for path in PATHS:
+        cells = [
+            cell(results, f"{mode}:{system}.{path.metric}", path.fmt) + f" {path.unit}"
+            if values(results, f"{mode}:{system}.{path.metric}")
+            else NONE
+            for system in SYSTEMS
+        ]
+        now: list[str] = []
+        goals: list[str] = []
+        met: list[str] = []
+        sign = "≥" if path.higher_is_better else "≤"
+        for goal in path.goals:
+            if goal.peer == "huey":
+                ratio, text = _huey_ratio(results, mode, path)
+                name = "Huey"
+            else:
+                ours, theirs = f"{mode}:blueque.{path.metric}", f"{mode}:rq.{path.metric}"
+                ratio = median(per_round_ratios(results, ours, theirs))
+                text, name = f"{_x(ratio)} RQ", "RQ"
+            now.append(text)
+            goals.append(f"{sign}{goal.ratio:g}x {name}")
+            if math.isnan(ratio):
+                met.append("n/a")
+            else:
+                ok = ratio >= goal.ratio if path.higher_is_better else ratio <= goal.ratio
+                met.append(f"{'yes' if ok else 'MISSED'} ({_x(ratio)} {name})")
+        row = [path.label, *cells, "; ".join(now), ", ".join(goals), "; ".join(met)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def numbers_table(results: Results, mode: str) -> str:
     lines = [
-        "| measurement | unit | " + " | ".join(SYSTEMS) + " |",
+        "| measurement | unit | " + " | ".join(TITLES[s] for s in SYSTEMS) + " |",
         "|---|---|" + "---:|" * len(SYSTEMS),
     ]
     for label, suffix, unit, fmt in ROWS:
-        cells = [_cell(results, f"{system}.{suffix}", fmt) for system in SYSTEMS]
-        lines.append(f"| {label} | {unit} | " + " | ".join(cells) + " |")
-    return "\n".join([*lines, "", NOTES])
+        cells = [cell(results, f"{mode}:{system}.{suffix}", fmt) for system in SYSTEMS]
+        if any(c != NONE for c in cells):
+            lines.append(f"| {label} | {unit} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
-def target_rows(results: Results) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
-    for t in TARGETS:
-        ours, theirs = median_of(results, t.ours), median_of(results, t.theirs)
-        # Per-round ratios, then their median: both sides of a ratio ran minutes apart at
-        # most, so drift of the machine's load cancels better than in a ratio of medians.
-        per_round = [
-            a / b
-            for a, b in zip(results.get(t.ours, ()), results.get(t.theirs, ()), strict=False)
-            if b and not math.isnan(a) and not math.isnan(b)
+def hiredis_table(results: Results) -> str:
+    """Each system's figures with hiredis against without: median of per-round ratios."""
+    metrics = (
+        ("enqueue", "enqueue", True),
+        ("enqueue_many", "enqueue_many", True),
+        ("in-process worker", "worker.inprocess", True),
+        ("forking worker", "worker.fork", True),
+        ("enqueue-to-done p50", "latency.to_done_p50_ms", False),
+        ("producer CPU per enqueue", "client_cpu_us.enqueue", False),
+        ("worker CPU per task, in-process", "worker_cpu_ms.inprocess", False),
+    )
+    lines = [
+        "| with hiredis / without | " + " | ".join(TITLES[s] for s in SYSTEMS) + " |",
+        "|---|" + "---:|" * len(SYSTEMS),
+    ]
+    for label, metric, _ in metrics:
+        cells = [
+            _x(median(per_round_ratios(results, f"on:{s}.{metric}", f"off:{s}.{metric}")))
+            for s in SYSTEMS
         ]
-        ratio = median_of({"r": per_round}, "r")
-        rows.append(
-            {
-                "target": t.label,
-                "ours": ours,
-                "theirs": theirs,
-                "ratio": ratio,
-                "needed": t.needed,
-                "met": t.met(ratio),
-            }
-        )
-    return rows
-
-
-def _num(value: float, fmt: str) -> str:
-    return "-" if math.isnan(value) else fmt.format(value)
-
-
-def targets_table(results: Results) -> str:
-    lines = ["| target | Blueque | peer | ratio | needed | |", "|---|---:|---:|---:|---|---|"]
-    for row in target_rows(results):
-        met = row["met"]
-        mark = "n/a" if met is None else ("reached" if met else "MISSED")
-        ours, theirs, ratio = (float(row[k]) for k in ("ours", "theirs", "ratio"))  # type: ignore[arg-type]
-        lines.append(
-            f"| {row['target']} | {_num(ours, '{:,.2f}')} | {_num(theirs, '{:,.2f}')}"
-            f" | {_num(ratio, '{:.2f}x')} | {row['needed']} | {mark} |"
-        )
+        if any(c != NONE for c in cells):
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

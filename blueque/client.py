@@ -14,6 +14,7 @@ from blueque.keys import DEFAULT_NAMESPACE, queue_of_task, validate_namespace
 from blueque.operations import QueueFace
 from blueque.queue import Queue
 from blueque.records import QueueStats
+from blueque.scripts import Scripting
 from blueque.task import Task
 
 R = TypeVar("R")
@@ -55,6 +56,7 @@ class ClientBase(Generic[R, QueueT]):
             )
         )
         self._queues: dict[str, QueueT] = {}
+        self.scripting = Scripting()  # functions or scripts: learnt from this client's server
         self._start()
 
     def _start(self) -> None:

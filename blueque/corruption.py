@@ -27,8 +27,11 @@ from blueque.steps import Call, Steps, batch, raise_first
 T = TypeVar("T")
 
 # What Redis answers when a key holds the wrong type or a field is not a number; inside a
-# script, also Lua's own errors about what a call returned (`user_script:N: ...`).
-_DATA_ERROR = re.compile(r"^(WRONGTYPE|.*not an integer|.*not a valid float|user_script:\d+:)")
+# script or a function, also Lua's own errors about what a call returned
+# (`user_script:N: ...`, `user_function:N: ...`).
+_DATA_ERROR = re.compile(
+    r"^(WRONGTYPE|.*not an integer|.*not a valid float|user_(script|function):\d+:)"
+)
 # A script's own refusal, which names the key: `blueque: <key> <what is wrong>`.
 _NAMED = re.compile(r"^blueque: (?P<key>\S+) (?P<problem>.*)$", re.S)
 _INTEGER = re.compile(r"-?[0-9]{1,18}")

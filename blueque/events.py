@@ -21,35 +21,45 @@ class SubscriberPool:
     """Idle pub/sub connections of one client, kept for the next `Task.wait`.
 
     Opening one costs several round trips (connect, HELLO, CLIENT SETINFO...), more than a
-    wait on an idle worker takes; a returned connection is unsubscribed first, so nothing
-    accumulates on it while it is idle. Cluster pub/sub objects are not kept: they hold one
-    connection per node and their unsubscribe bookkeeping is per node.
+    wait on an idle worker takes. A returned connection is sent its unsubscribe at once, so
+    nothing accumulates on it while it is idle, but the server's confirmation (and whatever
+    was published before the server read the unsubscribe) is read when the connection is
+    taken again: the wait that returns it does not wait for that round trip. Cluster pub/sub
+    objects are not kept: they hold one connection per node and their unsubscribe
+    bookkeeping is per node.
     """
 
     def __init__(self, redis: RedisClient, keep: int = 4) -> None:
         self._redis = redis
         self._keep = 0 if is_cluster(redis) else keep
-        self._idle: list[Any] = []
+        self._idle: list[Any] = []  # each unsubscribed, its confirmation not read yet
         self._lock = threading.Lock()
 
     def acquire(self) -> Any:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return self._redis.pubsub()  # type: ignore[no-untyped-call]
+        while True:
+            with self._lock:
+                pubsub = self._idle.pop() if self._idle else None
+            if pubsub is None:
+                return self._redis.pubsub()  # type: ignore[no-untyped-call]
+            try:
+                if _await_reply(pubsub, "sunsubscribe"):
+                    return pubsub
+            except Exception:  # a broken connection is closed below, never reused
+                pass
+            with contextlib.suppress(Exception):
+                pubsub.close()
 
     def release(self, pubsub: Any, channel: str) -> None:
-        """Unsubscribes and keeps the connection, or closes it when that fails or the pool
-        is full."""
+        """Sends the unsubscribe and keeps the connection, or closes it when that fails or
+        the pool is full."""
         with self._lock:
             full = len(self._idle) >= self._keep
         if not full:
             try:
                 pubsub.sunsubscribe(channel)
-                if _await_reply(pubsub, "sunsubscribe"):
-                    with self._lock:
-                        self._idle.append(pubsub)
-                    return
+                with self._lock:
+                    self._idle.append(pubsub)
+                return
             except Exception:  # a broken connection is closed below, never reused
                 pass
         with contextlib.suppress(Exception):

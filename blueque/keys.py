@@ -8,6 +8,7 @@ the right slot, from its id alone. See PROTOCOL.md for the layout these function
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import time
@@ -73,7 +74,7 @@ class QueueKeys:
     namespace: str
     queue: str
 
-    @property
+    @functools.cached_property
     def prefix(self) -> str:
         return f"{self.namespace}:{{{self.queue}}}:"
 

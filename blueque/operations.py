@@ -37,6 +37,7 @@ from blueque.keys import (
 )
 from blueque.protocol import QueueProtocol
 from blueque.records import OwnerClaim, QueueObservation, QueueStats, WorkerInfo, parse_worker
+from blueque.scripts import Scripting
 from blueque.serialization import encode
 from blueque.states import LISTABLE, TaskState
 from blueque.steps import Call, NextEvent, Steps, Subscribe, batch, command
@@ -49,6 +50,9 @@ MAX_LIST = 1_000_000  # the most tasks one call lists or promotes
 MAX_OWNER = 256  # characters of an owner string (a Kubernetes UID has 36)
 MAX_OWNER_TTL_S = 86_400.0  # a claim that must outlive a day unrenewed is a mistake
 WAIT_SLICE_S = 5.0  # a wait without a deadline re-reads the task this often anyway
+# Events of a task whose changes to its hash (none for `enqueued`, which precedes any read)
+# the event of its finish repeats: a waiter need not read the task for them.
+CARRIED_BY_FINISH = frozenset({"enqueued", "started"})
 
 
 def guarded(action: str, steps: Steps[T]) -> Steps[T]:
@@ -62,11 +66,13 @@ class QueueOperations(Generic[TaskT]):
     """The operations of one queue; tasks are built as `task_type` bound to `queue` (the
     face that runs these steps, so a task's own methods use the same client)."""
 
-    def __init__(self, queue: Any, keys: QueueKeys, task_type: type[TaskT]) -> None:
+    def __init__(
+        self, queue: Any, keys: QueueKeys, task_type: type[TaskT], scripting: Scripting
+    ) -> None:
         self.queue = queue
         self.keys = keys
         self.name = keys.queue
-        self.protocol = QueueProtocol(keys)
+        self.protocol = QueueProtocol(keys, scripting)
         self.task_type = task_type
         self._registered = False
 
@@ -183,7 +189,12 @@ class QueueOperations(Generic[TaskT]):
 
     def wait(self, task_id: str, timeout: float | None, raise_on_failure: bool) -> Steps[TaskT]:
         """Subscribes to the queue's events before reading the task, so a transition in
-        between is not missed; then sleeps on the channel until the task is finished."""
+        between is not missed; then sleeps on the channel until the task is finished.
+
+        The task is read once: `finish`'s event carries what its hash then holds (small
+        payloads only), and begin's changes (`started`) are in it too. Any other event of
+        the task (a requeue, a retry, progress...), a finish event without the payload, or
+        a quiet slice of `WAIT_SLICE_S` make it read the task again."""
         timeout = bounds.timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with redis_errors(f"wait for task {task_id}"):
@@ -194,8 +205,12 @@ class QueueOperations(Generic[TaskT]):
                 if remaining is not None and remaining <= 0:
                     raise WaitTimeoutError(f"task {task_id} still {task.status} after {timeout} s")
                 event = yield NextEvent(events, WAIT_SLICE_S if remaining is None else remaining)
-                if event is None or event.get("task") == task_id:
-                    task = yield from self.get_task(task_id)
+                if event is not None and event.get("task") != task_id:
+                    continue
+                if event is not None and event.get("event") in CARRIED_BY_FINISH:
+                    continue
+                finished = None if event is None else task.finished_by(event)
+                task = finished or (yield from self.get_task(task_id))
         if raise_on_failure and task.status != TaskState.COMPLETE:
             detail = task.error.get("message", "") if task.error else ""
             raise TaskFailedError(f"task {task_id} {task.status}: {detail}".rstrip(": "))
@@ -317,7 +332,7 @@ class QueueFace(Generic[TaskT]):
         self.client = client
         self.keys = queue_keys(name, client.namespace)
         self.name = self.keys.queue
-        self.ops = QueueOperations(self, self.keys, self.task_type)
+        self.ops = QueueOperations(self, self.keys, self.task_type, client.scripting)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, get_args
 
 from blueque.corruption import blame
@@ -26,7 +26,7 @@ from blueque.records import (
     parse_owner_claim,
     parse_stats,
 )
-from blueque.scripts import ScriptCall, pipeline, script
+from blueque.scripts import ScriptCall, Scripting, pipeline, script
 from blueque.states import Outcome
 from blueque.steps import Call, Steps, command
 
@@ -63,9 +63,16 @@ class Begun:
 
 @dataclass(frozen=True)
 class QueueProtocol:
-    """Every transition of one queue, as steps."""
+    """Every transition of one queue, as steps. `scripting`: the client's (how its server
+    takes the scripts: as functions or as scripts)."""
 
     keys: QueueKeys
+    scripting: Scripting = field(default_factory=Scripting)
+
+    def _script(
+        self, name: str, keys: Sequence[str], args: Sequence[str | int | float]
+    ) -> Steps[Any]:
+        return (yield from script(self.scripting, name, keys, args))
 
     def enqueue(self, tasks: Sequence[tuple[str, str, int]]) -> Steps[int]:
         """tasks: (id, parameters as JSON text, delay in ms; <= 0 means due now)."""
@@ -74,12 +81,12 @@ class QueueProtocol:
         args: list[str | int] = []
         for task_id, parameters, delay_ms in tasks:
             args += [task_id, parameters, delay_ms]
-        return int((yield from script("enqueue", keys, args)))
+        return int((yield from self._script("enqueue", keys, args)))
 
     def begin(self, worker_id: str, task_id: str | None, pid: int) -> Steps[Begun]:
         """Begins `task_id`, or with None the task at the head of the worker's own list."""
         call = self._begin_call(worker_id, task_id, pid)
-        return Begun.from_reply((yield from script(call.name, call.keys, call.args)))
+        return Begun.from_reply((yield from self._script(call.name, call.keys, call.args)))
 
     def _begin_call(self, worker_id: str, task_id: str | None, pid: int) -> ScriptCall:
         k = self.keys
@@ -138,14 +145,16 @@ class QueueProtocol:
     def claim_and_begin(self, worker_id: str, pid: int, claim_timeout_s: float) -> Steps[Begun]:
         """Claims and begins in one round trip; status 'empty' when nothing came within the
         timeout."""
-        _, begun = yield from pipeline(self._claim_calls(worker_id, pid, claim_timeout_s))
+        _, begun = yield from pipeline(
+            self.scripting, self._claim_calls(worker_id, pid, claim_timeout_s)
+        )
         return Begun.from_reply(begun)
 
     def finish(
         self, worker_id: str, task_id: str, attempt: int, outcome: Outcome, payload: str
     ) -> Steps[str]:
         call = self._finish_call(worker_id, task_id, attempt, outcome, payload)
-        return str((yield from script(call.name, call.keys, call.args)))
+        return str((yield from self._script(call.name, call.keys, call.args)))
 
     def _finish_call(
         self, worker_id: str, task_id: str, attempt: int, outcome: Outcome, payload: str
@@ -180,7 +189,7 @@ class QueueProtocol:
         (finish's answer, what begin answered: status 'empty' when nothing came)."""
         finish = self._finish_call(worker_id, task_id, attempt, outcome, payload)
         state, _, begun = yield from pipeline(
-            [finish, *self._claim_calls(worker_id, pid, claim_timeout_s)]
+            self.scripting, [finish, *self._claim_calls(worker_id, pid, claim_timeout_s)]
         )
         return str(state), Begun.from_reply(begun)
 
@@ -198,7 +207,7 @@ class QueueProtocol:
             k.cancelled,
             k.config,
         ]
-        return str((yield from script("release", keys, [worker_id, task_id, attempt])))
+        return str((yield from self._script("release", keys, [worker_id, task_id, attempt])))
 
     def requeue_worker(
         self, worker_id: str, reason: str, *, exiting: bool = False
@@ -220,7 +229,7 @@ class QueueProtocol:
             k.cancelled,
         ]
         args = [worker_id, reason, 1 if exiting else 0]
-        requeued, failed = yield from script("requeue_worker", keys, args)
+        requeued, failed = yield from self._script("requeue_worker", keys, args)
         return int(requeued), int(failed)
 
     def reap(self, reason: str) -> Steps[tuple[int, int, int]]:
@@ -235,7 +244,7 @@ class QueueProtocol:
             k.config,
             k.cancelled,
         ]
-        reaped, requeued, failed = yield from script("reap", keys, [reason])
+        reaped, requeued, failed = yield from self._script("reap", keys, [reason])
         return int(reaped), int(requeued), int(failed)
 
     def heartbeat(
@@ -253,18 +262,18 @@ class QueueProtocol:
         args: list[str | int] = [worker_id, ttl_ms]
         for name, value in fields.items():
             args += [name, value]
-        draining, cancel = yield from script("heartbeat", keys, args)
+        draining, cancel = yield from self._script("heartbeat", keys, args)
         return bool(draining), bool(cancel)
 
     def drain(self, worker_id: str) -> Steps[bool]:
         k = self.keys
         keys = [k.worker_tasks(worker_id), k.worker(worker_id), k.draining, k.events]
-        return bool((yield from script("drain", keys, [worker_id])))
+        return bool((yield from self._script("drain", keys, [worker_id])))
 
     def undrain(self, worker_id: str) -> Steps[bool]:
         k = self.keys
         keys = [k.worker(worker_id), k.draining, k.events]
-        return bool((yield from script("undrain", keys, [worker_id])))
+        return bool((yield from self._script("undrain", keys, [worker_id])))
 
     def promote_due(self, limit: int = 1000) -> Steps[tuple[int, int | None]]:
         """Returns (tasks promoted, due time in ms of the next scheduled task or None)."""
@@ -279,19 +288,19 @@ class QueueProtocol:
             k.failed,
             k.cancelled,
         ]
-        promoted, next_due = yield from script("promote_due", keys, [limit])
+        promoted, next_due = yield from self._script("promote_due", keys, [limit])
         return int(promoted), (None if int(next_due) < 0 else int(next_due))
 
     def cancel(self, task_id: str) -> Steps[tuple[str, str]]:
         k = self.keys
         keys = [k.pending, k.scheduled, k.cancelled, k.stats, k.events, k.task(task_id), k.config]
-        outcome, state = yield from script("cancel", keys, [task_id])
+        outcome, state = yield from self._script("cancel", keys, [task_id])
         return str(outcome), str(state)
 
     def retry(self, task_id: str) -> Steps[str]:
         k = self.keys
         keys = [k.failed, k.cancelled, k.pending, k.stats, k.events, k.task(task_id)]
-        return str((yield from script("retry", keys, [task_id])))
+        return str((yield from self._script("retry", keys, [task_id])))
 
     def delete(self, task_id: str) -> Steps[str]:
         k = self.keys
@@ -305,7 +314,7 @@ class QueueProtocol:
             k.events,
             k.task(task_id),
         ]
-        return str((yield from script("delete", keys, [task_id])))
+        return str((yield from self._script("delete", keys, [task_id])))
 
     def stats(self) -> Steps[QueueStats]:
         k = self.keys
@@ -319,14 +328,14 @@ class QueueProtocol:
             k.workers,
             k.draining,
         ]
-        reply = yield from script("stats", keys, [])
+        reply = yield from self._script("stats", keys, [])
         try:
             return parse_stats(k.queue, reply)
         except (TypeError, ValueError) as exc:
             raise (yield from blame("stats", keys, str(exc))) from None
 
     def get_config(self) -> Steps[dict[str, str]]:
-        flat = yield from script("get_config", [self.keys.config], [])
+        flat = yield from self._script("get_config", [self.keys.config], [])
         return dict(zip(flat[::2], flat[1::2], strict=True))
 
     def set_progress(
@@ -336,13 +345,13 @@ class QueueProtocol:
         k = self.keys
         keys = [k.task(task_id), k.events, k.worker_tasks(worker_id)]
         args: list[str | int] = [task_id, attempt, progress, worker_id]
-        return bool((yield from script("set_progress", keys, args)))
+        return bool((yield from self._script("set_progress", keys, args)))
 
     def observe(self) -> Steps[QueueObservation]:
         """The queue's figures and every worker id it knows, in one read (see observe.lua)."""
         k = self.keys
         keys = [k.pending, k.scheduled, k.stats, k.workers, k.draining]
-        reply = yield from script("observe", keys, [])
+        reply = yield from self._script("observe", keys, [])
         try:
             return parse_observation(k.queue, reply)
         except (TypeError, ValueError) as exc:
@@ -350,11 +359,11 @@ class QueueProtocol:
 
     def claim_owner(self, owner: str, ttl_ms: int) -> Steps[OwnerClaim]:
         """Takes or renews the ownership claim, or reports who holds it."""
-        reply = yield from script("claim_owner", [self.keys.owner], [owner, ttl_ms])
+        reply = yield from self._script("claim_owner", [self.keys.owner], [owner, ttl_ms])
         return parse_owner_claim(owner, reply)
 
     def release_owner(self, owner: str) -> Steps[bool]:
-        return bool((yield from script("release_owner", [self.keys.owner], [owner])))
+        return bool((yield from self._script("release_owner", [self.keys.owner], [owner])))
 
 
 def _run(
@@ -374,10 +383,10 @@ class Transitions:
     tests that play a worker) call. Each method runs the `QueueProtocol` steps of its name
     and takes the same arguments."""
 
-    def __init__(self, runner: Runner, keys: QueueKeys) -> None:
+    def __init__(self, runner: Runner, keys: QueueKeys, scripting: Scripting | None = None) -> None:
         self.runner = runner
         self.keys = keys
-        self.protocol = QueueProtocol(keys)
+        self.protocol = QueueProtocol(keys, scripting or Scripting())
 
     def run(self, steps: Steps[T]) -> T:
         return self.runner.run(steps)

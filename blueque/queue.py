@@ -33,7 +33,7 @@ class Queue(QueueFace[Task]):
 
     def __init__(self, client: Client, name: str) -> None:
         super().__init__(client, name)
-        self.transitions = Transitions(client.runner, self.keys)
+        self.transitions = Transitions(client.runner, self.keys, client.scripting)
 
     def run(self, steps: Steps[T]) -> T:
         return self.client.runner.run(steps)

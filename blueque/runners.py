@@ -14,27 +14,23 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING
 
 from blueque.connection import REDIS_DOWN, unavailable
-from blueque.errors import CorruptKeyError, StopNow
+from blueque.errors import CorruptKeyError
 from blueque.outcome import call_task_function
-from blueque.process_tree import become_subreaper, children, die_with_parent, end_strays, kill_group
+from blueque.process_tree import become_subreaper, children, end_strays, kill_group
 from blueque.serialization import encode
-from blueque.states import Outcome, as_outcome
 from blueque.task import Task
+from blueque.task_process import EXIT_RECORDED, Forks, Handover, TaskProcess
 
 if TYPE_CHECKING:
     from blueque.worker import Worker
 
 log = logging.getLogger("blueque.worker")
 
-EXIT_RECORDED = 0  # the outcome was recorded (by the parent, or by the child itself)
-EXIT_NOT_RECORDED = 70
-ACK = b"1"  # parent to child: your outcome is recorded
 # Between tasks, a sweep for processes that finished tasks left runs at most this often (it
 # reads /proc: 0.1 to 0.4 ms, or a scan of every process where the kernel has no children
 # file), so that it costs nothing measurable however short the tasks.
@@ -42,13 +38,15 @@ STRAY_SWEEP_INTERVAL_S = 1.0
 
 
 class ForkingRunner:
-    """Forks a child per task. The child hands its outcome to the parent over a pipe and the
-    parent records it on its own, already open connection, then acknowledges; a child that
-    gets no acknowledgement (end of file: the parent could not record, or, where a child
-    does not die with its parent, the parent is gone) records the outcome itself. The common
-    path costs the child no Redis connection of its own (redis-py opens a new one after a
-    fork: several round trips, and the pages it touches are copied, which is slow on small
-    virtual machines)."""
+    """Runs each task in a forked process of its own (`blueque.task_process`). The process
+    for the next task is forked while the current one runs, and waits, claiming nothing,
+    until it is given a task. A task process hands its outcome to the parent over a pipe
+    and the parent records it on its own, already open connection, then acknowledges; a
+    process that gets no acknowledgement (end of file: the parent could not record, or,
+    where a child does not die with its parent, the parent is gone) records the outcome
+    itself. The common path costs the child no Redis connection of its own (redis-py opens
+    a new one after a fork: several round trips, and the pages it touches are copied, which
+    is slow on small virtual machines)."""
 
     name = "fork"
 
@@ -57,6 +55,8 @@ class ForkingRunner:
         self._subreaper: bool | None = None  # None until the first task
         self._not_ours: set[int] = set()  # children the worker's program had before that
         self._next_sweep = 0.0
+        self._forks = Forks()
+        self._spare: TaskProcess | None = None  # forked for the next task
 
     def execute(self, worker: Worker, task: Task) -> None:
         if self._subreaper is None:
@@ -64,54 +64,32 @@ class ForkingRunner:
             self._not_ours = children() if self._subreaper else set()
         self._reap_exited()
         self._end_strays()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
-        parent = os.getpid()
+        process = self._take_spare(worker)
+        if not process.assign(task):  # the spare died before its task (killed from outside)
+            process.discard()
+            process = self._forks.spawn(worker)
+            process.assign(task)  # should this one die too, its death is the task's
+        if _more_to_come(worker):
+            # The next task's process, forked while this task runs (its copy of this one's
+            # pipes closed: the child waits for their end of file).
+            self._spare = self._forks.spawn(worker, close_in_child=process.fds)
+        handover = Handover(process.out_r, process.ack_w)
         try:
-            pid = os.fork()
-        except BaseException:
-            for fd in (out_r, out_w, ack_r, ack_w):
-                os.close(fd)
-            raise
-        if pid == 0:  # the child: run, hand over or record, leave without the parent's cleanup
-            code = EXIT_NOT_RECORDED
-            try:
-                die_with_parent(parent)
-                os.close(out_r)
-                os.close(ack_w)
-                os.setpgid(0, 0)
-                signal.set_wakeup_fd(-1)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                outcome, payload = call_task_function(worker.fn, task)
-                if not _hand_over(out_w, ack_r, outcome, payload):
-                    worker.record(task, outcome, payload)
-                code = EXIT_RECORDED
-            except BaseException:
-                # The parent records a bare exit status; the reason goes to the log.
-                log.exception(
-                    "task %s: its process failed before its outcome was recorded", task.id
-                )
-            finally:
-                with contextlib.suppress(Exception):
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                os._exit(code)
-        os.close(out_w)
-        os.close(ack_r)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.setpgid(pid, pid)  # also from the parent: no race with the child's own call
-        handover = _Handover(out_r, ack_w)
-        try:
-            self._supervise(worker, task, pid, handover)
+            self._supervise(worker, task, process.pid, handover)
         finally:
-            os.close(out_r)
+            os.close(process.out_r)
             if handover.ack_w >= 0:
                 os.close(handover.ack_w)
 
-    def _supervise(self, worker: Worker, task: Task, pid: int, handover: _Handover) -> None:
+    def _take_spare(self, worker: Worker) -> TaskProcess:
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.alive():
+            return spare
+        if spare is not None:
+            spare.discard()
+        return self._forks.spawn(worker)
+
+    def _supervise(self, worker: Worker, task: Task, pid: int, handover: Handover) -> None:
         """Waits for the child, heartbeating, recording the outcome it hands over; stops it
         when its task is cancelled."""
         pidfd = os.pidfd_open(pid)
@@ -201,6 +179,9 @@ class ForkingRunner:
         self._end_strays()
 
     def close(self) -> None:
+        if self._spare is not None:
+            self._spare.discard()
+            self._spare = None
         deadline = time.monotonic() + 1.0
         while self._exiting and time.monotonic() < deadline:
             self._reap_exited()
@@ -236,85 +217,16 @@ class ForkingRunner:
         if not (now or time.monotonic() >= self._next_sweep):
             return
         self._next_sweep = time.monotonic() + STRAY_SWEEP_INTERVAL_S
-        ended = end_strays(self._not_ours | set(self._exiting))
+        spare = {self._spare.pid} if self._spare is not None else set()
+        ended = end_strays(self._not_ours | set(self._exiting) | spare)
         if ended:
             log.info("ended %d process(es) that finished tasks left running", ended)
 
 
-def _hand_over(out_w: int, ack_r: int, outcome: str, payload: str) -> bool:
-    """In the child: sends the outcome to the parent; True once the parent recorded it."""
-    body = payload.encode()
-    message = f"{outcome} {len(body)}\n".encode() + body
-    try:
-        with open(out_w, "wb", closefd=True) as out:
-            out.write(message)
-        with open(ack_r, "rb", closefd=True) as ack:
-            return ack.read(1) == ACK
-    except OSError:  # the parent is gone (EPIPE)
-        return False
-
-
-class _Handover:
-    """In the parent: reads the child's outcome message, records it, acknowledges it."""
-
-    def __init__(self, fd: int, ack_w: int) -> None:
-        os.set_blocking(fd, False)
-        self.fd = fd
-        self.ack_w = ack_w
-        self.chunks: list[bytes] = []
-        self.received = 0
-        self.header: tuple[str, int, bytes] | None = None  # outcome, body length, the line
-        self.done = False  # the message was read, or can no longer come
-        self.recorded = False
-
-    def read_and_record(self, worker: Worker, task: Task, *, final: bool = False) -> None:
-        eof = self._read()
-        message = self._message()
-        if message is None:
-            self.done = eof or final
-            return
-        self.done = True
-        outcome, payload = message
-        try:
-            worker.record(task, outcome, payload, then_claim=True)
-        except StopNow:
-            raise
-        except Exception:
-            log.exception("task %s: recording its outcome failed; the child tries", task.id)
-        else:
-            self.recorded = True
-            with contextlib.suppress(OSError):
-                os.write(self.ack_w, ACK)
-        # Closing is the answer when there is no acknowledgement: the child records itself.
-        os.close(self.ack_w)
-        self.ack_w = -1
-
-    def _read(self) -> bool:
-        """Reads what is there; True at end of file."""
-        while True:
-            try:
-                chunk = os.read(self.fd, 1 << 20)
-            except BlockingIOError:
-                return False
-            if not chunk:
-                return True
-            self.chunks.append(chunk)
-            self.received += len(chunk)
-
-    def _message(self) -> tuple[Outcome, str] | None:
-        if self.header is None:
-            data = b"".join(self.chunks)
-            self.chunks = [data]
-            line, sep, _ = data.partition(b"\n")
-            if not sep:
-                return None
-            name, _, size = line.decode().partition(" ")
-            self.header = (name, int(size), line + sep)
-        outcome, length, head = self.header
-        if self.received < len(head) + length:
-            return None
-        body = b"".join(self.chunks)[len(head) : len(head) + length]
-        return as_outcome(outcome), body.decode()
+def _more_to_come(worker: Worker) -> bool:
+    """Whether the worker will claim again after this task (a spare is forked only then)."""
+    limit = worker.settings.max_tasks
+    return worker.signals == 0 and not (limit and worker.tasks_done + 1 >= limit)
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -43,7 +43,9 @@ def decode(text: str | bytes | None, what: str = "value") -> Any:
     if text is None:
         return None
     try:
-        return json.loads(text, parse_constant=_not_json)
+        if isinstance(text, str):
+            return _DECODER.decode(text)
+        return json.loads(text, parse_constant=_not_json)  # (bytes: json finds the encoding)
     except RecursionError:
         raise CorruptTaskError(f"{what} is nested too deeply to decode") from None
     except ValueError as exc:
@@ -52,6 +54,10 @@ def decode(text: str | bytes | None, what: str = "value") -> Any:
 
 def _not_json(constant: str) -> Any:
     raise InvalidArgumentError(f"{constant} is not a JSON value")
+
+
+# One decoder for every call, as for encoding: json.loads with an option builds one each time.
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
 
 
 def printable(text: str) -> str:

@@ -5,7 +5,7 @@ pipeline, a subscription, the next event) and receives the reply, or has the fai
 in at the `yield`, so it handles a Redis error where it would with a direct call. Its return
 value is the operation's result. Runners do the IO and nothing else: `blueque.execution`
 over a redis-py client, `blueque.aio` over `redis.asyncio`. Validation, key names, script
-calls and their NOSCRIPT fallback, naming a corrupt key, mapping connection errors and
+calls and their loading on first use, naming a corrupt key, mapping connection errors and
 building records all live in the steps, so the sync and the asyncio clients cannot drift
 apart.
 """
@@ -36,6 +36,15 @@ class Batch:
 
 
 @dataclass(frozen=True)
+class Everywhere:
+    """One command on every primary of a Redis Cluster (on the one server otherwise): what
+    is set up per server, like the function library. The reply is one answer per node, with
+    a failed node's exception in its place."""
+
+    call: Call
+
+
+@dataclass(frozen=True)
 class Subscribe:
     """Subscribes to an event channel for the rest of the run. The reply, once the server
     confirmed it (so nothing published after that is missed), is the subscription: an
@@ -53,7 +62,7 @@ class NextEvent:
     timeout_s: float
 
 
-Request = Call | Batch | Subscribe | NextEvent
+Request = Call | Batch | Everywhere | Subscribe | NextEvent
 Steps = Generator[Request, Any, T]
 
 

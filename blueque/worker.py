@@ -18,7 +18,6 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from types import FrameType
 from typing import Protocol
 
@@ -164,21 +163,23 @@ class Worker:
         if begun.status != "ok":
             log.info("task %s not begun: %s", task_id, begun.status)
             return
+        try:
+            parameters, unreadable = decode(begun.parameters, "parameters"), None
+        except CorruptTaskError as exc:
+            parameters, unreadable = None, exc
         task = Task(
             id=task_id,
             queue=self.queue.name,
             status=TaskState.RUNNING,
-            parameters=None,
+            parameters=parameters,
             attempts=begun.attempt,
             worker=self.id,
             _queue=self.queue,
         )
-        try:
-            task = replace(task, parameters=decode(begun.parameters, "parameters"))
-        except CorruptTaskError as exc:
+        if unreadable is not None:
             # Parameters nobody can read: the task fails, the worker goes on.
-            log.warning("task %s: %s", task_id, exc)
-            self.record(task, "failed", encode(error_info(exc)))
+            log.warning("task %s: %s", task_id, unreadable)
+            self.record(task, "failed", encode(error_info(unreadable)))
             self.tasks_done += 1
             return
         self.current = task

@@ -1,7 +1,7 @@
 """The asyncio client's only IO: the `redis.asyncio` classes it connects with, running steps,
 following a queue's event channel (`blueque.aio.events`).
 
-Everything else (validation, scripts and their NOSCRIPT fallback, naming corrupt keys,
+Everything else (validation, scripts and how they are loaded, naming corrupt keys,
 mapping connection errors, building records) is in the steps it runs (`blueque.steps`),
 shared with the sync client.
 """
@@ -18,7 +18,7 @@ import redis.asyncio.sentinel
 
 from blueque.aio.events import AsyncEventStream
 from blueque.connection import Flavor
-from blueque.steps import Call, Done, NextEvent, Outcome, Request, Steps, Subscribe
+from blueque.steps import Call, Done, Everywhere, NextEvent, Outcome, Request, Steps, Subscribe
 
 T = TypeVar("T")
 
@@ -64,9 +64,31 @@ class AsyncRunner:
             return await scope.enter_async_context(stream)
         if isinstance(request, NextEvent):
             return await request.subscription.next(request.timeout_s)
+        if isinstance(self.redis, redis.asyncio.cluster.RedisCluster):
+            await self.redis.initialize()  # its map of slots and nodes, for `_route`
         if isinstance(request, Call):
-            return await self.redis.execute_command(*request.args)
+            return await self.redis.execute_command(*request.args, **self._route(request.args))
+        if isinstance(request, Everywhere):
+            return await self._everywhere(request.call)
         pipe = self.redis.pipeline(transaction=False)
         for call in request.calls:
-            pipe.execute_command(*call.args)
+            pipe.execute_command(*call.args, **self._route(call.args))
         return await pipe.execute(raise_on_error=False)
+
+    def _route(self, args: tuple[Any, ...]) -> dict[str, Any]:
+        """As `blueque.execution.Runner._route`: a function call goes to its first key's node."""
+        if args[0] == "FCALL" and isinstance(self.redis, redis.asyncio.cluster.RedisCluster):
+            return {"target_nodes": self.redis.get_node_from_key(args[3])}
+        return {}
+
+    async def _everywhere(self, call: Call) -> list[Any]:
+        cluster = isinstance(self.redis, redis.asyncio.cluster.RedisCluster)
+        nodes = self.redis.get_primaries() if cluster else [None]  # type: ignore[union-attr]
+        replies: list[Any] = []
+        for node in nodes:
+            target = {} if node is None else {"target_nodes": node}
+            try:
+                replies.append(await self.redis.execute_command(*call.args, **target))
+            except Exception as exc:  # one answer per node, as a Batch has one per command
+                replies.append(exc)
+        return replies

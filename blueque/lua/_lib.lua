@@ -1,5 +1,8 @@
--- Shared prelude, prepended verbatim to every Blueque script when it is registered.
--- It defines helpers only; it touches no key by itself.
+-- Shared helpers of every Blueque script. Each script's text is the body of a function
+-- (KEYS, ARGV) that `run` below calls: as one function of the library that FUNCTION LOAD
+-- registers once per server (FCALL), or after this text in the one script EVAL sends
+-- (blueque/scripts.py). So nothing here may depend on one call's keys or time except
+-- through `run`, which sets them afresh for each call.
 --
 -- Every key a script touches is either in KEYS or, when the script discovers it while running
 -- (a task id found in a list, a worker id found in a set), derived from PREFIX: the part of
@@ -11,10 +14,8 @@
 -- it uses) before its first write, and answers a bad value with an error reply that names the
 -- key and field, having changed nothing.
 
-local PREFIX = string.match(KEYS[1], '^(.-}:)')
-if not PREFIX then
-  return redis.error_reply('ERR blueque: KEYS[1] has no {queue} hash tag: ' .. KEYS[1])
-end
+-- The queue's prefix of this call's KEYS[1], set by `run`.
+local PREFIX
 
 -- Per-queue settings: the config hash overrides these defaults field by field. They are
 -- SCHEMA's defaults (blueque/config.py); tests/unit/test_config.py checks that they agree.
@@ -87,18 +88,25 @@ local function read_settings(config_key, names)
   return out
 end
 
--- Every counter in the stats hash must be an integer as HINCRBY reads one (digits, an optional
--- minus sign, at most 18 digits), or an HINCRBY would fail half-way.
-local function check_stats(stats_key)
-  local flat = redis.call('HGETALL', stats_key)
-  for i = 2, #flat, 2 do
-    local v = flat[i]
-    if not string.match(v, '^-?%d+$') or #v > (string.byte(v) == 45 and 19 or 18) then
-      return bad(stats_key, flat[i - 1], v, 'not an integer')
+-- Every counter of the stats hash that a script may increment must be an integer as HINCRBY
+-- reads one (digits, an optional minus sign, at most 18 digits), or an HINCRBY would fail
+-- half-way. Each script checks the counters it names (not the whole hash: reading every
+-- counter cost more than the rest of a begin).
+local function check_stats(stats_key, names)
+  local values = redis.call('HMGET', stats_key, unpack(names))
+  for i, name in ipairs(names) do
+    local v = values[i]
+    if v and (not string.match(v, '^-?%d+$') or #v > (string.byte(v) == 45 and 19 or 18)) then
+      return bad(stats_key, name, v, 'not an integer')
     end
   end
   return nil
 end
+
+-- The counters each script may increment, for check_stats.
+local FINISH_COUNTERS = {'running', 'live', 'completed', 'failed', 'cancelled', 'retried',
+  'stale'}
+local REQUEUE_COUNTERS = {'running', 'live', 'failed', 'cancelled', 'requeued'}
 
 -- A numeric field of a task hash: its value (0 when absent), or nil and an error reply.
 local function task_int(tk, field, v)
@@ -108,7 +116,8 @@ local function task_int(tk, field, v)
   return n
 end
 
--- The server clock, read once per script: one time for every field a transition writes.
+-- The server clock, read once per call: one time for every field a transition writes.
+-- Reset by `run` before each call.
 local NOW_MS, NOW_EXACT_MS
 local function read_clock()
   local t = redis.call('TIME')
@@ -125,8 +134,10 @@ local function now_exact_ms()
   if not NOW_EXACT_MS then read_clock() end
   return NOW_EXACT_MS
 end
--- A time as the integer text every client reads (Lua would write 1e+15 for large numbers).
-local function ms_text(ms) return string.format('%d', ms) end
+-- A whole number (a time, a count) as the integer text every client reads (Lua would write
+-- 1e+15 for large numbers).
+local function int_text(n) return string.format('%d', n) end
+local ms_text = int_text
 
 local function task_key(id) return PREFIX .. 'task:' .. id end
 local function worker_key(wid) return PREFIX .. 'worker:' .. wid end
@@ -136,12 +147,39 @@ local function worker_alive_key(wid) return PREFIX .. 'worker:' .. wid .. ':aliv
 -- One event per transition, on the queue's sharded channel (same slot as the queue). The
 -- JSON is concatenated, not encoded: event names and states are fixed words, and task and
 -- worker ids are restricted to [A-Za-z0-9._:-], which need no escaping.
-local function emit(events_key, event, id, state, worker)
+-- `more`: JSON text of further members, written as they are (finish's; see emit_finished).
+local function emit(events_key, event, id, state, worker, more)
   local msg = '{"event":"' .. event .. '","ts":' .. ms_text(now_ms())
   if id then msg = msg .. ',"task":"' .. id .. '"' end
   if state then msg = msg .. ',"state":"' .. state .. '"' end
   if worker then msg = msg .. ',"worker":"' .. worker .. '"' end
+  if more then msg = msg .. more end
   redis.call('SPUBLISH', events_key, msg .. '}')
+end
+
+-- A stored whole number as JSON: its digits, or null when it is none.
+local function json_int(v)
+  local n = whole(v)
+  if n then return int_text(n) end
+  return 'null'
+end
+
+-- The most bytes of a result or error an event carries: past it (or for text that is not
+-- ASCII, which subscribers in any language decode alike) only its size.
+local EVENT_PAYLOAD_MAX = 1024
+
+-- The event of a task that finish finished: besides `emit`'s members, what a waiter needs to
+-- know the task's hash without reading it: attempts and started_at (begin's, which it may
+-- not have seen), the payload's size in bytes, and the payload itself (the `result` or
+-- `error` field, as the JSON text the hash holds) when it is small. finished_at is `ts`.
+local function emit_finished(events_key, id, state, worker, attempts, started_at, field,
+    payload)
+  local more = ',"attempts":' .. json_int(attempts) .. ',"started_at":' ..
+    json_int(started_at) .. ',"size":' .. #payload
+  if #payload <= EVENT_PAYLOAD_MAX and not string.find(payload, '[\128-\255]') then
+    more = more .. ',"' .. field .. '":' .. cjson.encode(payload)
+  end
+  emit(events_key, state, id, state, worker, more)
 end
 
 -- Deletes finished tasks past the queue's retention from one finished index.
@@ -252,3 +290,14 @@ end
 
 -- The settings requeue_worker needs.
 local REQUEUE_SETTINGS = {'max_attempts', 'finished_ttl_s', 'keep_finished'}
+
+-- Runs one script's body for one call: this call's prefix, a clock not read yet.
+local function run(body, keys, args)
+  PREFIX = string.match(keys[1] or '', '^(.-}:)')
+  if not PREFIX then
+    return redis.error_reply('ERR blueque: KEYS[1] has no {queue} hash tag: ' ..
+      tostring(keys[1]))
+  end
+  NOW_MS, NOW_EXACT_MS = nil, nil
+  return body(keys, args)
+end

@@ -31,7 +31,8 @@ if not named then
   if not id then return {'empty', ''} end
   tk = task_key(id)
 end
-local err = check_stats(stats)
+local err = check_stats(stats, {'stale', 'dropped', 'live', 'cancelled', 'refused',
+  'running', 'started'})
 if err then return err end
 if named and not redis.call('LPOS', tasks, id) then
   local state = redis.call('HGET', tk, 'state')
@@ -81,10 +82,11 @@ if refusal then
   emit(events, 'refused', id, 'pending', wid)
   return {refusal, id}
 end
-local _, bad_attempts = task_int(tk, 'attempts', attempts)
+local before, bad_attempts = task_int(tk, 'attempts', attempts)
 if bad_attempts then return bad_attempts end
-local attempt = redis.call('HINCRBY', tk, 'attempts', 1)
-redis.call('HSET', tk, 'state', 'running', 'worker', wid, 'pid', pid, 'started_at', now)
+local attempt = before + 1
+redis.call('HSET', tk, 'attempts', int_text(attempt), 'state', 'running', 'worker', wid,
+  'pid', pid, 'started_at', now)
 redis.call('HSET', worker, 'task', id, 'task_started_at', now)
 redis.call('HINCRBY', stats, 'running', 1)
 redis.call('HINCRBY', stats, 'started', 1)

@@ -17,7 +17,7 @@ if not state then return {'missing', ''} end
 if state ~= 'scheduled' and state ~= 'pending' and state ~= 'running' then
   return {'finished', state}
 end
-local err = check_stats(stats)
+local err = check_stats(stats, {'live', 'cancelled'})
 if err then return err end
 local retention, bad_config = read_settings(KEYS[7], RETENTION)
 if bad_config then return bad_config end

@@ -6,7 +6,7 @@
 local id, tk = ARGV[1], KEYS[8]
 local state = redis.call('HGET', tk, 'state')
 if not state then return 'missing' end
-local err = check_stats(KEYS[6])
+local err = check_stats(KEYS[6], {'live'})
 if err then return err end
 local finished = {complete = KEYS[3], failed = KEYS[4], cancelled = KEYS[5]}
 if finished[state] then

@@ -41,7 +41,7 @@ for i = 1, n do
   end
   if delays[i] > 0 then delays[i] = math.min(now + delays[i], MAX_TIME_MS) - now end
 end
-local err = check_stats(stats)
+local err = check_stats(stats, {'enqueued', 'live'})
 if err then return err end
 local due = {}
 for i = 1, n do

@@ -20,10 +20,10 @@ local wid, id, attempt, outcome, payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4], A
 if not indexes[outcome] then
   return redis.error_reply('ERR blueque: unknown outcome ' .. tostring(outcome))
 end
-local err = check_stats(stats)
+local err = check_stats(stats, FINISH_COUNTERS)
 if err then return err end
-local state, attempts, retries, holder, cancel = unpack(redis.call('HMGET', tk, 'state',
-  'attempts', 'retries', 'worker', 'cancel_requested'))
+local state, attempts, retries, holder, cancel, started_at = unpack(redis.call('HMGET', tk,
+  'state', 'attempts', 'retries', 'worker', 'cancel_requested', 'started_at'))
 -- A failure after a cancel was requested (typically the task's own reaction to the SIGTERM
 -- that cancel sent) ends the task cancelled, with that error, and is never retried.
 if outcome == 'failed' and cancel == '1' then outcome = 'cancelled' end
@@ -65,11 +65,11 @@ end
 redis.call('LREM', tasks, 1, id)
 redis.call('HSET', worker, 'task', '', 'task_started_at', '')
 redis.call('HINCRBY', stats, 'running', -1)
-redis.call('HDEL', tk, 'pid')
 
 if retry_at then
   redis.call('HSET', tk, 'state', 'scheduled', 'last_error', payload,
     'retries', retries_used + 1, 'due_at', ms_text(retry_at))
+  redis.call('HDEL', tk, 'pid')
   redis.call('ZADD', scheduled, ms_text(retry_at), id)
   redis.call('HINCRBY', stats, 'retried', 1)
   emit(events, 'retry_scheduled', id, 'scheduled', wid)
@@ -81,5 +81,5 @@ if outcome == 'complete' then field = 'result' end
 finish_into({stats = stats, retention = settings}, indexes[outcome], id, outcome, now,
   {field, payload})
 redis.call('HINCRBY', stats, TOTALS[outcome], 1)
-emit(events, outcome, id, outcome, wid)
+emit_finished(events, id, outcome, wid, attempts, started_at, field, payload)
 return outcome

@@ -10,7 +10,7 @@ local limit = whole(ARGV[1])
 if not limit or limit < 1 then
   return redis.error_reply('ERR blueque: promote_due limit must be a whole number >= 1')
 end
-local err = check_stats(stats)
+local err = check_stats(stats, {'promoted'})
 if err then return err end
 local retention, bad_config = read_settings(cfg, RETENTION)
 if bad_config then return bad_config end

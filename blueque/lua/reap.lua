@@ -3,7 +3,7 @@
 -- KEYS[5] stats hash  KEYS[6] events channel  KEYS[7] config hash  KEYS[8] cancelled zset
 -- ARGV[1] reason
 -- Returns {workers reaped, tasks requeued, tasks failed}.
-local err = check_stats(KEYS[5])
+local err = check_stats(KEYS[5], REQUEUE_COUNTERS)
 if err then return err end
 local settings, bad_config = read_settings(KEYS[7], REQUEUE_SETTINGS)
 if bad_config then return bad_config end

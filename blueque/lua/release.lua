@@ -20,7 +20,7 @@ if state ~= 'running' or attempts ~= attempt or holder ~= wid or
     not redis.call('LPOS', tasks, id) then
   return 'stale'
 end
-local err = check_stats(stats)
+local err = check_stats(stats, {'running', 'live', 'cancelled', 'released'})
 if err then return err end
 local retention, bad_config = read_settings(cfg, RETENTION)
 if bad_config then return bad_config end

@@ -12,7 +12,7 @@
 local k = {tasks = KEYS[1], worker = KEYS[2], alive = KEYS[3], workers = KEYS[4],
   draining = KEYS[5], pending = KEYS[6], failed = KEYS[7], stats = KEYS[8], events = KEYS[9],
   cancelled = KEYS[11]}
-local err = check_stats(k.stats)
+local err = check_stats(k.stats, REQUEUE_COUNTERS)
 if err then return err end
 local settings, bad_config = read_settings(KEYS[10], REQUEUE_SETTINGS)
 if bad_config then return bad_config end

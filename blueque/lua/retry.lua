@@ -15,7 +15,7 @@ if not state then return 'missing' end
 local index
 if state == 'failed' then index = failed elseif state == 'cancelled' then index = cancelled end
 if not index then return state end
-local bad_stats = check_stats(stats)
+local bad_stats = check_stats(stats, {'live', 'retried'})
 if bad_stats then return bad_stats end
 redis.call('ZREM', index, id)
 if err then redis.call('HSET', tk, 'last_error', err) end

@@ -47,7 +47,7 @@ def test_a_task_costs_one_round_trip(client_standalone: Client, sends: list[byte
     queue.enqueue_many(["a", "b", "c"])
     t = queue.transitions
     t.heartbeat("w", 60_000, {})  # a worker registers before it begins
-    warm = t.claim_and_begin("w", 1, 1.0)  # loads the scripts (NOSCRIPT, then EVAL)
+    warm = t.claim_and_begin("w", 1, 1.0)  # loads the library ("Function not found", then load)
     assert warm.status == "ok"
     state, begun = t.finish_claim_begin("w", warm.task_id, warm.attempt, "complete", "1", 1, 1.0)
     assert state == "complete" and begun.status == "ok"

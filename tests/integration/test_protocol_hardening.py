@@ -338,7 +338,9 @@ def test_a_bad_config_value_fails_requeue_reap_cancel_and_promote_before_any_wri
         assert snapshot(queue, *extra) == before
 
 
-def test_a_corrupt_counter_fails_a_script_before_any_write(client: Client) -> None:
+def test_a_corrupt_counter_fails_the_scripts_that_count_it_before_any_write(
+    client: Client,
+) -> None:
     queue = client.get_queue("badstats.q")
     task_id, attempt = begun(queue, "w1") if queue.enqueue(1) else ("", 0)
     client.redis.hset(queue.keys.stats, "completed", "many")
@@ -346,10 +348,15 @@ def test_a_corrupt_counter_fails_a_script_before_any_write(client: Client) -> No
     before = snapshot(queue, *extra)
     with pytest.raises(CorruptKeyError, match=f"{queue.keys.stats} field completed"):
         queue.transitions.finish("w1", task_id, attempt, "complete", '"r"')
-    with pytest.raises(CorruptKeyError, match="field completed"):
-        queue.enqueue(2)  # creates no task
     assert snapshot(queue, *extra) == before
+    live = client.redis.hget(queue.keys.stats, "live")
+    client.redis.hset(queue.keys.stats, "live", "lots")
+    with pytest.raises(CorruptKeyError, match="field live"):
+        queue.enqueue(2)  # creates no task
     assert client.redis.llen(queue.keys.pending) == 0
+    # A counter that a script does not count does not stop it.
+    client.redis.hset(queue.keys.stats, "live", str(live))
+    assert queue.enqueue(3) and client.redis.llen(queue.keys.pending) == 1
 
 
 def test_bad_script_arguments_fail_before_any_write(client: Client) -> None:

@@ -471,7 +471,7 @@ class ProtocolModel(RuleBasedStateMachine):
         """The claim alone (BLMOVE): the task is reserved until its begin."""
         wid = data.draw(st.sampled_from(self._idle_claimers()))
         blmove = self.t.protocol._claim_calls(wid, self.workers[wid].pid, 1.0)[0]
-        [claimed] = self.t.run(pipeline([blmove]))
+        [claimed] = self.t.run(pipeline(self.t.protocol.scripting, [blmove]))
         assert claimed == self.pending[0]
         w = self.workers[wid]
         w.tasks.append(self.pending.pop(0))

@@ -155,3 +155,38 @@ def test_the_workers_own_children_are_not_a_tasks_leftovers(
     assert not pid_running(sleeper_pid(spawned)), "the task's detached process survived"
     assert pid_running(sleeper_pid(own)), "the program's own child was ended"
     assert queue.client.get_task(first).status == "complete"
+
+
+def worker_children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for thread in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(child) for child in (thread / "children").read_text().split())
+    return found
+
+
+def test_the_next_task_process_is_forked_ahead_and_claims_nothing(
+    queue: Queue, redis_url: str, workers: WorkerSpawner, tmp_path: Path
+) -> None:
+    """While a task runs, the process for the next one already waits (its fork overlaps the
+    task), holding no task; it runs the next task the worker claims, on a frozen heap."""
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    first = queue.enqueue({"gate": str(gate), "started": str(started), "process": True})
+    second, third = queue.enqueue_many([{"process": True}] * 2)
+    worker = workers.start(redis_url, Q, env={"BLUEQUE_WORKER_ID": "ahead"})
+    wait_until(started.exists, 20, what="the first task to start")
+    running = set(workers.task_pids.alive())
+    assert len(running) == 1
+    spare = wait_until(lambda: worker_children(worker.pid) - running or None, 10, what="a spare")
+    assert len(spare) == 1 and pid_running(next(iter(spare)))
+    for _ in range(5):  # over claim timeouts: the worker holds one task, the spare none
+        assert queue.client.redis.lrange(queue.keys.worker_tasks("ahead"), 0, -1) == [first]
+        stats = queue.stats()
+        assert (stats.running, stats.reserved, stats.pending) == (1, 0, 2)
+        time.sleep(0.1)
+    gate.touch()
+    results = [queue.client.get_task(t).wait(20).result for t in (first, second, third)]
+    assert results[0]["pid"] in running
+    assert results[1]["pid"] == next(iter(spare))  # forked before its task was claimed
+    assert all(r["frozen"] > 0 for r in results)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit(10) == 0

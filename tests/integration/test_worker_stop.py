@@ -10,7 +10,7 @@ from typing import Any
 import redis
 
 from blueque import Client
-from blueque.scripts import SCRIPT_NAMES, script_source
+from blueque.scripts import load_library
 from devtools.processes import wait_until
 from tests.support.workers import WorkerSpawner
 
@@ -33,10 +33,9 @@ def blocked_clients(url: str) -> int:
 
 
 def preload_scripts(client: Client) -> None:
-    """So that no script in a pipeline fails with NOSCRIPT (which reruns it after the
-    claim: the finish would then come after the claim has waited)."""
-    for name in SCRIPT_NAMES:
-        client.redis.script_load(script_source(name))
+    """So that no script in a pipeline fails with "function not found" (which reruns it
+    after the claim: the finish would then come after the claim has waited)."""
+    assert client.runner.run(load_library(client.scripting))
 
 
 def test_sigterm_during_the_claim_after_a_finish_gives_the_next_task_back_at_no_cost(

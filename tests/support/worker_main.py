@@ -16,6 +16,8 @@ needs. A dict parameter may hold:
   undecodable_error: true; raise an error whose message holds such a file name
   nested_result: a depth; return lists nested that deep
   bad_str: true; raise an exception whose __str__ raises
+  process: true; return {"pid": the task process's pid, "frozen": how many objects of its
+    heap were frozen (gc.get_freeze_count()) when it started}
   spawn: "group", "setsid" or "daemon"; start a `sleep` process in the task's process group,
     in a session of its own, or as a daemon (double fork and setsid), and write its pid
     into the file named by "spawned", before anything else
@@ -25,6 +27,7 @@ fixture can kill task processes whose worker parent is gone (see task_pids.py).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -65,6 +68,7 @@ def spawn(how: str, pid_file: Path) -> None:
 
 
 def task_function(task: Task) -> Any:
+    frozen = gc.get_freeze_count()
     register_pid()
     p = task.parameters if isinstance(task.parameters, dict) else {}
     if "spawn" in p:
@@ -98,6 +102,8 @@ def task_function(task: Task) -> Any:
         return nested
     if p.get("bad_str"):
         raise UnprintableError
+    if p.get("process"):
+        return {"pid": os.getpid(), "frozen": frozen}
     return p.get("result", f"done at attempt {task.attempts}")
 
 
