@@ -260,7 +260,7 @@ def workers(server: RedisServer, counts: tuple[int, ...], per_worker: int) -> di
                 running = [p.__enter__() for p in procs]
 
                 def completed(queue: Any = queue) -> int:
-                    return int(queue.stats().complete)
+                    return int(queue.stats().totals["completed"])  # (the index is trimmed)
 
                 def reached(count: int, queue: Any = queue) -> bool:
                     return completed(queue) >= count
@@ -378,14 +378,22 @@ def many_report(doc: dict[str, Any], out: Path) -> str:
         svg.Axis("tasks per call", log=True),
         svg.Axis("tasks per second", log=True),
         [svg.Series("Blueque enqueue_many", [(r["batch"], r["tasks_per_s"]) for r in rows])],
-        [svg.Reference(f"redis-benchmark {k} -P 1000", v) for k, v in ceilings.items()],
-        note="each task: a hash of 6 fields, a list entry, an event, counters, in one script",
+        [svg.Reference(f"{k}, pipelined", v) for k, v in ceilings.items()],
+        note="each task: a hash of 6 fields, a list entry, an event, counters, in one script;"
+        " dotted: redis-benchmark, pipelines of 1,000",
     )
     (out / "scale-many.svg").write_text(chart)
     return "\n".join(lines)
 
 
 # -- the command ---------------------------------------------------------------------------
+
+REPORTS: dict[str, Callable[[dict[str, Any], Path], str]] = {
+    "pending": pending_report,
+    "memory": lambda doc, _: memory_report(doc),
+    "workers": workers_report,
+    "many": many_report,
+}
 
 
 def main(argv: list[str]) -> int:
@@ -395,8 +403,16 @@ def main(argv: list[str]) -> int:
     p.add_argument("--max-pending", type=int, default=SIZES[-1])
     p.add_argument("--samples", type=int, default=500, help="calls timed per operation")
     p.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
+    p.add_argument(
+        "--replot", action="store_true", help="only redraw tables and charts from --out's JSON"
+    )
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.replot:
+        for what in args.what:
+            doc = json.loads((args.out / f"scale-{what}.json").read_text())
+            print(f"\n## {what}\n\n{REPORTS[what](doc, args.out)}\n\n# {doc['load']}")
+        return 0
     sizes = tuple(s for s in SIZES if s <= args.max_pending)
     print(f"# {harness.machine_load()}")
     with RedisServer() as server:

@@ -4,7 +4,8 @@ For each transition on the hot path (enqueue, enqueue_many per task, begin, fini
 heartbeat) it runs N calls alone on a fresh redis-server and reads Redis's own accounting:
 `INFO commandstats` (microseconds spent in the FCALL or EVALSHA command, the script's Redis
 calls included) and the server's CPU time per call (`INFO cpu`, reading and writing the
-socket included), once with the function library and once with scripts (`EVALSHA`),
+socket included; for begin and finish also the claim and the bookkeeping around them), once
+with the function library and once with scripts (`EVALSHA`),
 alternating, R rounds; prints the median and the range. The client's speed does not enter
 these figures, so they hold on a busy machine better than any rate does (the CPU figures
 best: commandstats counts wall time).
@@ -18,6 +19,7 @@ import sys
 from collections.abc import Callable
 
 from blueque import Client, Queue
+from blueque.records import TOTALS
 from devtools.redis_servers import RedisServer
 
 MODES = ("scripts", "functions")
@@ -34,6 +36,9 @@ def measure(url: str, mode: str, calls: int) -> dict[str, float]:
         t = queue.transitions
         t.heartbeat("w", 600_000, {})
         queue.enqueue(None)  # loads the library or the scripts: not measured
+        # A queue that has seen every kind of transition has every counter in its stats hash.
+        for counter in ("running", "live", *TOTALS):
+            client.redis.hsetnx(queue.keys.stats, counter, 0)
         out: dict[str, float] = {}
 
         def phase(name: str, action: Callable[[], None], per: int = 1) -> None:

@@ -48,6 +48,8 @@ def _range(values: list[float], axis: Axis) -> tuple[float, float]:
         lo, hi = 10 ** math.floor(math.log10(lo)), 10 ** math.ceil(math.log10(hi))
     elif hi == lo:
         hi = lo + 1
+    elif axis.highest is None:
+        hi += (hi - lo) * 0.1  # room above the highest point
     return lo, hi
 
 
