@@ -10,7 +10,9 @@ Modules: `harness` (Redis, worker subprocesses, timing helpers), one module per 
 (`blueque_system`, `rq_system`, `huey_system`), `round` (one round of measurements, in a
 process of its own), `report` (tables, goals) and `__main__` (the command line, the rounds);
 `server_cost` (server time per script) and `scale` (how the costs grow) are commands of
-their own.
+their own. `bench.kube` measures the Kubernetes operator on the local control plane
+(`python -m bench.kube`), `bench.scaling` runs it side by side with KEDA (`./dev bench
+operator`).
 
 Importing this package first (every `python -m bench...` does) applies `BENCH_HIREDIS=off`:
 redis-py then finds no hiredis and parses replies in Python, in the benchmark process and

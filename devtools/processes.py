@@ -145,6 +145,19 @@ class Process:
                     return int(line.split()[1]) * 1024
         return 0
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time it has used so far, from /proc (0 once it is gone); its
+        children's only once reaped."""
+        if not self.alive():
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        # utime and stime: fields 14 and 15 of proc(5); cutime and cstime follow.
+        ticks = sum(int(f) for f in fields[11:15])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     # -- acting -----------------------------------------------------------------------------
 
     def signal(self, sig: int) -> None:

@@ -30,7 +30,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    cluster = LocalCluster(args.state_dir, node_count=args.nodes, owned_by_caller=False)
+    cluster = LocalCluster(
+        args.state_dir, node_count=args.nodes, max_pods=args.max_pods, owned_by_caller=False
+    )
     cluster.start(timeout_s=args.timeout)
     state = cluster.state
     print(f"ready in {state.ready_after_s:.1f} s: {state.server}, nodes {', '.join(state.nodes)}")
@@ -80,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         if name == "up":
             p.add_argument("--nodes", type=int, default=3, help="KWOK fake nodes")
+            p.add_argument("--max-pods", type=int, default=110, help="pod capacity per node")
             p.add_argument("--timeout", type=float, default=120.0, help="seconds to be ready")
     return parser
 

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["POLICY", "WRITE_VERBS", "AuditCounts", "AuditLog"]
+__all__ = ["NOT_STORED", "POLICY", "WRITE_VERBS", "AuditCounts", "AuditLog"]
 
 POLICY = """\
 apiVersion: audit.k8s.io/v1
@@ -29,10 +29,25 @@ rules:
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
+#: Created but never stored: questions to the API server (an extension server's delegated
+#: authentication and authorization, a TokenRequest). Counted as reads, not writes.
+NOT_STORED = frozenset(
+    {
+        "tokenreviews",
+        "subjectaccessreviews",
+        "localsubjectaccessreviews",
+        "selfsubjectaccessreviews",
+        "selfsubjectrulesreviews",
+        "selfsubjectreviews",
+        "serviceaccounts/token",
+    }
+)
+
 
 @dataclass
 class AuditCounts:
-    """Requests of one user: writes and reads, and the writes by resource (`pods/status`...)."""
+    """Requests of one user: writes (to stored objects) and the rest, and the writes by
+    resource (`pods/status`...)."""
 
     writes: int = 0
     reads: int = 0
@@ -65,13 +80,12 @@ class AuditLog:
                 continue  # the last line may still be being written
             user = str((event.get("user") or {}).get("username", "?"))
             counts = found.setdefault(user, AuditCounts())
-            verb = event.get("verb", "")
-            if verb in WRITE_VERBS:
+            ref = event.get("objectRef") or {}
+            resource = str(ref.get("resource", "?"))
+            if ref.get("subresource"):
+                resource += f"/{ref['subresource']}"
+            if event.get("verb", "") in WRITE_VERBS and resource not in NOT_STORED:
                 counts.writes += 1
-                ref = event.get("objectRef") or {}
-                resource = str(ref.get("resource", "?"))
-                if ref.get("subresource"):
-                    resource += f"/{ref['subresource']}"
                 counts.writes_by_resource[resource] += 1
             else:
                 counts.reads += 1

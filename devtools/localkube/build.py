@@ -28,7 +28,18 @@ from pathlib import Path
 from devtools.localkube.errors import BuildError, MissingBinariesError
 from devtools.localkube.versions import PINNED, Versions
 
-__all__ = ["Binaries", "build", "cache_dir", "find_binaries"]
+__all__ = [
+    "Binaries",
+    "build",
+    "cache_dir",
+    "cache_root",
+    "download_module",
+    "find_binaries",
+    "go_build_with_progress",
+    "go_tool",
+    "run_go",
+    "say",
+]
 
 #: Main packages built in the single `go build`, with the binary name each must end up with.
 #: etcd's server module is itself the main package; Go would name its binary "server" (the
@@ -70,10 +81,14 @@ class Binaries:
     versions: Versions
 
 
+def cache_root() -> Path:
+    """`${BLUEQUE_CACHE_DIR:-~/.cache/blueque}`: outside the repo, shared by every Go build."""
+    return Path(os.environ.get("BLUEQUE_CACHE_DIR") or str(Path.home() / ".cache" / "blueque"))
+
+
 def cache_dir(versions: Versions = PINNED) -> Path:
-    """`${BLUEQUE_CACHE_DIR:-~/.cache/blueque}/kube/<key>`: outside the repo, one per versions."""
-    root = os.environ.get("BLUEQUE_CACHE_DIR") or str(Path.home() / ".cache" / "blueque")
-    return Path(root) / "kube" / versions.key
+    """`<cache_root>/kube/<key>`: one directory per versions."""
+    return cache_root() / "kube" / versions.key
 
 
 def find_kubectl() -> Path:
@@ -136,7 +151,7 @@ def build(versions: Versions = PINNED, *, jobs: int | None = None) -> Binaries:
     return find_binaries(versions)
 
 
-def _go() -> str:
+def go_tool() -> str:
     found = shutil.which("go") or (
         "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").is_file() else None
     )
@@ -145,7 +160,7 @@ def _go() -> str:
     return found
 
 
-def _run(cmd: list[str], cwd: Path, log: Path | None = None) -> str:
+def run_go(cmd: list[str], cwd: Path, log: Path | None = None) -> str:
     """Run a go command niced (other engineers share these 2 cores); return its stdout."""
     try:
         done = subprocess.run(
@@ -166,8 +181,8 @@ def _run(cmd: list[str], cwd: Path, log: Path | None = None) -> str:
     return done.stdout
 
 
-def _download(go: str, module: str, cwd: Path) -> dict[str, str]:
-    out = _run([go, "mod", "download", "-json", module], cwd)
+def download_module(go: str, module: str, cwd: Path) -> dict[str, str]:
+    out = run_go([go, "mod", "download", "-json", module], cwd)
     info: dict[str, str] = json.loads(out)
     if "Error" in info:
         raise BuildError(f"go mod download {module}: {info['Error']}")
@@ -218,18 +233,18 @@ def _ldflags(versions: Versions, release_time: str) -> str:
 
 
 def _build_locked(versions: Versions, base: Path, *, jobs: int | None) -> None:
-    go = _go()
+    go = go_tool()
     src = base / "src"
     src.mkdir(exist_ok=True)
     log = base / "build.log"
     started = time.monotonic()
-    _say(
+    say(
         f"building the control plane {versions.key} from Go modules into {base}: once per "
         f"machine, about 15-20 minutes on two cores (progress below; log: {log})"
     )
-    _say("downloading the modules of Kubernetes, etcd, KWOK and Helm")
+    say("downloading the modules of Kubernetes, etcd, KWOK and Helm")
 
-    kube = _download(go, f"k8s.io/kubernetes@{versions.kubernetes}", src)
+    kube = download_module(go, f"k8s.io/kubernetes@{versions.kubernetes}", src)
     staging = staging_modules(Path(kube["GoMod"]).read_text())
     if not staging:
         raise BuildError(f"no staging requirements found in {kube['GoMod']}")
@@ -242,15 +257,15 @@ def _build_locked(versions: Versions, base: Path, *, jobs: int | None) -> None:
         (src / "go.mod").write_text(go_mod)
         (src / "go.sum").unlink(missing_ok=True)
         generated.write_text(go_mod)
-    _run([go, "mod", "tidy"], src, log)
+    run_go([go, "mod", "tidy"], src, log)
 
     partial = base / "bin.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
-    _say("compiling etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK, Helm")
+    say("compiling etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK, Helm")
     cmd = [go, "build", "-v", "-p", str(jobs or os.cpu_count() or 2)]
     cmd += ["-ldflags", _ldflags(versions, release_time), "-o", f"{partial}/", *_PACKAGES]
-    _go_build_with_progress(cmd, src, log, started)
+    go_build_with_progress(cmd, src, log, started)
 
     for pkg, name in _PACKAGES.items():
         produced = partial / _default_binary_name(pkg)
@@ -259,7 +274,7 @@ def _build_locked(versions: Versions, base: Path, *, jobs: int | None) -> None:
         if not (partial / name).is_file():
             raise BuildError(f"go build did not produce {name} (from {pkg})")
 
-    kwok_dir = Path(_download(go, f"sigs.k8s.io/kwok@{versions.kwok}", src)["Dir"])
+    kwok_dir = Path(download_module(go, f"sigs.k8s.io/kwok@{versions.kwok}", src)["Dir"])
     stages = [(kwok_dir / rel).read_text().strip() + "\n" for rel in _KWOK_STAGES]
     (base / "kwok-stages.yaml").write_text("---\n".join(stages))
 
@@ -267,7 +282,7 @@ def _build_locked(versions: Versions, base: Path, *, jobs: int | None) -> None:
     final = base / "bin"
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
-    _say(f"built {versions.key} in {time.monotonic() - started:.0f} s")
+    say(f"built {versions.key} in {time.monotonic() - started:.0f} s")
 
 
 def _default_binary_name(pkg: str) -> str:
@@ -277,10 +292,12 @@ def _default_binary_name(pkg: str) -> str:
     return parts[-1]
 
 
-def _go_build_with_progress(cmd: list[str], cwd: Path, log: Path, started: float) -> None:
+def go_build_with_progress(
+    cmd: list[str], cwd: Path, log: Path, started: float, who: str = "localkube"
+) -> None:
     """The cold build runs for tens of minutes: say how far it got every `_PROGRESS_EVERY_S`
-    (`go build -v` writes each package's path to the log once compiled), so that a newcomer's
-    first `./dev demo` and the CI logs show life."""
+    (with `go build -v` each package's path goes to the log once compiled), so that a
+    newcomer's first `./dev demo` and the CI logs show life."""
     with log.open("a") as out:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
@@ -304,11 +321,11 @@ def _go_build_with_progress(cmd: list[str], cwd: Path, log: Path, started: float
                     written.seek(first_line)
                     packages = sum(1 for line in written if line.strip())
                 elapsed_s = time.monotonic() - started
-                _say(f"compiling: {packages} packages so far ({elapsed_s:.0f} s)")
+                say(f"compiling: {packages} packages so far ({elapsed_s:.0f} s)", who)
     if code != 0:
         tail = log.read_text()[-4000:]
         raise BuildError(f"go build failed ({code}); see {log}:\n{tail}")
 
 
-def _say(message: str) -> None:
-    print(f"localkube: {message}", file=sys.stderr, flush=True)
+def say(message: str, who: str = "localkube") -> None:
+    print(f"{who}: {message}", file=sys.stderr, flush=True)

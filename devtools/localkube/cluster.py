@@ -106,10 +106,14 @@ class LocalCluster:
         node_count: int = 3,
         owned_by_caller: bool = True,
         audit_log: bool = False,
+        max_pods: int = 110,
     ) -> None:
+        """`max_pods`: each KWOK node's pod capacity (the kubelet's default, 110; raise it for
+        a fleet of fake pods: the scheduler leaves pods Pending past it)."""
         self.state_dir = state_dir.resolve()
         self._binaries = binaries
         self.node_count = node_count
+        self.max_pods = max_pods
         self.owned_by_caller = owned_by_caller
         self.audit = audit_log
         self._state: ClusterState | None = None
@@ -469,7 +473,7 @@ class LocalCluster:
 
     def _create_nodes(self, admin: ApiClient) -> None:
         for name in self.state.nodes:
-            admin.create("/api/v1/nodes", _node(name))
+            admin.create("/api/v1/nodes", _node(name, self.max_pods))
 
     def _wait_ready(self, admin: ApiClient, ports: dict[str, int], deadline: float) -> None:
         self._wait(deadline, "kube-controller-manager /healthz", lambda: _https_ok(ports["kcm"]))
@@ -502,7 +506,7 @@ def _kubeconfig(user: str, server: str, ca_pem: bytes, credentials: dict[str, st
     }
 
 
-def _node(name: str) -> Json:
+def _node(name: str, max_pods: int) -> Json:
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -517,8 +521,8 @@ def _node(name: str) -> Json:
             },
         },
         "status": {
-            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": str(max_pods)},
+            "capacity": {"cpu": "32", "memory": "256Gi", "pods": str(max_pods)},
         },
     }
 

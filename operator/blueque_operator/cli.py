@@ -109,6 +109,9 @@ def run(options: OperatorOptions) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Kopf says "Handler ... succeeded" for every watch event: thousands of lines an hour that
+    # say nothing (the operator logs what it does itself); its failures still show.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:
         asyncio.run(serve(options))
     except KeyboardInterrupt:

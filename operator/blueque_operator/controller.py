@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -180,6 +181,7 @@ class QueueController:
             self.services.metrics.forget(self.metrics_key)
 
     async def _run(self) -> None:
+        first = True
         while True:
             interval = self.spec.scaling.poll_interval_s if self.spec else 1.0
             try:
@@ -193,6 +195,12 @@ class QueueController:
                 log.exception("%s: tick failed", self.key)
                 self._back_off()
             delay = max(interval, self.backoff_s)
+            if first:
+                # Loops started together (an operator starting, BlueQueues applied at once)
+                # would tick together for ever, each behind all the others: a random phase
+                # spreads them over the interval.
+                delay *= random.random()
+            first = False
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)

@@ -35,6 +35,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -177,6 +178,10 @@ class LeaderElector:
         self._following.set()
         self._errors = 0  # consecutive failed attempts
         self._running = False
+        # A thread of its own for the Lease calls: the operator's other Kubernetes calls run
+        # in the default executor, and a burst of them (hundreds of BlueQueues created, pods
+        # annotated) would otherwise hold a renewal back until the Lease is lost.
+        self._executor: ThreadPoolExecutor | None = None
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -223,6 +228,13 @@ class LeaderElector:
         finally:
             self._step_down("the elector stopped", level=logging.INFO)
             self._running = False
+            self.close()
+
+    def close(self) -> None:
+        """Ends the thread the Lease calls run in (`run` does it when it returns)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
 
     async def attempt(self) -> float:
         """One acquire-or-renew round of `run` (which calls it in a loop); never raises. Returns
@@ -431,7 +443,10 @@ class LeaderElector:
 
     async def _request(self, method: str, path: str, body: Json | None = None) -> tuple[int, Any]:
         # urllib3 may retry a refused connection or a timed-out read: bound the whole call.
-        call = asyncio.to_thread(self._call, method, path, body)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lease")
+        loop = asyncio.get_running_loop()
+        call = loop.run_in_executor(self._executor, self._call, method, path, body)
         return await asyncio.wait_for(call, timeout=self.request_timeout_s * 2)
 
     def _call(self, method: str, path: str, body: Json | None) -> tuple[int, Any]:

@@ -139,3 +139,15 @@ def running_on(client: Client, task_id: str) -> str | None:
     """The worker running the task, or None while it is not running."""
     task = client.get_task(task_id)
     return task.worker if task.status == "running" else None
+
+
+def wait_reason(
+    admin: ApiClient, namespace: str, name: str, reason: str, timeout_s: float = 10
+) -> None:
+    """Waits for an Event of that reason about the BlueQueue (the operator posts Events in the
+    background, after the status that goes with them)."""
+    wait_until(
+        lambda: reason in reasons(admin, namespace, name),
+        timeout_s,
+        what=lambda: f"a {reason} Event on {name}; seen: {reasons(admin, namespace, name)}",
+    )

@@ -24,9 +24,9 @@ from tests.kube.operator_support import (
     bluequeue,
     bq_path,
     condition,
-    reasons,
     replicas,
     wait_condition,
+    wait_reason,
 )
 
 pytestmark = pytest.mark.kube
@@ -68,7 +68,7 @@ def test_redis_down_then_slow_flips_the_condition_and_never_scales_on_missing_da
         assert condition(down, "Ready")["status"] == "False"  # type: ignore[index]
         time.sleep(2)  # several ticks without data: the replicas stay as they were
         assert replicas(kube_admin, ns, "flaky") == 1
-        assert "RedisUnreachable" in reasons(kube_admin, ns, "flaky")
+        wait_reason(kube_admin, ns, "flaky", "RedisUnreachable")
 
         server.start()
         wait_condition(kube_admin, ns, "flaky", "RedisReachable", "True", 40)
@@ -184,7 +184,7 @@ def test_a_second_bluequeue_on_the_same_queue_gets_conflict_and_does_nothing(
     )
     conflicted = wait_condition(kube_admin, ns, "intruder", "Conflict", "True")
     assert condition(conflicted, "Ready")["status"] == "False"  # type: ignore[index]
-    assert "Conflict" in reasons(kube_admin, ns, "intruder")
+    wait_reason(kube_admin, ns, "intruder", "Conflict")
     with Client(redis_url) as client:
         client.get_queue("shared").enqueue({"echo": 1})
         wait_until(lambda: replicas(kube_admin, ns, "owner") == 1, 10, what="the owner scales")
@@ -263,7 +263,7 @@ def test_what_the_schema_cannot_refuse_becomes_a_condition_and_an_event(
     kube_admin.create(bq_path(ns), bad)
     refused = wait_condition(kube_admin, ns, "reserved", "Ready", "False")
     assert (condition(refused, "Ready") or {})["reason"] == "InvalidSpec"
-    assert "InvalidSpec" in reasons(kube_admin, ns, "reserved")
+    wait_reason(kube_admin, ns, "reserved", "InvalidSpec")
 
     # A ReplicaSet that cannot create pods (a quota of none).
     kube_admin.create(
@@ -278,4 +278,4 @@ def test_what_the_schema_cannot_refuse_becomes_a_condition_and_an_event(
     kube_admin.create(bq_path(ns), bluequeue("starved", redis_url, scaling={"minReplicas": 1}))
     failing = wait_condition(kube_admin, ns, "starved", "WorkersFailing", "True", 30)
     assert "quota" in (condition(failing, "WorkersFailing") or {})["message"]
-    assert "WorkersFailing" in reasons(kube_admin, ns, "starved")
+    wait_reason(kube_admin, ns, "starved", "WorkersFailing")

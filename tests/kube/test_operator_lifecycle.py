@@ -13,8 +13,8 @@ from tests.kube.operator_support import (
     bq_path,
     deployment_path,
     env_of,
-    reasons,
     wait_condition,
+    wait_reason,
 )
 
 pytestmark = pytest.mark.kube
@@ -65,7 +65,7 @@ def test_a_bluequeue_gets_its_deployment_which_is_reconciled_and_goes_with_it(
         15,
         what="the hand edit to be reconciled",
     )
-    assert "DeploymentCreated" in reasons(kube_admin, ns, "clips")
+    wait_reason(kube_admin, ns, "clips", "DeploymentCreated")
 
     # Deleting the BlueQueue takes the Deployment (owner reference), never the tasks.
     kube_admin.patch(bq_path(ns, "clips"), {"spec": {"scaling": {"paused": True}}})

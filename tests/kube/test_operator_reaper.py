@@ -18,9 +18,9 @@ from tests.kube.operator_support import (
     apply_bluequeue,
     bluequeue,
     bq_path,
-    reasons,
     running_on,
     wait_condition,
+    wait_reason,
 )
 
 pytestmark = pytest.mark.kube
@@ -92,7 +92,7 @@ def test_a_force_deleted_busy_pod_has_its_task_requeued_then_failed_at_max_attem
             what="the task to fail at max attempts",
         )
         assert failed.error is not None and "worker lost" in failed.error.get("message", "")
-    assert "WorkerReaped" in reasons(kube_admin, ns, "lost")
+    wait_reason(kube_admin, ns, "lost", "WorkerReaped")
 
 
 def test_a_terminating_pod_finishing_its_task_is_not_reaped(

@@ -18,9 +18,9 @@ from tests.kube.operator_support import (
     bluequeue,
     condition,
     live_pod_names,
-    reasons,
     replicas,
     wait_condition,
+    wait_reason,
 )
 
 pytestmark = pytest.mark.kube
@@ -93,8 +93,8 @@ def test_a_burst_scales_up_at_once_busy_workers_hold_replicas_then_zero_then_one
         (late,) = queue.enqueue_many([{"echo": "again"}])
         wait_until(lambda: replicas(kube_admin, ns, "burst") == 1, 10, what="back to one")
         wait_until(lambda: client.get_task(late).status == "complete", 30, what="the late task")
-    found = reasons(kube_admin, ns, "burst")
-    assert "ScaledUp" in found and "ScaledDown" in found
+    wait_reason(kube_admin, ns, "burst", "ScaledUp")
+    wait_reason(kube_admin, ns, "burst", "ScaledDown")
 
 
 def test_scale_down_removes_only_idle_pods_even_as_tasks_keep_arriving(
@@ -191,4 +191,4 @@ def test_a_busy_pod_that_is_not_ready_blocks_the_scale_down_and_is_never_removed
     assert finished.attempts == 1
     assert finished.finished_at is not None
     assert deletions.deleted.get(busy_pod, float("inf")) >= finished.finished_at.timestamp()
-    assert "ScaleDownBlocked" in reasons(kube_admin, ns, "stuck")
+    wait_reason(kube_admin, ns, "stuck", "ScaleDownBlocked")
