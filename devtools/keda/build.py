@@ -15,7 +15,6 @@ cores when the modules are downloaded), and a stamp file makes every later call 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import re
 import shutil
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devtools.localkube.build import (
+    build_once,
     cache_root,
     download_module,
     go_build_with_progress,
@@ -92,20 +92,11 @@ def find_keda(version: str = KEDA_VERSION) -> KedaBinaries:
 
 def build_keda(version: str = KEDA_VERSION, *, jobs: int | None = None) -> KedaBinaries:
     """Build whatever is missing; returns at once (no `go` started) when the stamp is there."""
-    try:
-        return find_keda(version)
-    except MissingBinariesError:
-        pass
-    base = keda_cache_dir(version)
-    base.mkdir(parents=True, exist_ok=True)
-    with (base / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two benchmarks started together build once
-        try:
-            return find_keda(version)
-        except MissingBinariesError:
-            pass
-        _build_locked(version, base, jobs=jobs)
-    return find_keda(version)
+    return build_once(
+        lambda: find_keda(version),
+        keda_cache_dir(version),
+        lambda base: _build_locked(version, base, jobs=jobs),
+    )
 
 
 _DIRECTIVE = re.compile(r"^(replace|exclude)\s*(\(\s*)?(.*)$")

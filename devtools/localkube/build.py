@@ -22,11 +22,15 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from devtools.localkube.errors import BuildError, MissingBinariesError
 from devtools.localkube.versions import PINNED, Versions
+
+T = TypeVar("T")
 
 __all__ = [
     "Binaries",
@@ -134,21 +138,29 @@ def find_binaries(versions: Versions = PINNED) -> Binaries:
 
 def build(versions: Versions = PINNED, *, jobs: int | None = None) -> Binaries:
     """Build whatever is missing; returns at once (no `go` started) when the stamp is there."""
+    return build_once(
+        lambda: find_binaries(versions),
+        cache_dir(versions),
+        lambda base: _build_locked(versions, base, jobs=jobs),
+    )
+
+
+def build_once(find: Callable[[], T], base: Path, build_locked: Callable[[Path], None]) -> T:
+    """`find()`, else build into `base` under its file lock and `find()` again: two runs
+    starting together (tests, benchmarks) build once, into one directory."""
     try:
-        return find_binaries(versions)
+        return find()
     except MissingBinariesError:
         pass
-    base = cache_dir(versions)
     base.mkdir(parents=True, exist_ok=True)
     with (base / ".lock").open("w") as lock:
-        # Two test runs starting together must not both build into the same directory.
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            return find_binaries(versions)
+            return find()
         except MissingBinariesError:
             pass
-        _build_locked(versions, base, jobs=jobs)
-    return find_binaries(versions)
+        build_locked(base)
+    return find()
 
 
 def go_tool() -> str:
