@@ -118,7 +118,7 @@ end
 
 -- The server clock, read once per call: one time for every field a transition writes.
 -- Reset by `run` before each call.
-local NOW_MS, NOW_EXACT_MS
+local NOW_MS, NOW_EXACT_MS, NOW_TEXT
 local function read_clock()
   local t = redis.call('TIME')
   NOW_EXACT_MS = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -138,6 +138,12 @@ end
 -- 1e+15 for large numbers).
 local function int_text(n) return string.format('%d', n) end
 local ms_text = int_text
+-- now_ms() as text, formatted once per call. Scripts pass Redis text, not Lua numbers: Redis
+-- formats each number argument with printf's %.17g, which costs more than the command.
+local function now_text()
+  if not NOW_TEXT then NOW_TEXT = ms_text(now_ms()) end
+  return NOW_TEXT
+end
 
 local function task_key(id) return PREFIX .. 'task:' .. id end
 local function worker_key(wid) return PREFIX .. 'worker:' .. wid end
@@ -149,12 +155,13 @@ local function worker_alive_key(wid) return PREFIX .. 'worker:' .. wid .. ':aliv
 -- worker ids are restricted to [A-Za-z0-9._:-], which need no escaping.
 -- `more`: JSON text of further members, written as they are (finish's; see emit_finished).
 local function emit(events_key, event, id, state, worker, more)
-  local msg = '{"event":"' .. event .. '","ts":' .. ms_text(now_ms())
-  if id then msg = msg .. ',"task":"' .. id .. '"' end
-  if state then msg = msg .. ',"state":"' .. state .. '"' end
-  if worker then msg = msg .. ',"worker":"' .. worker .. '"' end
-  if more then msg = msg .. more end
-  redis.call('SPUBLISH', events_key, msg .. '}')
+  -- One concatenation: each intermediate string would be another allocation, hash and
+  -- collection, which cost more than the SPUBLISH.
+  redis.call('SPUBLISH', events_key, '{"event":"' .. event .. '","ts":' .. now_text() ..
+    (id and ',"task":"' or '') .. (id or '') .. (id and '"' or '') ..
+    (state and ',"state":"' or '') .. (state or '') .. (state and '"' or '') ..
+    (worker and ',"worker":"' or '') .. (worker or '') .. (worker and '"' or '') ..
+    (more or '') .. '}')
 end
 
 -- A stored whole number as JSON: its digits, or null when it is none.
@@ -291,13 +298,21 @@ end
 -- The settings requeue_worker needs.
 local REQUEUE_SETTINGS = {'max_attempts', 'finished_ttl_s', 'keep_finished'}
 
--- Runs one script's body for one call: this call's prefix, a clock not read yet.
+-- Runs one script's body for one call: this call's prefix, a clock not read yet. The prefix
+-- is derived again only when KEYS[1] differs from the last call's (a worker or a producer
+-- calls with the same one again and again).
+local PREFIX_OF
 local function run(body, keys, args)
-  PREFIX = string.match(keys[1] or '', '^(.-}:)')
-  if not PREFIX then
-    return redis.error_reply('ERR blueque: KEYS[1] has no {queue} hash tag: ' ..
-      tostring(keys[1]))
+  local first = keys[1]
+  if first ~= PREFIX_OF or not first then
+    PREFIX = string.match(first or '', '^(.-}:)')
+    if not PREFIX then
+      PREFIX_OF = nil
+      return redis.error_reply('ERR blueque: KEYS[1] has no {queue} hash tag: ' ..
+        tostring(first))
+    end
+    PREFIX_OF = first
   end
-  NOW_MS, NOW_EXACT_MS = nil, nil
+  NOW_MS, NOW_EXACT_MS, NOW_TEXT = nil, nil, nil
   return body(keys, args)
 end

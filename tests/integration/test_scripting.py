@@ -5,16 +5,18 @@ functions. Both paths on a real Redis 7, through the sync and the asyncio client
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from redis.exceptions import ResponseError
 
 from blueque import Client, Queue
 from blueque.aio import AsyncClient
 from blueque.keys import QueueKeys
-from blueque.scripts import library_name, load_library
+from blueque.scripts import function_name, library_name, load_library
 from devtools.redis_servers import RedisCluster, RedisServer
 from tests.support.aio import Blocking
 
@@ -173,6 +175,21 @@ def test_keys_and_time_come_from_each_call(client: Client, nodes: list[RedisServ
         pass  # until the server's clock, in ms, moves on
     later = queue.get_task(queue.enqueue(2)).enqueued_at
     assert later is not None and later > first
+
+
+def test_a_key_without_a_hash_tag_is_refused_each_time(
+    client: Client, nodes: list[RedisServer]
+) -> None:
+    """The prefix a call derived last is kept for the next call with the same KEYS[1], never
+    for a KEYS[1] it could not derive one from."""
+    queue = client.get_queue(Q)
+    assert queue.config().max_attempts == 3  # the library is loaded, has seen this queue
+    for _ in range(2):
+        with pytest.raises(
+            ResponseError, match=re.escape("KEYS[1] has no {queue} hash tag: nohashtag")
+        ):
+            client.redis.fcall(function_name("get_config"), 1, "nohashtag")
+    assert queue.config().max_attempts == 3
 
 
 def server_ms(client: Client) -> int:
