@@ -91,9 +91,8 @@ end
 -- Every counter of the stats hash that a script may increment must be an integer as HINCRBY
 -- reads one (digits, an optional minus sign, at most 18 digits), or an HINCRBY would fail
 -- half-way. Each script checks the counters it names (not the whole hash: reading every
--- counter cost more than the rest of a begin).
-local function check_stats(stats_key, names)
-  local values = redis.call('HMGET', stats_key, unpack(names))
+-- counter cost more than the rest of a begin). `values`: theirs, as HMGET read them.
+local function check_counters(stats_key, names, values)
   for i, name in ipairs(names) do
     local v = values[i]
     if v and (not string.match(v, '^-?%d+$') or #v > (string.byte(v) == 45 and 19 or 18)) then
@@ -103,7 +102,21 @@ local function check_stats(stats_key, names)
   return nil
 end
 
+-- Reads and checks counters: nil, or an error reply.
+local function check_stats(stats_key, names)
+  return check_counters(stats_key, names, redis.call('HMGET', stats_key, unpack(names)))
+end
+
+-- The error of a call that redis.pcall answered with `reply` (a table with `err`): for
+-- WRONGTYPE, one that names the key and what it holds, else Redis's own.
+local function call_error(key, expected, reply)
+  if string.sub(reply.err, 1, 9) ~= 'WRONGTYPE' then return redis.error_reply(reply.err) end
+  return redis.error_reply('ERR blueque: ' .. key .. ' holds a ' ..
+    redis.call('TYPE', key)['ok'] .. ', not a ' .. expected)
+end
+
 -- The counters each script may increment, for check_stats.
+local ENQUEUE_COUNTERS = {'enqueued', 'live'}
 local FINISH_COUNTERS = {'running', 'live', 'completed', 'failed', 'cancelled', 'retried',
   'stale'}
 local REQUEUE_COUNTERS = {'running', 'live', 'failed', 'cancelled', 'requeued'}
@@ -143,6 +156,23 @@ local ms_text = int_text
 local function now_text()
   if not NOW_TEXT then NOW_TEXT = ms_text(now_ms()) end
   return NOW_TEXT
+end
+
+-- Sends the ids (or score-id pairs) of `list` to `key` with RPUSH or ZADD, `step` at a time
+-- (unpack's stack limit), in order. `first`: this is the script's first write, sent as a
+-- pcall: a key of another type fails it before anything was written, and the error names
+-- the key. Returns that error, or nil.
+local function push_all(command, key, kind, list, step, first)
+  for from = 1, #list, step do
+    local last = math.min(from + step - 1, #list)
+    if first and from == 1 then
+      local reply = redis.pcall(command, key, unpack(list, from, last))
+      if type(reply) == 'table' and reply.err then return call_error(key, kind, reply) end
+    else
+      redis.call(command, key, unpack(list, from, last))
+    end
+  end
+  return nil
 end
 
 local function task_key(id) return PREFIX .. 'task:' .. id end

@@ -7,62 +7,77 @@
 -- already exists, is repeated in the batch, or does not match its key, or a delay is not a
 -- whole number, or a key it writes holds another type (error 'blueque: <key> holds ...') or
 -- a counter is not an integer: failing half-way would leave tasks in no list.
+--
+-- Written for one task per call, the common case: no TYPE reads ahead. The stats hash is
+-- read anyway (its counters), by a pcall that names it when it is no hash; the first write,
+-- to pending (or to scheduled when no task is due now), is a pcall too, which fails before
+-- anything was written when that key is of another type. Only a batch that writes both
+-- checks the second one's type ahead.
 local pending, scheduled, stats, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local n = #ARGV / 3
 if n ~= math.floor(n) or #KEYS - 4 ~= n then
   return redis.error_reply('ERR blueque: enqueue needs one key and three arguments per task')
 end
-for _, expected in ipairs({{pending, 'list'}, {scheduled, 'zset'}, {stats, 'hash'}}) do
-  local kind = redis.call('TYPE', expected[1])['ok']
-  if kind ~= 'none' and kind ~= expected[2] then
-    return redis.error_reply('ERR blueque: ' .. expected[1] .. ' holds a ' .. kind .. ', not a ' ..
-      expected[2])
-  end
-end
+local counts = redis.pcall('HMGET', stats, 'enqueued', 'live')
+if counts.err then return call_error(stats, 'hash', counts) end
+local err = check_counters(stats, ENQUEUE_COUNTERS, counts)
+if err then return err end
 local now = now_ms()
-local seen, delays = {}, {}
+local seen, delays, due, later = n > 1 and {} or nil, {}, {}, {}
 for i = 1, n do
   local id, delay = ARGV[3 * i - 2], ARGV[3 * i]
   if KEYS[4 + i] ~= task_key(id) then
     return redis.error_reply('ERR blueque: key ' .. KEYS[4 + i] .. ' is not the hash of task ' ..
       id)
   end
-  if seen[id] then
-    return redis.error_reply('ERR blueque: task id repeated in one enqueue: ' .. id)
+  if seen then
+    if seen[id] then
+      return redis.error_reply('ERR blueque: task id repeated in one enqueue: ' .. id)
+    end
+    seen[id] = true
   end
-  seen[id] = true
   if redis.call('EXISTS', KEYS[4 + i]) == 1 then
     return redis.error_reply('ERR blueque: task id already exists: ' .. id)
   end
-  delays[i] = whole(delay)
-  if not delays[i] then
+  local d = delay == '0' and 0 or whole(delay)  -- ('0': what clients send for "now")
+  if not d then
     return redis.error_reply('ERR blueque: delay of task ' .. id .. ' is not a whole number' ..
       ' of ms: ' .. string.format('%q', delay))
   end
-  if delays[i] > 0 then delays[i] = math.min(now + delays[i], MAX_TIME_MS) - now end
+  if d > 0 then
+    d = math.min(now + d, MAX_TIME_MS) - now
+    later[#later + 1] = ms_text(now + d)
+    later[#later + 1] = id
+  else
+    due[#due + 1] = id
+  end
+  delays[i] = d
 end
-local err = check_stats(stats, {'enqueued', 'live'})
+-- The first write is pending's RPUSH (scheduled's ZADD when no task is due now), as a pcall;
+-- a batch that writes both checks scheduled ahead.
+if #due > 0 and #later > 0 then
+  local kind = redis.call('TYPE', scheduled)['ok']
+  if kind ~= 'none' and kind ~= 'zset' then
+    return redis.error_reply('ERR blueque: ' .. scheduled .. ' holds a ' .. kind .. ', not a zset')
+  end
+end
+err = push_all('RPUSH', pending, 'list', due, 1000, true)
+  or push_all('ZADD', scheduled, 'zset', later, 2000, #due == 0)
 if err then return err end
-local due = {}
 for i = 1, n do
   local id, params, delay = ARGV[3 * i - 2], ARGV[3 * i - 1], delays[i]
-  local tk = KEYS[4 + i]
   if delay > 0 then
-    redis.call('HSET', tk, 'id', id, 'state', 'scheduled', 'parameters', params,
-      'enqueued_at', now, 'due_at', ms_text(now + delay), 'attempts', 0)
-    redis.call('ZADD', scheduled, ms_text(now + delay), id)
+    redis.call('HSET', KEYS[4 + i], 'id', id, 'state', 'scheduled', 'parameters', params,
+      'enqueued_at', now_text(), 'due_at', ms_text(now + delay), 'attempts', '0')
     emit(events, 'scheduled', id, 'scheduled')
   else
-    redis.call('HSET', tk, 'id', id, 'state', 'pending', 'parameters', params,
-      'enqueued_at', now, 'queued_at', now, 'attempts', 0)
-    due[#due + 1] = id
+    redis.call('HSET', KEYS[4 + i], 'id', id, 'state', 'pending', 'parameters', params,
+      'enqueued_at', now_text(), 'queued_at', now_text(), 'attempts', '0')
     emit(events, 'enqueued', id, 'pending')
   end
 end
--- One RPUSH per 1000 ids (unpack's stack limit), in ARGV order: the batch keeps its order.
-for first = 1, #due, 1000 do
-  redis.call('RPUSH', pending, unpack(due, first, math.min(first + 999, #due)))
-end
-redis.call('HINCRBY', stats, 'enqueued', n)
-redis.call('HINCRBY', stats, 'live', n)
+-- Text, not a Lua number: Redis formats a number argument with printf's %.17g.
+local added = n == 1 and '1' or int_text(n)
+redis.call('HINCRBY', stats, 'enqueued', added)
+redis.call('HINCRBY', stats, 'live', added)
 return n

@@ -7,7 +7,7 @@ import math
 import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -223,28 +223,38 @@ def test_lists_show_a_corrupt_task_and_the_others(client: Client, queue: Queue) 
 
 
 @pytest.mark.parametrize(
-    ("key", "corrupt"),
+    ("key", "corrupt", "writes"),
     [
-        ("pending", lambda r, k: r.set(k, "x")),
-        ("scheduled", lambda r, k: r.rpush(k, "x")),
-        ("stats", lambda r, k: r.hset(k, "live", "many")),
-        ("stats", lambda r, k: r.sadd(k, "x")),
+        ("pending", lambda r, k: r.set(k, "x"), {"now"}),
+        ("scheduled", lambda r, k: r.rpush(k, "x"), {"later"}),
+        ("stats", lambda r, k: r.hset(k, "live", "many"), {"now", "later"}),
+        ("stats", lambda r, k: r.sadd(k, "x"), {"now", "later"}),
     ],
 )
 def test_a_failing_enqueue_creates_nothing(
-    client: Client, queue: Queue, key: str, corrupt: Any
+    client: Client, queue: Queue, key: str, corrupt: Any, writes: set[str]
 ) -> None:
     # pending held a string: the task hashes were written, then RPUSH failed, and the tasks
-    # were in no list.
+    # were in no list. A corrupt key fails the enqueues that write it, and only those.
     name = getattr(queue.keys, key)
     corrupt(client.redis, name)
-    for call in (lambda: queue.enqueue(1), lambda: queue.enqueue_many([1, 2])):
-        with pytest.raises(CorruptKeyError, match=re.escape(f"key {name} ")) as err:
-            call()
-        assert err.value.key == name
-    with pytest.raises(CorruptKeyError, match=re.escape(name)):
-        queue.schedule(1, delay=60)
-    assert client.redis.keys(queue.keys.task("*")) == []
+    mixed = [(new_task_id(Q), "1", 0), (new_task_id(Q), "2", 60_000)]
+    calls: dict[str, list[Callable[[], object]]] = {
+        "now": [lambda: queue.enqueue(1), lambda: queue.enqueue_many([1, 2])],
+        "later": [lambda: queue.schedule(1, delay=60)],
+        "both": [lambda: queue.transitions.enqueue(mixed)],
+    }
+    for kind, kind_calls in calls.items():
+        for call in kind_calls:
+            if kind == "both" or kind in writes:
+                with pytest.raises(CorruptKeyError, match=re.escape(f"key {name} ")) as err:
+                    call()
+                assert err.value.key == name
+                assert client.redis.keys(queue.keys.task("*")) == []
+            else:
+                assert call()
+                created = client.redis.keys(queue.keys.task("*"))
+                client.redis.delete(*created)
 
 
 def test_script_errors_name_the_corrupt_key(client: Client, queue: Queue) -> None:
