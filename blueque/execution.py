@@ -25,15 +25,20 @@ from typing import Any, TypeVar
 
 from redis import Redis
 from redis.cluster import RedisCluster
+from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.utils import HIREDIS_AVAILABLE
 
 from blueque.connection import RedisClient
 from blueque.events import EventStream, SubscriberPool
 from blueque.steps import Call, Done, Everywhere, NextEvent, Outcome, Request, Steps, Subscribe
 
 T = TypeVar("T")
+
+if HIREDIS_AVAILABLE:  # (the default, see pyproject.toml; redis-py packs with it too)
+    import hiredis
 
 
 class Runner:
@@ -46,19 +51,38 @@ class Runner:
         self._own_lock = threading.Lock()
 
     def run(self, steps: Steps[T]) -> T:
-        with contextlib.ExitStack() as scope, contextlib.closing(steps):
+        # What `with ExitStack() as scope, closing(steps)` did, without its 4 us a call: the
+        # scope that holds subscriptions is made at the first one, and is told of a failure
+        # (a stream that failed is closed, not given back to the pool).
+        scope: list[contextlib.ExitStack] = []
+        try:
             outcome = Outcome()
             while not isinstance(request := outcome.resume(steps), Done):
                 try:
                     outcome = Outcome(self.serve(request, scope))
                 except Exception as exc:  # thrown into the steps, which decide
                     outcome = Outcome(error=exc)
-            return request.value
+        except BaseException:
+            if not scope:
+                steps.close()
+                raise
+            with scope[0]:
+                steps.close()
+                raise
+        if not scope:
+            steps.close()
+        else:
+            with scope[0]:
+                steps.close()
+        return request.value
 
-    def serve(self, request: Request, scope: contextlib.ExitStack) -> Any:
+    def serve(self, request: Request, scope: list[contextlib.ExitStack]) -> Any:
+        """`scope`: where this run's subscriptions are kept, made at the first one."""
         if isinstance(request, Subscribe):
             stream = EventStream(self.redis, request.channel, self.subscribers)
-            return scope.enter_context(stream)
+            if not scope:
+                scope.append(contextlib.ExitStack())
+            return scope[0].enter_context(stream)
         if isinstance(request, NextEvent):
             return request.subscription.next(request.timeout_s)
         execute: Any = self.redis.execute_command  # (untyped in redis-py)
@@ -128,7 +152,7 @@ def _exchange(conn: Any, calls: Sequence[Call], callbacks: Any) -> list[Any]:
     than with a Redis error is closed (redis-py connects it again on its next use)."""
     try:
         if len(calls) == 1:
-            conn.send_command(*calls[0].args)
+            conn.send_packed_command(_packed(conn, calls[0].args))
         else:
             conn.send_packed_command(conn.pack_commands([call.args for call in calls]))
         replies: list[Any] = []
@@ -146,6 +170,22 @@ def _exchange(conn: Any, calls: Sequence[Call], callbacks: Any) -> list[Any]:
     except BaseException:
         conn.disconnect()
         raise
+
+
+def _packed(conn: Any, args: tuple[Any, ...]) -> list[bytes]:
+    """One command in Redis's protocol, as redis-py's packer writes it. With hiredis, packed
+    by hiredis directly, without the packer's pass over every argument in Python (it turns
+    bytearrays and memoryviews, which Blueque does not send, into bytes); an argument hiredis
+    refuses, or a command name with a space (which the packer splits), goes the packer's
+    way."""
+    name = args[0]
+    if type(getattr(conn, "_command_packer", None)) is HiredisRespSerializer and (
+        isinstance(name, str) and " " not in name
+    ):
+        with contextlib.suppress(TypeError):
+            return [hiredis.pack_command(args)]
+    packed: list[bytes] = conn.pack_command(*args)
+    return packed
 
 
 def _fresh(conn: Any) -> None:

@@ -75,6 +75,7 @@ class QueueOperations(Generic[TaskT]):
         self.protocol = QueueProtocol(keys, scripting)
         self.task_type = task_type
         self._registered = False
+        self._enqueue_action = f"enqueue on {self.name}"
 
     # -- producing -------------------------------------------------------------------------
 
@@ -91,8 +92,9 @@ class QueueOperations(Generic[TaskT]):
         if not items:
             return []
         rows = [(new_task_id(self.name), encode(p, "parameters"), d) for p, d in items]
-        with redis_errors(f"enqueue on {self.name}"):
-            yield from self._register()
+        with redis_errors(self._enqueue_action):
+            if not self._registered:
+                yield from self._register()
             yield from self.protocol.enqueue(rows)
         return [row[0] for row in rows]
 

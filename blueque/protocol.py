@@ -72,7 +72,7 @@ class QueueProtocol:
     def _script(
         self, name: str, keys: Sequence[str], args: Sequence[str | int | float]
     ) -> Steps[Any]:
-        return (yield from script(self.scripting, name, keys, args))
+        return script(self.scripting, name, keys, args)
 
     def enqueue(self, tasks: Sequence[tuple[str, str, int]]) -> Steps[int]:
         """tasks: (id, parameters as JSON text, delay in ms; <= 0 means due now)."""

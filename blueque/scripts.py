@@ -108,6 +108,7 @@ def library_name() -> str:
     return f"blueque_v{PROTOCOL_VERSION}_{digest}"
 
 
+@cache
 def function_name(name: str) -> str:
     return f"{library_name()}_{name}"
 
@@ -160,8 +161,9 @@ class ScriptCall:
 def script(
     scripting: Scripting, name: str, keys: Sequence[str], args: Sequence[str | int | float]
 ) -> Steps[Any]:
-    """Runs one script; its reply."""
-    return (yield from naming(name, keys, _call(scripting, ScriptCall(name, keys, args))))
+    """Runs one script; its reply. (The steps of `naming`, not a generator of its own: every
+    layer of generators costs every operation on each step.)"""
+    return naming(name, keys, _call(scripting, ScriptCall(name, keys, args)))
 
 
 def _call(scripting: Scripting, call: ScriptCall) -> Steps[Any]:

@@ -48,20 +48,36 @@ class AsyncRunner:
         self.redis = redis
 
     async def run(self, steps: Steps[T]) -> T:
-        async with contextlib.AsyncExitStack() as scope:
-            scope.enter_context(contextlib.closing(steps))
+        # As `blueque.execution.Runner.run`: the scope of subscriptions is made at the first.
+        scope: list[contextlib.AsyncExitStack] = []
+        try:
             outcome = Outcome()
             while not isinstance(request := outcome.resume(steps), Done):
                 try:
                     outcome = Outcome(await self.serve(request, scope))
                 except Exception as exc:  # thrown into the steps, which decide
                     outcome = Outcome(error=exc)
-            return request.value
+        except BaseException:
+            if not scope:
+                steps.close()
+                raise
+            async with scope[0]:
+                steps.close()
+                raise
+        if not scope:
+            steps.close()
+        else:
+            async with scope[0]:
+                steps.close()
+        return request.value
 
-    async def serve(self, request: Request, scope: contextlib.AsyncExitStack) -> Any:
+    async def serve(self, request: Request, scope: list[contextlib.AsyncExitStack]) -> Any:
+        """`scope`: where this run's subscriptions are kept, made at the first one."""
         if isinstance(request, Subscribe):
             stream = AsyncEventStream(self.redis, request.channel)
-            return await scope.enter_async_context(stream)
+            if not scope:
+                scope.append(contextlib.AsyncExitStack())
+            return await scope[0].enter_async_context(stream)
         if isinstance(request, NextEvent):
             return await request.subscription.next(request.timeout_s)
         if isinstance(self.redis, redis.asyncio.cluster.RedisCluster):
