@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+
 import pytest
 from redis.crc import key_slot
 
@@ -69,6 +72,39 @@ def test_task_ids_name_their_queue_and_sort_by_creation() -> None:
     # The first 12 hex digits are a millisecond clock: non-decreasing in creation order.
     clocks = [t.split(":")[1][:12] for t in ids]
     assert clocks == sorted(clocks)
+
+
+def test_task_ids_are_unique_across_threads() -> None:
+    # The random digits are read for many ids at once and handed out without a lock.
+    ids: list[list[str]] = [[] for _ in range(4)]
+
+    def make(mine: list[str]) -> None:
+        mine.extend(new_task_id("q") for _ in range(3000))
+
+    threads = [threading.Thread(target=make, args=(mine,)) for mine in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    digits = [t[-20:] for mine in ids for t in mine]
+    assert len(set(digits)) == len(digits) == 12000
+
+
+def test_a_forked_child_never_repeats_its_parents_task_ids() -> None:
+    # A child that kept the digits its parent had read (and not yet used) would make the
+    # parent's next ids: a task forked by a worker that enqueues would collide with it.
+    new_task_id("q")  # the parent has digits in hand
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, " ".join(new_task_id("q")[-20:] for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    parent = {new_task_id("q")[-20:] for _ in range(50)}
+    assert len(child) == 50 and not child & parent
 
 
 @pytest.mark.parametrize("bad", ["", "q", "q:", "q:123", "q:" + "g" * 32, "a b:" + "0" * 32, 5])

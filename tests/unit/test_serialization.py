@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -29,6 +30,23 @@ def test_a_string_is_stored_as_a_json_string() -> None:
 def test_not_json_is_a_payload_error(value: object) -> None:
     with pytest.raises(PayloadError, match="result must be JSON-serializable"):
         encode(value, "result")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, True, 0, -(10**30), 1e300, "é\u2028", [], {}, {1: None, 2.5: [True]}, (1, "a")],
+)
+def test_encoding_is_the_json_modules(value: object) -> None:
+    # Encoded by a C encoder made once, not by json's encoder anew: the same text.
+    assert encode(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_a_cycle_is_named_as_a_cycle() -> None:
+    # The reused encoder does not look for cycles: a cycle is encoded again by one that does.
+    cycle: list[object] = []
+    cycle.append({"again": cycle})
+    with pytest.raises(PayloadError, match="Circular reference detected"):
+        encode(cycle, "parameters")
 
 
 def test_undecodable_text_is_a_corrupt_task() -> None:
