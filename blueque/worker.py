@@ -75,6 +75,7 @@ class Worker:
         settings: WorkerSettings | None = None,
     ) -> None:
         self.client = client
+        self._cluster = is_cluster(client.redis)  # (checked per task: a Protocol isinstance)
         self.queue = queue if isinstance(queue, Queue) else client.get_queue(queue)
         self.fn = fn
         self.runner = runner
@@ -203,7 +204,7 @@ class Worker:
         if self._early is not None:
             begun, self._early = self._early, None
             return None if begun.status == "empty" else begun
-        if self._check_own_list or is_cluster(self.client.redis):
+        if self._check_own_list or self._cluster:
             task_id = self._claim()
             if task_id is None or self.stopping:
                 return None  # a task claimed during a stop is given back by _deregister
@@ -369,7 +370,7 @@ class Worker:
             and now - self._last_heartbeat < s.heartbeat_interval_s
             and not (s.promote_interval_s and now - self._last_promote >= s.promote_interval_s)
             and not self._check_own_list
-            and not is_cluster(self.client.redis)  # a cluster pipeline is not one round trip
+            and not self._cluster  # a cluster pipeline is not one round trip
         )
 
     # -- signals and waiting ---------------------------------------------------------------
