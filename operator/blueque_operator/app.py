@@ -19,9 +19,9 @@ from blueque_operator.world import World
 
 log = logging.getLogger("blueque_operator")
 
-RELEASE_WITHIN_S = 2.0
-"""How long a stopping operator tries to hand the Lease over (an answer takes milliseconds);
-then it leaves the Lease to expire, as a crash would."""
+STOP_STEP_S = 2.0
+"""How long a stopping operator waits for its loops to end, then for the Lease's release (each
+takes milliseconds); past it, it goes on (and the Lease expires, as after a crash)."""
 
 
 def identity() -> str:
@@ -33,8 +33,8 @@ def identity() -> str:
 async def serve(options: OperatorOptions, stop: asyncio.Event | None = None) -> None:
     """Runs the operator until SIGTERM/SIGINT or `stop` is set. Then it stops acting at once:
     the fleet's loops end, the Lease is released (a successor takes over at once) or, if the
-    API server does not answer within RELEASE_WITHIN_S, left to expire; Kopf's watches end
-    after that (`run_kopf`)."""
+    API server does not answer within STOP_STEP_S, left to expire; Kopf's watches end after
+    that (`run_kopf`)."""
     api = load_api_client()
     metrics = Metrics()
     elector = LeaderElector(
@@ -57,12 +57,11 @@ async def serve(options: OperatorOptions, stop: asyncio.Event | None = None) -> 
     elector_task = asyncio.create_task(elector.run(elector_stop), name="leader election")
 
     async def stop_acting() -> None:
-        await fleet.close()
+        if not await _within(asyncio.ensure_future(fleet.close()), STOP_STEP_S):
+            log.warning("BlueQueue loops still running after %g s: going on", STOP_STEP_S)
         elector_stop.set()  # it steps down, then releases the Lease
-        if not (await asyncio.wait({elector_task}, timeout=RELEASE_WITHIN_S))[0]:
-            log.warning("the Lease was not released within %g s: it will expire", RELEASE_WITHIN_S)
-            elector_task.cancel()
-            await asyncio.gather(elector_task, return_exceptions=True)
+        if not await _within(elector_task, STOP_STEP_S):
+            log.warning("the Lease was not released within %g s: it will expire", STOP_STEP_S)
 
     try:
         await run_kopf(
@@ -78,3 +77,12 @@ async def serve(options: OperatorOptions, stop: asyncio.Event | None = None) -> 
         api.close()
         if server is not None:
             server.close()
+
+
+async def _within(task: asyncio.Future[None], timeout_s: float) -> bool:
+    """Whether `task` ended within `timeout_s`; if not, it is cancelled (not awaited: whatever
+    holds it may not let go)."""
+    if (await asyncio.wait({task}, timeout=timeout_s))[0]:
+        return True
+    task.cancel()
+    return False

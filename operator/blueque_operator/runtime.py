@@ -43,8 +43,11 @@ class Fleet:
         self.services = services
         self.controllers: dict[str, QueueController] = {}
         self._by_key: dict[w.Key, QueueController] = {}
+        self._closed = False  # Kopf may deliver events for a while after the fleet stopped
 
     def bluequeue_seen(self, event_type: str | None, body: Json) -> None:
+        if self._closed:
+            return
         uid = body["metadata"]["uid"]
         if event_type == "DELETED" or "deletionTimestamp" in body["metadata"]:
             controller = self.controllers.pop(uid, None)
@@ -62,6 +65,8 @@ class Fleet:
             controller.update(body)
 
     def object_seen(self, kind: str, event_type: str | None, body: Json) -> None:
+        if self._closed:
+            return
         key = self.services.world.seen(kind, event_type, body)
         if key is None:
             return
@@ -74,6 +79,8 @@ class Fleet:
             controller.wake()  # a hand edit is reconciled at once
 
     async def close(self) -> None:
+        """Stops every controller; events seen afterwards are ignored."""
+        self._closed = True
         controllers = list(self.controllers.values())
         self.controllers.clear()
         self._by_key.clear()
@@ -198,3 +205,6 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.batching.batch_window = 0.05
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # How long Kopf's watches, told to stop, wait for its per-object workers to handle what
+    # they queued (2 s by default): by then the fleet is closed, and those events change nothing.
+    settings.queueing.exit_timeout = 0.2
