@@ -61,7 +61,10 @@ SCRIPT_NAMES = (
     "observe",
     "claim_owner",
     "release_owner",
+    "cycle",  # after finish and begin, whose functions it calls
 )
+# Scripts that call other scripts' functions: as scripts (EVAL) they are sent with them.
+CALLS = {"cycle": ("finish", "begin")}
 # Scripts that only read: as functions they are flagged `no-writes`, so that they still run
 # when the server refuses writes for memory (as scripts, Redis finds that out by itself).
 READ_ONLY = frozenset({"stats", "observe", "get_config"})
@@ -89,9 +92,10 @@ def _body(name: str) -> str:
 
 @cache
 def script_source(name: str) -> str:
-    """The full text of a script as `EVAL` runs it: the shared helpers, the script as a
-    function, and its call."""
-    return f"{_lua('_lib')}\n{_body(name)}return run(script_{name}, KEYS, ARGV)\n"
+    """The full text of a script as `EVAL` runs it: the shared helpers, the scripts it
+    calls and the script, each as a function, and its call."""
+    bodies = "".join(_body(called) for called in (*CALLS.get(name, ()), name))
+    return f"{_lua('_lib')}\n{bodies}return run(script_{name}, KEYS, ARGV)\n"
 
 
 @cache

@@ -76,6 +76,8 @@ PROFILES = {
     ),
 }
 PROFILE = os.environ.get("BLUEQUE_MODEL_PROFILE", "ci")
+TOP_UPS = 3
+TOP_UP = settings(CI, derandomize=False, max_examples=50)
 # What the runs reached (answers of the scripts, retention, steps, examples): the test asserts
 # that the interesting cases happened, so a model that stops reaching them is noticed.
 SEEN: Counter[str] = Counter()
@@ -564,21 +566,28 @@ class ProtocolModel(RuleBasedStateMachine):
         w.job, w.last_finish = None, (task_id, attempt, outcome)
 
     def finish_claim_begin(self, data: st.DataObject, outcome: str) -> None:
-        """finish, BLMOVE and begin of the head in one pipeline, as the worker sends them."""
+        """finish, then the claim and begin of the head of pending, in one script (`cycle`),
+        as the worker sends them; nothing is claimed while the worker's list is not empty."""
         wid = data.draw(st.sampled_from(self._running_processes()))
         w = self.workers[wid]
         assert w.job is not None
         task_id, attempt = w.job
         expected_state = self._finish(wid, task_id, attempt, outcome)
-        w.tasks.append(self.pending.pop(0))
-        expected = self._begin(wid, None)
         payload = '"done"' if outcome == "complete" else ERROR
+        claims = not w.tasks
+        if claims:
+            w.tasks.append(self.pending.pop(0))
+            expected = self._begin(wid, None)
         state, begun = self.t.finish_claim_begin(
-            wid, task_id, attempt, as_outcome(outcome), payload, w.pid, 1.0
+            wid, task_id, attempt, as_outcome(outcome), payload, w.pid
         )
         assert state == expected_state
         w.job, w.last_finish = None, (task_id, attempt, outcome)
-        self._after_begin(wid, begun, expected)
+        if claims:
+            self._after_begin(wid, begun, expected)
+        else:
+            assert begun.status == "empty"
+            SEEN["cycle:list not empty"] += 1
 
     @precondition(lambda self: any(w.last_finish for w in self.workers.values()))
     @rule(data=st.data())
@@ -964,6 +973,14 @@ def test_protocol_against_its_model(client_standalone: Client) -> None:
     SEEN.clear()
     try:
         run_state_machine_as_test(ProtocolModel, settings=PROFILES[PROFILE])
+        # Which rare cases the derandomized runs reach depends on Hypothesis's version (its
+        # generator changes between releases: with 6.170.17 they miss `begin:gone`). Random
+        # runs top them up; a case still missing after TOP_UPS batches fails the test.
+        for _ in range(TOP_UPS if PROFILE == "ci" else 0):
+            if set(SEEN) >= MUST_REACH:
+                break
+            SEEN["top-up batches"] += 1
+            run_state_machine_as_test(ProtocolModel, settings=TOP_UP)
     finally:
         print(f"protocol model ({PROFILE}):", dict(sorted(SEEN.items())))
     assert set(SEEN) >= MUST_REACH, sorted(MUST_REACH - set(SEEN))
