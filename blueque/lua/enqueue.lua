@@ -23,7 +23,7 @@ if counts.err then return call_error(stats, 'hash', counts) end
 local err = check_counters(stats, ENQUEUE_COUNTERS, counts)
 if err then return err end
 local now = now_ms()
-local seen, delays, due, later = n > 1 and {} or nil, {}, {}, {}
+local seen, due_at, due, later = n > 1 and {} or nil, {}, {}, {}
 for i = 1, n do
   local id, delay = ARGV[3 * i - 2], ARGV[3 * i]
   if KEYS[4 + i] ~= task_key(id) then
@@ -45,13 +45,13 @@ for i = 1, n do
       ' of ms: ' .. string.format('%q', delay))
   end
   if d > 0 then
-    d = math.min(now + d, MAX_TIME_MS) - now
-    later[#later + 1] = ms_text(now + d)
+    due_at[i] = ms_text(math.min(now + d, MAX_TIME_MS))
+    later[#later + 1] = due_at[i]
     later[#later + 1] = id
   else
+    due_at[i] = false
     due[#due + 1] = id
   end
-  delays[i] = d
 end
 -- The first write is pending's RPUSH (scheduled's ZADD when no task is due now), as a pcall;
 -- a batch that writes both checks scheduled ahead.
@@ -65,10 +65,10 @@ err = push_all('RPUSH', pending, 'list', due, 1000, true)
   or push_all('ZADD', scheduled, 'zset', later, 2000, #due == 0)
 if err then return err end
 for i = 1, n do
-  local id, params, delay = ARGV[3 * i - 2], ARGV[3 * i - 1], delays[i]
-  if delay > 0 then
+  local id, params = ARGV[3 * i - 2], ARGV[3 * i - 1]
+  if due_at[i] then
     redis.call('HSET', KEYS[4 + i], 'id', id, 'state', 'scheduled', 'parameters', params,
-      'enqueued_at', now_text(), 'due_at', ms_text(now + delay), 'attempts', '0')
+      'enqueued_at', now_text(), 'due_at', due_at[i], 'attempts', '0')
     emit(events, 'scheduled', id, 'scheduled')
   else
     redis.call('HSET', KEYS[4 + i], 'id', id, 'state', 'pending', 'parameters', params,
