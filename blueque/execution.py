@@ -31,7 +31,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from blueque.connection import RedisClient
 from blueque.events import EventStream, SubscriberPool
-from blueque.steps import Call, Done, Everywhere, NextEvent, Outcome, Request, Steps, Subscribe
+from blueque.steps import (
+    Call,
+    Done,
+    Everywhere,
+    NextEvent,
+    Outcome,
+    Request,
+    Steps,
+    Subscribe,
+    routing_key,
+)
 
 T = TypeVar("T")
 
@@ -101,10 +111,11 @@ class Runner:
             self._own_lock.release()
 
     def _route(self, args: tuple[Any, ...]) -> dict[str, Any]:
-        """Where a Cluster sends a function call: the node of its first key. (redis-py would
-        ask a server for an FCALL's keys, COMMAND GETKEYS, on every call.)"""
-        if args[0] == "FCALL" and isinstance(self.redis, RedisCluster):
-            return {"target_nodes": self.redis.get_node_from_key(args[3])}  # type: ignore[no-untyped-call]
+        """Where a Cluster sends a function call or an XREAD: the node of its first key.
+        (redis-py would ask a server for their keys, COMMAND GETKEYS, on every call.)"""
+        key = routing_key(args)
+        if key is not None and isinstance(self.redis, RedisCluster):
+            return {"target_nodes": self.redis.get_node_from_key(key)}  # type: ignore[no-untyped-call]
         return {}
 
     def _everywhere(self, call: Call) -> list[Any]:

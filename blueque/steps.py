@@ -63,6 +63,19 @@ class NextEvent:
 
 
 Request = Call | Batch | Everywhere | Subscribe | NextEvent
+
+
+def routing_key(args: tuple[Any, ...]) -> str | None:
+    """The key that places a command on a Cluster node, for the commands whose keys redis-py
+    would ask the server for (COMMAND GETKEYS) on every call: a function call's first key, an
+    XREAD's first stream. None for the others."""
+    if args[0] == "FCALL":
+        return str(args[3])
+    if args[0] == "XREAD":
+        return str(args[args.index("STREAMS") + 1])
+    return None
+
+
 Steps = Generator[Request, Any, T]
 
 

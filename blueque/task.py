@@ -169,8 +169,11 @@ class Task(TaskSnapshot):
     def wait(self, timeout: float | None = None, *, raise_on_failure: bool = False) -> Task:
         """Blocks until the task finishes; returns the finished snapshot.
 
-        Subscribes to the queue's event channel before reading the state, so a transition
-        that happens in between is not missed; then sleeps on the channel, not in a loop.
+        One round trip: the `await` script marks the task as waited for, and a blocking read
+        of the task's done stream returns when the transition that finishes it writes there
+        (with a copy of the task, so it is not read again). `timeout` (s) raises
+        `WaitTimeoutError`; `raise_on_failure` raises `TaskFailedError` for a task that did
+        not complete; a task deleted meanwhile raises `TaskNotFoundError`.
         """
         queue = self._q()
         return queue.run(queue.ops.wait(self.id, timeout, raise_on_failure))

@@ -18,7 +18,17 @@ import redis.asyncio.sentinel
 
 from blueque.aio.events import AsyncEventStream
 from blueque.connection import Flavor
-from blueque.steps import Call, Done, Everywhere, NextEvent, Outcome, Request, Steps, Subscribe
+from blueque.steps import (
+    Call,
+    Done,
+    Everywhere,
+    NextEvent,
+    Outcome,
+    Request,
+    Steps,
+    Subscribe,
+    routing_key,
+)
 
 T = TypeVar("T")
 
@@ -77,8 +87,9 @@ class AsyncRunner:
 
     def _route(self, args: tuple[Any, ...]) -> dict[str, Any]:
         """As `blueque.execution.Runner._route`: a function call goes to its first key's node."""
-        if args[0] == "FCALL" and isinstance(self.redis, redis.asyncio.cluster.RedisCluster):
-            return {"target_nodes": self.redis.get_node_from_key(args[3])}
+        key = routing_key(args)
+        if key is not None and isinstance(self.redis, redis.asyncio.cluster.RedisCluster):
+            return {"target_nodes": self.redis.get_node_from_key(key)}
         return {}
 
     async def _everywhere(self, call: Call) -> list[Any]:
