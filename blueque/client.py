@@ -79,7 +79,7 @@ class Client(ClientBase[RedisClient, Queue]):
 
     def _start(self) -> None:
         self.subscribers = SubscriberPool(self.redis)
-        self.runner = Runner(self.redis, self.subscribers)
+        self.runner = Runner(self.redis)
 
     def get_task(self, task_id: str) -> Task:
         """The current snapshot of a task, from its id alone (the id names its queue)."""

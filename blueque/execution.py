@@ -30,47 +30,30 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from blueque.connection import RedisClient
-from blueque.events import EventStream, SubscriberPool
-from blueque.steps import (
-    Call,
-    Done,
-    Everywhere,
-    NextEvent,
-    Outcome,
-    Request,
-    Steps,
-    Subscribe,
-    routing_key,
-)
+from blueque.steps import Call, Done, Everywhere, Outcome, Request, Steps, routing_key
 
 T = TypeVar("T")
 
 
 class Runner:
-    def __init__(self, redis: RedisClient, subscribers: SubscriberPool | None = None) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
-        self.subscribers = subscribers or SubscriberPool(redis, keep=0)
         self._direct = type(redis) is Redis  # (a subclass may not talk to a socket at all)
         self._own: Any = None  # the connection this runner keeps, checked out of the pool
         self._own_pid = 0  # by this process (a forked child must not share its socket)
         self._own_lock = threading.Lock()
 
     def run(self, steps: Steps[T]) -> T:
-        with contextlib.ExitStack() as scope, contextlib.closing(steps):
+        with contextlib.closing(steps):
             outcome = Outcome()
             while not isinstance(request := outcome.resume(steps), Done):
                 try:
-                    outcome = Outcome(self.serve(request, scope))
+                    outcome = Outcome(self.serve(request))
                 except Exception as exc:  # thrown into the steps, which decide
                     outcome = Outcome(error=exc)
             return request.value
 
-    def serve(self, request: Request, scope: contextlib.ExitStack) -> Any:
-        if isinstance(request, Subscribe):
-            stream = EventStream(self.redis, request.channel, self.subscribers)
-            return scope.enter_context(stream)
-        if isinstance(request, NextEvent):
-            return request.subscription.next(request.timeout_s)
+    def serve(self, request: Request) -> Any:
         execute: Any = self.redis.execute_command  # (untyped in redis-py)
         if isinstance(request, Call):
             if self._direct:

@@ -10,7 +10,7 @@ operations are the queue's (`blueque.operations`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self, cast
 
@@ -102,38 +102,6 @@ class TaskSnapshot:
                 f"task {task_id} is corrupt: {task.corrupt}", queue.keys.task(task_id)
             )
         return task
-
-    def finished_by(self, event: dict[str, Any]) -> Self | None:
-        """This snapshot as `finish` left it, from the event it published (its state,
-        attempt, worker, begin and end times, and the payload when small), or None when the
-        event does not carry all of that. Valid only for a snapshot read after every
-        transition but begin and finish that this task went through (`QueueOperations.wait`
-        reads the task again on any other event)."""
-        state = event.get("state")
-        field = "result" if state == TaskState.COMPLETE else "error"
-        payload = event.get(field)
-        if (
-            state not in FINISHED
-            or event.get("event") != state
-            or not isinstance(payload, str)
-            or not isinstance(event.get("attempts"), int)
-        ):
-            return None
-        try:
-            value = decode(payload, field)
-            return replace(
-                self,
-                status=TaskState(state),
-                attempts=event["attempts"],
-                worker=event.get("worker") or None,
-                pid=None,
-                started_at=from_ms(event.get("started_at")),
-                finished_at=from_ms(event.get("ts")),
-                result=value if field == "result" else None,
-                error=error_from(value) if field == "error" else self.error,
-            )
-        except (CorruptTaskError, ValueError):
-            return None  # the reading of the hash says what is wrong
 
     @classmethod
     def unreadable(cls, queue: Any, task_id: str, reason: str) -> Self:

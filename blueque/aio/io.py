@@ -18,17 +18,7 @@ import redis.asyncio.sentinel
 
 from blueque.aio.events import AsyncEventStream
 from blueque.connection import Flavor
-from blueque.steps import (
-    Call,
-    Done,
-    Everywhere,
-    NextEvent,
-    Outcome,
-    Request,
-    Steps,
-    Subscribe,
-    routing_key,
-)
+from blueque.steps import Call, Done, Everywhere, Outcome, Request, Steps, routing_key
 
 T = TypeVar("T")
 
@@ -58,22 +48,16 @@ class AsyncRunner:
         self.redis = redis
 
     async def run(self, steps: Steps[T]) -> T:
-        async with contextlib.AsyncExitStack() as scope:
-            scope.enter_context(contextlib.closing(steps))
+        with contextlib.closing(steps):
             outcome = Outcome()
             while not isinstance(request := outcome.resume(steps), Done):
                 try:
-                    outcome = Outcome(await self.serve(request, scope))
+                    outcome = Outcome(await self.serve(request))
                 except Exception as exc:  # thrown into the steps, which decide
                     outcome = Outcome(error=exc)
             return request.value
 
-    async def serve(self, request: Request, scope: contextlib.AsyncExitStack) -> Any:
-        if isinstance(request, Subscribe):
-            stream = AsyncEventStream(self.redis, request.channel)
-            return await scope.enter_async_context(stream)
-        if isinstance(request, NextEvent):
-            return await request.subscription.next(request.timeout_s)
+    async def serve(self, request: Request) -> Any:
         if isinstance(self.redis, redis.asyncio.cluster.RedisCluster):
             await self.redis.initialize()  # its map of slots and nodes, for `_route`
         if isinstance(request, Call):

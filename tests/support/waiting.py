@@ -24,16 +24,16 @@ def requests_of(bq: Any) -> list[Any]:
 
     if inspect.iscoroutinefunction(original):
 
-        async def serve_async(request: Any, scope: Any) -> Any:
+        async def serve_async(request: Any) -> Any:
             requests.append(request)
-            return await original(request, scope)
+            return await original(request)
 
         runner.serve = serve_async
     else:
 
-        def serve(request: Any, scope: Any) -> Any:
+        def serve(request: Any) -> Any:
             requests.append(request)
-            return original(request, scope)
+            return original(request)
 
         runner.serve = serve
     return requests
