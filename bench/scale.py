@@ -107,7 +107,7 @@ def pending(url: str, sizes: tuple[int, ...], samples: int) -> dict[str, Any]:
             def cycle(begun: list[Any] = begun) -> None:  # a worker's finish, claim, begin
                 b = begun[0]
                 state, begun[0] = t.finish_claim_begin(
-                    "w", b.task_id, b.attempt, "complete", "1", 1, 1.0
+                    "w", b.task_id, b.attempt, "complete", "1", 1
                 )
                 assert state == "complete" and begun[0].status == "ok"
 

@@ -182,15 +182,16 @@ class QueueProtocol:
         outcome: Outcome,
         payload: str,
         pid: int,
-        claim_timeout_s: float,
     ) -> Steps[tuple[str, Begun]]:
-        """`finish`, then the worker's next claim and its begin, in one round trip. Redis runs
-        the claim after the finish, so the worker still holds at most one task. Returns
-        (finish's answer, what begin answered: status 'empty' when nothing came)."""
+        """`finish`, then, when a task is pending, its claim and begin: one script call
+        (`cycle`), so one round trip on a Cluster too. It never blocks and claims nothing
+        while the worker's list still holds a task. Returns (finish's answer, what begin
+        answered: status 'empty' when nothing was claimed; the worker then claims with
+        `claim_and_begin`, which waits)."""
         finish = self._finish_call(worker_id, task_id, attempt, outcome, payload)
-        state, _, begun = yield from pipeline(
-            self.scripting, [finish, *self._claim_calls(worker_id, pid, claim_timeout_s)]
-        )
+        k = self.keys
+        keys = [*finish.keys, k.draining, k.pending, k.workers]
+        state, begun = yield from self._script("cycle", keys, [*finish.args, pid])
         return str(state), Begun.from_reply(begun)
 
     def release(self, worker_id: str, task_id: str, attempt: int) -> Steps[str]:

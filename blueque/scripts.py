@@ -61,8 +61,11 @@ SCRIPT_NAMES = (
     "observe",
     "claim_owner",
     "release_owner",
+    "cycle",  # after finish and begin, whose functions it calls
     "await",
 )
+# Scripts that call other scripts' functions: as scripts (EVAL) they are sent with them.
+CALLS = {"cycle": ("finish", "begin")}
 # Scripts that only read: as functions they are flagged `no-writes`, so that they still run
 # when the server refuses writes for memory (as scripts, Redis finds that out by itself).
 READ_ONLY = frozenset({"stats", "observe", "get_config"})
@@ -94,10 +97,11 @@ def _body(name: str) -> str:
 
 @cache
 def script_source(name: str) -> str:
-    """The full text of a script as `EVAL` runs it: the shared helpers, the script as a
-    function, and its call."""
+    """The full text of a script as `EVAL` runs it: its flags (a shebang line), the shared
+    helpers, the scripts it calls and the script, each as a function, and its call."""
     shebang = "#!lua flags=allow-oom\n" if name in ALLOW_OOM else ""
-    return f"{shebang}{_lua('_lib')}\n{_body(name)}return run(script_{name}, KEYS, ARGV)\n"
+    bodies = "".join(_body(called) for called in (*CALLS.get(name, ()), name))
+    return f"{shebang}{_lua('_lib')}\n{bodies}return run(script_{name}, KEYS, ARGV)\n"
 
 
 @cache

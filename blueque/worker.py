@@ -75,6 +75,7 @@ class Worker:
         settings: WorkerSettings | None = None,
     ) -> None:
         self.client = client
+        self._cluster = is_cluster(client.redis)  # (checked per claim: an isinstance of a union)
         self.queue = queue if isinstance(queue, Queue) else client.get_queue(queue)
         self.fn = fn
         self.runner = runner
@@ -203,7 +204,7 @@ class Worker:
         if self._early is not None:
             begun, self._early = self._early, None
             return None if begun.status == "empty" else begun
-        if self._check_own_list or is_cluster(self.client.redis):
+        if self._check_own_list or self._cluster:
             task_id = self._claim()
             if task_id is None or self.stopping:
                 return None  # a task claimed during a stop is given back by _deregister
@@ -293,8 +294,9 @@ class Worker:
         dropped because of an outage. Returns the task's new state, or 'stale'.
 
         With `then_claim` (the worker process, right before its loop would claim again), the
-        next claim and its begin go out in the same round trip as the finish, when nothing
-        else (a stop, a drain, a heartbeat or promotion that is due) would come first."""
+        finish also claims and begins the next task when one is pending (the `cycle` script:
+        one round trip, on a Cluster too), when nothing else (a stop, a drain, a heartbeat or
+        promotion that is due) would come first."""
         delay = 0.1
         claim = then_claim
         while True:
@@ -303,16 +305,12 @@ class Worker:
                     # Until the answer is read, the claim may have run unseen: after any
                     # error, the next claim looks in this worker's own list first.
                     self._check_own_list = True
-                    state, self._early = self.transitions.finish_claim_begin(
-                        self.id,
-                        task.id,
-                        task.attempts,
-                        outcome,
-                        payload,
-                        os.getpid(),
-                        self.settings.claim_timeout_s,
+                    state, begun = self.transitions.finish_claim_begin(
+                        self.id, task.id, task.attempts, outcome, payload, os.getpid()
                     )
                     self._check_own_list = False
+                    # Nothing was pending: the next step claims as usual (and waits).
+                    self._early = None if begun.status == "empty" else begun
                 else:
                     state = self.transitions.finish(
                         self.id, task.id, task.attempts, outcome, payload
@@ -369,7 +367,6 @@ class Worker:
             and now - self._last_heartbeat < s.heartbeat_interval_s
             and not (s.promote_interval_s and now - self._last_promote >= s.promote_interval_s)
             and not self._check_own_list
-            and not is_cluster(self.client.redis)  # a cluster pipeline is not one round trip
         )
 
     # -- signals and waiting ---------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The claim, through the protocol layer: `Transitions.claim`, `held`, and the pipelines a
-worker sends ([BLMOVE, begin], then [finish, BLMOVE, begin]): one round trip each on a
-standalone server."""
+worker sends ([BLMOVE, begin] when idle, and `cycle` after a task: finish, claim and begin
+in one script): one round trip each."""
 
 from __future__ import annotations
 
@@ -49,16 +49,39 @@ def test_a_task_costs_one_round_trip(client_standalone: Client, sends: list[byte
     t.heartbeat("w", 60_000, {})  # a worker registers before it begins
     warm = t.claim_and_begin("w", 1, 1.0)  # loads the library ("Function not found", then load)
     assert warm.status == "ok"
-    state, begun = t.finish_claim_begin("w", warm.task_id, warm.attempt, "complete", "1", 1, 1.0)
+    state, begun = t.finish_claim_begin("w", warm.task_id, warm.attempt, "complete", "1", 1)
     assert state == "complete" and begun.status == "ok"
 
     before = len(sends)
-    state, after = t.finish_claim_begin("w", begun.task_id, begun.attempt, "complete", "2", 1, 1.0)
+    state, after = t.finish_claim_begin("w", begun.task_id, begun.attempt, "complete", "2", 1)
     assert state == "complete" and after.status == "ok"
-    assert len(sends) - before == 1  # finish, BLMOVE and begin in one write
-    assert b"BLMOVE" in sends[-1]
+    assert len(sends) - before == 1  # finish, claim and begin: one script, one write
+    assert b"_cycle" in sends[-1] and b"BLMOVE" not in sends[-1]
     before = len(sends)
     assert t.finish("w", after.task_id, after.attempt, "complete", "3") == "complete"
     nothing = t.claim_and_begin("w", 1, 0.05)
     assert nothing.status == "empty"
     assert len(sends) - before == 2
+
+
+def test_the_cycle_never_blocks_nor_claims_a_second_task(client: Client) -> None:
+    """With nothing pending, `cycle` finishes and answers 'empty' at once (the worker then
+    claims with BLMOVE, which waits); while the worker's list still holds a task it claims
+    nothing: one task at a time."""
+    queue = client.get_queue("cycle.q")
+    t = queue.transitions
+    t.heartbeat("w", 60_000, {})
+    only = queue.enqueue("a")
+    begun = t.claim_and_begin("w", 1, 1.0)
+    assert begun.task_id == only
+    state, nothing = t.finish_claim_begin("w", only, begun.attempt, "complete", "1", 1)
+    assert (state, nothing.status) == ("complete", "empty")
+    assert t.held("w") is None
+
+    first, second, third = queue.enqueue_many(["b", "c", "d"])
+    begun = t.claim_and_begin("w", 1, 1.0)
+    assert begun.task_id == first
+    client.redis.rpush(queue.keys.worker_tasks("w"), "stray")  # a second id in its list
+    state, after = t.finish_claim_begin("w", first, begun.attempt, "complete", "2", 1)
+    assert (state, after.status) == ("complete", "empty")
+    assert [task.id for task in queue.tasks("pending")] == [second, third]  # nothing claimed

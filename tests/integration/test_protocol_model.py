@@ -76,6 +76,8 @@ PROFILES = {
     ),
 }
 PROFILE = os.environ.get("BLUEQUE_MODEL_PROFILE", "ci")
+TOP_UPS = 3
+TOP_UP = settings(CI, derandomize=False, max_examples=50)
 # What the runs reached (answers of the scripts, retention, steps, examples): the test asserts
 # that the interesting cases happened, so a model that stops reaching them is noticed.
 SEEN: Counter[str] = Counter()
@@ -407,9 +409,9 @@ class ProtocolModel(RuleBasedStateMachine):
         return data.draw(st.sampled_from([*sorted(self.tasks), *gone]))
 
     @precondition(lambda self: self.tasks)
-    @rule(data=st.data(), action=st.sampled_from(["cancel", "retry", "delete"]))
+    @rule(data=st.data(), action=st.sampled_from(["cancel", "retry", "delete", "wait"]))
     def person(self, data: st.DataObject, action: str) -> None:
-        """Someone cancels, retries or deletes a task (mostly one that exists)."""
+        """Someone cancels, retries, deletes or waits for a task (mostly one that exists)."""
         getattr(self, action)(data)
 
     def cancel(self, data: st.DataObject) -> None:
@@ -474,12 +476,13 @@ class ProtocolModel(RuleBasedStateMachine):
         assert self.t.delete(task_id) == expected
         SEEN["delete:" + expected] += 1
 
-    @precondition(lambda self: self.tasks)
-    @rule(data=st.data())
     def wait(self, data: st.DataObject) -> None:
+        """A client waits for a task (mostly one that exists)."""
+        self._await(self._any_id(data))
+
+    def _await(self, task_id: str) -> None:
         """A client's await (with an XREAD that does not block): a task that may still
         finish is marked waited for, any other has its done stream written at once."""
-        task_id = self._any_id(data)
         task = self.tasks.get(task_id)
         if task is not None and task.state in ("scheduled", "pending", "running"):
             task.waited = True
@@ -579,12 +582,26 @@ class ProtocolModel(RuleBasedStateMachine):
             w.job = job  # the process still runs it; its finish will be stale
 
     @precondition(lambda self: self._running_processes())
-    @rule(data=st.data(), outcome=st.sampled_from(FINISHED), then_claim=st.booleans())
-    def finish(self, data: st.DataObject, outcome: str, then_claim: bool) -> None:
+    @rule(
+        data=st.data(),
+        outcome=st.sampled_from(FINISHED),
+        then_claim=st.booleans(),
+        waited=st.booleans(),
+    )
+    def finish(self, data: st.DataObject, outcome: str, then_claim: bool, waited: bool) -> None:
+        """A worker finishes its task (with `then_claim`, and claims the next one in the
+        same call); with `waited`, a client waits for the task before and after."""
+        wid = data.draw(st.sampled_from(self._running_processes()))
+        job = self.workers[wid].job
+        assert job is not None
+        if waited:
+            self._await(job[0])
         if then_claim and self.pending:
-            self.finish_claim_begin(data, outcome)
-            return
-        self.finish_as(data.draw(st.sampled_from(self._running_processes())), outcome)
+            self.finish_claim_begin(wid, outcome)
+        else:
+            self.finish_as(wid, outcome)
+        if waited:
+            self._await(job[0])
 
     def finish_as(self, wid: str, outcome: str) -> None:
         w = self.workers[wid]
@@ -595,22 +612,28 @@ class ProtocolModel(RuleBasedStateMachine):
         assert self.t.finish(wid, task_id, attempt, as_outcome(outcome), payload) == expected
         w.job, w.last_finish = None, (task_id, attempt, outcome)
 
-    def finish_claim_begin(self, data: st.DataObject, outcome: str) -> None:
-        """finish, BLMOVE and begin of the head in one pipeline, as the worker sends them."""
-        wid = data.draw(st.sampled_from(self._running_processes()))
+    def finish_claim_begin(self, wid: str, outcome: str) -> None:
+        """finish, then the claim and begin of the head of pending, in one script (`cycle`),
+        as the worker sends them; nothing is claimed while the worker's list is not empty."""
         w = self.workers[wid]
         assert w.job is not None
         task_id, attempt = w.job
         expected_state = self._finish(wid, task_id, attempt, outcome)
-        w.tasks.append(self.pending.pop(0))
-        expected = self._begin(wid, None)
         payload = '"done"' if outcome == "complete" else ERROR
+        claims = not w.tasks
+        if claims:
+            w.tasks.append(self.pending.pop(0))
+            expected = self._begin(wid, None)
         state, begun = self.t.finish_claim_begin(
-            wid, task_id, attempt, as_outcome(outcome), payload, w.pid, 1.0
+            wid, task_id, attempt, as_outcome(outcome), payload, w.pid
         )
         assert state == expected_state
         w.job, w.last_finish = None, (task_id, attempt, outcome)
-        self._after_begin(wid, begun, expected)
+        if claims:
+            self._after_begin(wid, begun, expected)
+        else:
+            assert begun.status == "empty"
+            SEEN["cycle:list not empty"] += 1
 
     @precondition(lambda self: any(w.last_finish for w in self.workers.values()))
     @rule(data=st.data())
@@ -1032,6 +1055,14 @@ def test_protocol_against_its_model(client_standalone: Client) -> None:
     SEEN.clear()
     try:
         run_state_machine_as_test(ProtocolModel, settings=PROFILES[PROFILE])
+        # Which rare cases the derandomized runs reach depends on Hypothesis's version (its
+        # generator changes between releases: with 6.170.17 they miss `begin:gone`). Random
+        # runs top them up; a case still missing after TOP_UPS batches fails the test.
+        for _ in range(TOP_UPS if PROFILE == "ci" else 0):
+            if set(SEEN) >= MUST_REACH:
+                break
+            SEEN["top-up batches"] += 1
+            run_state_machine_as_test(ProtocolModel, settings=TOP_UP)
     finally:
         print(f"protocol model ({PROFILE}):", dict(sorted(SEEN.items())))
     assert set(SEEN) >= MUST_REACH, sorted(MUST_REACH - set(SEEN))

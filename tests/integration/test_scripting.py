@@ -77,7 +77,7 @@ def lifecycle(bq: Any, worker: Queue) -> None:
     t.heartbeat("w", 60_000, {})
     begun = t.claim_and_begin("w", 1, 1.0)
     assert (begun.status, begun.task_id) == ("ok", first)
-    state, after = t.finish_claim_begin("w", first, begun.attempt, "complete", '"r1"', 1, 1.0)
+    state, after = t.finish_claim_begin("w", first, begun.attempt, "complete", '"r1"', 1)
     assert (state, after.task_id) == ("complete", second)
     assert t.finish("w", second, after.attempt, "complete", '"r2"') == "complete"
     stats = queue.stats()
@@ -117,7 +117,7 @@ def test_a_flushed_library_is_loaded_again_also_inside_a_pipeline(
             r.function_flush()
     # finish fails with "Function not found", the claim after it runs, begin fails too:
     # the library is loaded, then finish and begin run again, in order.
-    state, after = t.finish_claim_begin("w", first, begun.attempt, "complete", "1", 1, 1.0)
+    state, after = t.finish_claim_begin("w", first, begun.attempt, "complete", "1", 1)
     assert (state, after.status, after.task_id) == ("complete", "ok", second)
     for node in nodes:
         with node.connection() as r:

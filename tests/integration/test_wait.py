@@ -99,6 +99,20 @@ def _finish(outcome: str, payload: str) -> Setup:
     return setup
 
 
+def _cycle(queue: Queue) -> tuple[str, Callable[[], None]]:
+    """The worker's finish that claims and begins the next task in the same script."""
+    task_id, attempt = begun(queue)
+    following = queue.enqueue("next")
+
+    def apply() -> None:
+        state, after = queue.transitions.finish_claim_begin(
+            "w", task_id, attempt, "complete", '"ok"', 4242
+        )
+        assert (state, after.status, after.task_id) == ("complete", "ok", following)
+
+    return task_id, apply
+
+
 def _cancel_waiting(delay: float | None) -> Setup:
     def setup(queue: Queue) -> tuple[str, Callable[[], None]]:
         task_id = queue.enqueue("x") if delay is None else queue.schedule("x", delay=delay)
@@ -162,6 +176,7 @@ def _lost(by: str) -> Setup:
 TRANSITIONS: dict[str, tuple[Setup, str, str | None]] = {
     "finish complete": (_finish("complete", '"ok"'), "complete", None),
     "finish failed": (_finish("failed", BOOM), "failed", "ValueError"),
+    "cycle": (_cycle, "complete", None),
     "cancel pending": (_cancel_waiting(None), "cancelled", None),
     "cancel scheduled": (_cancel_waiting(3600), "cancelled", None),
     "begin applies a cancel": (_cancel_reserved, "cancelled", None),

@@ -52,9 +52,7 @@ def test_functions_where_the_server_has_them_scripts_elsewhere(
         t = queue.transitions
         queue.enqueue_many(["y", "z"])
         begun = t.claim_and_begin("w", 1, 0.1)
-        state, after = t.finish_claim_begin(
-            "w", begun.task_id, begun.attempt, "complete", "1", 1, 0.1
-        )
+        state, after = t.finish_claim_begin("w", begun.task_id, begun.attempt, "complete", "1", 1)
         assert (state, after.status) == ("complete", "ok")
         if functions:
             (library,) = redis.function_list()

@@ -1,0 +1,45 @@
+"""How the sync runner packs commands: hiredis's packer where it writes the same bytes as
+redis-py's, redis-py's everywhere else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from redis.connection import Connection as _Connection
+from redis.exceptions import DataError
+
+from blueque import execution
+from blueque.steps import Call
+
+Connection: Any = _Connection  # (untyped in redis-py)
+
+CALLS = [
+    Call(("FCALL", "blueque_v2_x_finish", 2, "blueque:{q}:a", "blueque:{q}:b", "w", 3, 2.5)),
+    Call(("BLMOVE", "blueque:{q}:pending", "blueque:{q}:w", "LEFT", "RIGHT", 1.0)),
+    Call(("SET", "k", "caf\u00e9 \U0001f600", b"\x00\xff")),
+]
+
+
+def redis_py(conn: Any, calls: list[Call]) -> bytes:
+    return b"".join(conn.pack_commands([c.args for c in calls]))
+
+
+def test_hiredis_writes_what_redis_py_writes() -> None:
+    assert execution._hiredis_pack is not None, "hiredis is a dependency: it must be found"
+    conn = Connection()
+    packed = execution._pack(conn, CALLS)
+    assert len(packed) == 1  # one buffer: one sendall for the whole pipeline
+    assert packed[0] == redis_py(conn, CALLS)
+
+
+def test_an_argument_hiredis_refuses_gets_redis_pys_error() -> None:
+    with pytest.raises(DataError):
+        execution._pack(Connection(), [Call(("SET", "k", True))])
+
+
+def test_another_encoding_is_packed_by_redis_py(monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = Connection(encoding="latin-1")
+    monkeypatch.setattr(execution, "_hiredis_pack", lambda args: pytest.fail("hiredis used"))
+    text = [Call(("SET", "k", "caf\u00e9"))]
+    assert b"".join(execution._pack(conn, text)) == redis_py(conn, text)
