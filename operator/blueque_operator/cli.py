@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -112,10 +113,24 @@ def run(options: OperatorOptions) -> None:
     # Kopf says "Handler ... succeeded" for every watch event: thousands of lines an hour that
     # say nothing (the operator logs what it does itself); its failures still show.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    code = 1
     try:
-        asyncio.run(serve(options))
-    except KeyboardInterrupt:
-        sys.exit(130)
+        asyncio.new_event_loop().run_until_complete(serve(options))
+        logging.getLogger("blueque_operator").info("stopped")
+        code = 0
+    except KeyboardInterrupt:  # before serve() handles SIGINT itself
+        code = 130
+    except Exception:
+        logging.getLogger("blueque_operator").exception("the operator failed")
+    finally:
+        # serve() closed all the operator owns. What may be left are Kubernetes calls in worker
+        # threads (the client is synchronous): nobody awaits them, yet Python would wait for
+        # each at exit (asyncio.run too), up to its timeout and retries: 40 s for a GET to an
+        # API server that answers nothing, past the pod's grace period.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def parse_options(args: Sequence[str]) -> OperatorOptions:

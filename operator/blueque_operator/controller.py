@@ -149,6 +149,7 @@ class QueueController:
         self.reaper = Reaper(self.uid, self.key, services.world, services.kube, services.clock)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -167,6 +168,11 @@ class QueueController:
 
     async def stop(self, deleted: bool) -> None:
         """Ends the loop; on deletion also gives up the queue claim."""
+        # The loop checks this too: a cancellation can be dropped on its way, and the loop
+        # would then go on for ever. redis-py's asyncio client drops most of those that come
+        # during a command (it returns the reply), and on Python 3.11 the loop's own
+        # asyncio.wait_for returns a wake-up that came in the same turn as the cancel.
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -182,7 +188,7 @@ class QueueController:
 
     async def _run(self) -> None:
         first = True
-        while True:
+        while not self._stopping:
             interval = self.spec.scaling.poll_interval_s if self.spec else 1.0
             try:
                 if self.services.is_leader():
@@ -202,6 +208,8 @@ class QueueController:
                 delay *= random.random()
             first = False
             self._wake.clear()
+            if self._stopping:  # the tick went on after a dropped cancellation
+                break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
 

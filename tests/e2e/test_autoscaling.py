@@ -1,6 +1,6 @@
 """End to end, as a user runs it: `helm install` the chart, `kubectl apply` the example
-BlueQueue, enqueue 200 tasks of 0.2-2 s with examples/produce.py, while workers are SIGKILLed
-and pods deleted (gracefully and by force); then `helm uninstall`.
+BlueQueue, enqueue 200 tasks of 0.2-2 s with examples/produce.py and one long task behind them,
+while workers are SIGKILLed and pods deleted (gracefully and by force); then `helm uninstall`.
 
 The chart's operator pod runs the operator on the host with the pod's args and env and the
 token of the chart's ServiceAccount (devtools.stack), so it has exactly the chart's RBAC; the
@@ -8,7 +8,7 @@ worker pods run examples/tasks.py, which records each execution (task, attempt, 
 in Redis. From that log and a watch of the pods and the worker Deployment: every task completed,
 each attempt ran once, a task ran again only after a kill of its worker during that run (never
 more reruns than kills), replicas went to maxReplicas and back to minReplicas, and no pod that
-a scale-down removed was busy.
+a scale-down removed was busy, though one did go while the long task still ran.
 """
 
 from __future__ import annotations
@@ -59,6 +59,14 @@ MIN_S, MAX_S = 0.2, 2.0
 # so a scaler that removed busy pods would be caught (with 2 s, every task running when demand
 # fell would be done before any pod went).
 SCALING = {"scaleDownDelaySeconds": 0.5, "pollIntervalSeconds": 0.25}
+# One long task enqueued behind the batch, so claimed last (pending is FIFO): once it begins,
+# the other pods run out of work while it still runs for LONG_S, far longer than the scale-down
+# takes even on a loaded machine (demand falls, the delay, drain, lower the replicas: ~1-3 s).
+# So by construction pods are removed while a pod is busy: the case the no-busy-pod check is
+# for. (Without it the tail was the last short tasks only, and once a scale-down came after
+# all of them had finished.)
+LONG_S = 8.0
+ALL_TASKS = TASKS + 1
 MAX_ATTEMPTS = 6  # above any plausible run of kills hitting one task
 EXECUTIONS_KEY = "blueque:examples:executions"  # examples/tasks.py, default key prefix
 # The disruptions, in a shuffled order, one every DISRUPT_EVERY_S once the workers are up.
@@ -255,6 +263,7 @@ def test_helm_install_example_chaos_scale_to_max_and_back_then_uninstall(
         with Client(redis_url) as client:
             queue = client.get_queue(queue_name)
             wait_until(lambda: queue.stats().totals.get("enqueued", 0) >= TASKS or None, 30)
+            long_task = queue.enqueue({"video": TASKS + 1, "seconds": LONG_S})
             mark("enqueued")
             wait_until(
                 lambda: (
@@ -280,6 +289,7 @@ def test_helm_install_example_chaos_scale_to_max_and_back_then_uninstall(
 
             assert producer.wait_exit(200) == 0, producer.output()
             assert re.search(rf"\bcomplete: {TASKS}\b", producer.output()), producer.output()
+            assert client.get_task(long_task).wait(60).status == "complete"
             mark("all complete")
 
             wait_until(
@@ -303,7 +313,7 @@ def test_helm_install_example_chaos_scale_to_max_and_back_then_uninstall(
         print(f"disruptions: {disruptions.done}")
 
     # Every task completed: none lost, none failed, nothing left anywhere.
-    assert len(tasks) == TASKS and {t.status for t in tasks} == {"complete"}
+    assert len(tasks) == ALL_TASKS and {t.status for t in tasks} == {"complete"}
     assert (stats.pending, stats.reserved, stats.running, stats.failed) == (0, 0, 0, 0)
     assert len(disruptions.done) >= 6, disruptions.done
     reruns = check_executions(tasks, executions, disruptions)
@@ -329,6 +339,7 @@ def test_helm_install_example_chaos_scale_to_max_and_back_then_uninstall(
     last_finish = max(t.finished_at.timestamp() for t in tasks if t.finished_at is not None)
     # The case that matters: pods removed while others still worked (the tail of the run).
     assert any(went < last_finish for went in removed.values()), (removed, last_finish)
+    tail = round(last_finish - min(removed.values()), 1)  # first removal before the last finish
     check_no_busy_pod_removed(removed, tasks, executions, disruptions)
     mark("checked")
 
@@ -366,11 +377,16 @@ def test_helm_install_example_chaos_scale_to_max_and_back_then_uninstall(
     assert kube_admin.get(deployment_path)["spec"]["replicas"] == min_replicas
     with Client(redis_url) as client:
         kept = client.get_queue(queue_name).get_tasks(t.id for t in tasks)
-    assert [t.status for t in kept] == ["complete"] * TASKS
+    assert [t.status for t in kept] == ["complete"] * ALL_TASKS
     mark("uninstalled")
-    print(f"timings (s since start): {timings}; reruns {reruns}; kills {disruptions.kill_count}")
+    print(
+        f"timings (s since start): {timings}; reruns {reruns}; kills {disruptions.kill_count}; "
+        f"first scale-down removal {tail} s before the last task finished"
+    )
     log = ops_runner.tail(operator_pod.name, lines=100_000)
-    assert "Signal SIGTERM is received. Operator is stopping" in log, log[-3000:]
+    # The operator's own lines (it handles SIGTERM itself, not Kopf): told, and ended cleanly.
+    assert "SIGTERM received: stopping" in log, log[-3000:]
+    assert "blueque_operator: stopped" in log, log[-3000:]
 
 
 def check_executions(tasks: list[Task], executions: list[Json], disruptions: Disruptions) -> int:

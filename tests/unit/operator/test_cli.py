@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import click
 import pytest
@@ -60,3 +61,38 @@ def test_the_command_reports_usage_errors() -> None:
     assert result.returncode == 2
     assert "--all-namespaces" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# serve() stands in: it leaves a call in a worker thread that never returns, as a Kubernetes call
+# to an API server that answers nothing does (the client is synchronous), then returns or fails.
+_RUN_WITH_A_CALL_LEFT = """
+import asyncio, contextlib, sys, threading
+from blueque_operator import app, cli
+from blueque_operator.options import OperatorOptions
+
+async def serve(options, stop=None):
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.to_thread(threading.Event().wait), 0.1)
+    if sys.argv[1] == "fail":
+        raise RuntimeError("broken")
+
+app.serve = serve
+cli.run(OperatorOptions(namespaces=("jobs",), metrics_port=0))
+"""
+
+
+@pytest.mark.parametrize(
+    ("ending", "code", "said"), [("stop", 0, "stopped"), ("fail", 1, "broken")]
+)
+def test_the_process_ends_without_waiting_for_calls_left_in_threads(
+    ending: str, code: int, said: str
+) -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", _RUN_WITH_A_CALL_LEFT, ending],
+        capture_output=True,
+        text=True,
+        timeout=60,  # without the fix: for ever (Python joins the thread at exit)
+    )
+    print(f"ended in {time.monotonic() - started:.2f} s")
+    assert (result.returncode, said in result.stderr) == (code, True), result.stderr
