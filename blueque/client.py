@@ -85,6 +85,13 @@ class Client(ClientBase[RedisClient, Queue]):
         """The current snapshot of a task, from its id alone (the id names its queue)."""
         return self.get_queue(queue_of_task(task_id)).get_task(task_id)
 
+    def wait(
+        self, task_id: str, timeout: float | None = None, *, raise_on_failure: bool = False
+    ) -> Task:
+        """Waits for a task from its id alone (`Queue.wait`); returns it finished."""
+        queue = self.get_queue(queue_of_task(task_id))
+        return queue.wait(task_id, timeout, raise_on_failure=raise_on_failure)
+
     def queues(self) -> list[str]:
         """Names of every queue that was ever used (the registry set)."""
         return self.runner.run(operations.queue_names(self.namespace))

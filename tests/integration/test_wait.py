@@ -5,6 +5,7 @@ blocking read, not a slice that passed), an automatic retry does not, timeouts a
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Callable
@@ -14,7 +15,14 @@ import pytest
 import redis
 from redis.exceptions import ResponseError
 
-from blueque import Client, Queue, TaskFailedError, TaskNotFoundError, WaitTimeoutError
+from blueque import (
+    Client,
+    InvalidNameError,
+    Queue,
+    TaskFailedError,
+    TaskNotFoundError,
+    WaitTimeoutError,
+)
 from blueque.protocol import Transitions
 from blueque.scripts import script
 from blueque.states import as_outcome
@@ -26,6 +34,7 @@ from tests.support.waiting import (
     blocking_reads,
     calls_of,
     requests_of,
+    shape,
 )
 
 Q = "wait.q"
@@ -337,3 +346,36 @@ def test_a_wait_blocks_in_slices_shorter_than_the_socket_timeout(redis_url: str)
     ]
     assert blocks_ms and max(blocks_ms) <= 500, blocks_ms
     assert sum(blocks_ms) >= 1000  # (the last look, at the deadline, does not block)
+
+
+def test_a_wait_by_id_reads_nothing_first(queue: Queue, client: Client) -> None:
+    """`Queue.wait` and `Client.wait` take the id `enqueue` returns and never read the task
+    before waiting: the await script and the blocking read are the only requests."""
+    task_id, attempt = begun(queue)
+    t = queue.transitions
+    assert t.finish("w", task_id, attempt, "complete", '"r"') == "complete"
+    sent = requests_of(client)
+    finished = queue.wait(task_id, timeout=5)
+    assert (finished.id, finished.status, finished.result) == (task_id, "complete", "r")
+    assert [shape(r) for r in sent] == [("await", "XREAD")], sent  # one round trip, no read
+    assert client.wait(task_id, timeout=5).result == "r"
+    with pytest.raises(TaskNotFoundError):
+        client.wait(f"{Q}:{'0' * 32}", timeout=1)
+    other = client.get_queue("other.q").enqueue(None)
+    with pytest.raises(InvalidNameError):
+        queue.wait(other, timeout=1)
+
+
+def test_an_asyncio_wait_by_id(queue: Queue, backend_url: str) -> None:
+    from blueque.aio import AsyncClient
+
+    task_id, attempt = begun(queue)
+    assert queue.transitions.finish("w", task_id, attempt, "failed", BOOM) == "failed"
+
+    async def wait() -> None:
+        async with AsyncClient(backend_url) as aclient:
+            assert (await aclient.get_queue(Q).wait(task_id, timeout=5)).status == "failed"
+            with pytest.raises(TaskFailedError):
+                await aclient.wait(task_id, timeout=5, raise_on_failure=True)
+
+    asyncio.run(wait())
