@@ -60,7 +60,7 @@ class BluequeSystem:
     def latency_sample(self, queue: str) -> tuple[float, float, float]:
         q = self.client.get_queue(queue)
         t0 = time.time()
-        task = self.client.get_task(q.enqueue(None)).wait(timeout=10)
+        task = q.wait(q.enqueue(None), timeout=10)
         t_done = time.time()
         return t0, float(task.result), t_done
 

@@ -79,11 +79,18 @@ class Client(ClientBase[RedisClient, Queue]):
 
     def _start(self) -> None:
         self.subscribers = SubscriberPool(self.redis)
-        self.runner = Runner(self.redis, self.subscribers)
+        self.runner = Runner(self.redis)
 
     def get_task(self, task_id: str) -> Task:
         """The current snapshot of a task, from its id alone (the id names its queue)."""
         return self.get_queue(queue_of_task(task_id)).get_task(task_id)
+
+    def wait(
+        self, task_id: str, timeout: float | None = None, *, raise_on_failure: bool = False
+    ) -> Task:
+        """Waits for a task from its id alone (`Queue.wait`); returns it finished."""
+        queue = self.get_queue(queue_of_task(task_id))
+        return queue.wait(task_id, timeout, raise_on_failure=raise_on_failure)
 
     def queues(self) -> list[str]:
         """Names of every queue that was ever used (the registry set)."""

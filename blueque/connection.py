@@ -281,10 +281,22 @@ def check_claim_timeout(client: Any, claim_timeout_s: float) -> None:
         )
 
 
+def block_limit_s(client: Any) -> float | None:
+    """The longest a blocking read other than the claim (a `Task.wait`'s) may block on this
+    client: a second less than its socket timeout, as for a claim (half of it, for one of 2
+    s or less); None for a client without a socket timeout."""
+    timeout = _socket_timeout(client)
+    if timeout is None:
+        return None
+    return timeout - 1 if timeout > 2 else timeout / 2
+
+
 def _socket_timeout(client: Any) -> float | None:
-    if isinstance(client, RedisCluster):
-        kwargs = client.nodes_manager.connection_kwargs
+    """The socket timeout of a client of either topology, sync or asyncio."""
+    manager = getattr(client, "nodes_manager", None)  # a cluster's
+    if manager is not None:
+        kwargs = manager.connection_kwargs
     else:
-        kwargs = getattr(client.connection_pool, "connection_kwargs", {})
+        kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
     timeout = kwargs.get("socket_timeout")
     return None if timeout is None else float(timeout)

@@ -18,13 +18,13 @@ CONFIRM_TIMEOUT_S = 5.0
 
 
 class SubscriberPool:
-    """Idle pub/sub connections of one client, kept for the next `Task.wait`.
+    """Idle pub/sub connections of one client, kept for its next `Queue.events()`.
 
-    Opening one costs several round trips (connect, HELLO, CLIENT SETINFO...), more than a
-    wait on an idle worker takes. A returned connection is sent its unsubscribe at once, so
-    nothing accumulates on it while it is idle, but the server's confirmation (and whatever
-    was published before the server read the unsubscribe) is read when the connection is
-    taken again: the wait that returns it does not wait for that round trip. Cluster pub/sub
+    Opening one costs several round trips (connect, HELLO, CLIENT SETINFO...). A returned
+    connection is sent its unsubscribe at once, so nothing accumulates on it while it is
+    idle, but the server's confirmation (and whatever was published before the server read
+    the unsubscribe) is read when the connection is taken again: the subscription that
+    returns it does not wait for that round trip. Cluster pub/sub
     objects are not kept: they hold one connection per node and their unsubscribe
     bookkeeping is per node.
     """

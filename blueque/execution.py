@@ -17,7 +17,6 @@ redis-py's own calls.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -31,8 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
 
 from blueque.connection import RedisClient
-from blueque.events import EventStream, SubscriberPool
-from blueque.steps import Call, Done, Everywhere, NextEvent, Outcome, Request, Steps, Subscribe
+from blueque.steps import Call, Done, Everywhere, Outcome, Request, Steps, routing_key
 
 T = TypeVar("T")
 
@@ -45,49 +43,26 @@ if HIREDIS_AVAILABLE:
 
 
 class Runner:
-    def __init__(self, redis: RedisClient, subscribers: SubscriberPool | None = None) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
-        self.subscribers = subscribers or SubscriberPool(redis, keep=0)
         self._direct = type(redis) is Redis  # (a subclass may not talk to a socket at all)
         self._own: Any = None  # the connection this runner keeps, checked out of the pool
         self._own_pid = 0  # by this process (a forked child must not share its socket)
         self._own_lock = threading.Lock()
 
     def run(self, steps: Steps[T]) -> T:
-        # What `with ExitStack() as scope, closing(steps)` did, without its 4 us a call: the
-        # scope that holds subscriptions is made at the first one, and is told of a failure
-        # (a stream that failed is closed, not given back to the pool).
-        scope: list[contextlib.ExitStack] = []
-        try:
+        try:  # (what `with contextlib.closing(steps)` does, without making an object)
             outcome = Outcome()
             while not isinstance(request := outcome.resume(steps), Done):
                 try:
-                    outcome = Outcome(self.serve(request, scope))
+                    outcome = Outcome(self.serve(request))
                 except Exception as exc:  # thrown into the steps, which decide
                     outcome = Outcome(error=exc)
-        except BaseException:
-            if not scope:
-                steps.close()
-                raise
-            with scope[0]:
-                steps.close()
-                raise
-        if not scope:
+            return request.value
+        finally:
             steps.close()
-        else:
-            with scope[0]:
-                steps.close()
-        return request.value
 
-    def serve(self, request: Request, scope: list[contextlib.ExitStack]) -> Any:
-        """`scope`: where this run's subscriptions are kept, made at the first one."""
-        if isinstance(request, Subscribe):
-            stream = EventStream(self.redis, request.channel, self.subscribers)
-            if not scope:
-                scope.append(contextlib.ExitStack())
-            return scope[0].enter_context(stream)
-        if isinstance(request, NextEvent):
-            return request.subscription.next(request.timeout_s)
+    def serve(self, request: Request) -> Any:
         execute: Any = self.redis.execute_command  # (untyped in redis-py)
         if isinstance(request, Call):
             if self._direct:
@@ -128,10 +103,11 @@ class Runner:
             self._own_lock.release()
 
     def _route(self, args: tuple[Any, ...]) -> dict[str, Any]:
-        """Where a Cluster sends a function call: the node of its first key. (redis-py would
-        ask a server for an FCALL's keys, COMMAND GETKEYS, on every call.)"""
-        if args[0] == "FCALL" and isinstance(self.redis, RedisCluster):
-            return {"target_nodes": self.redis.get_node_from_key(args[3])}  # type: ignore[no-untyped-call]
+        """Where a Cluster sends a function call or an XREAD: the node of its first key.
+        (redis-py would ask a server for their keys, COMMAND GETKEYS, on every call.)"""
+        key = routing_key(args)
+        if key is not None and isinstance(self.redis, RedisCluster):
+            return {"target_nodes": self.redis.get_node_from_key(key)}  # type: ignore[no-untyped-call]
         return {}
 
     def _everywhere(self, call: Call) -> list[Any]:

@@ -164,6 +164,10 @@ class QueueKeys:
     def task(self, task_id: str) -> str:
         return self.prefix + "task:" + task_id
 
+    def task_done(self, task_id: str) -> str:
+        """The stream on which a client waits for the task to finish (script `await`)."""
+        return self.prefix + "task:" + task_id + ":done"
+
     def worker(self, worker_id: str) -> str:
         return self.prefix + "worker:" + worker_id
 
@@ -204,7 +208,7 @@ def key_type(key: str) -> str | None:
     if rest in _TYPES:
         return _TYPES[rest]
     if rest.startswith("task:"):
-        return "hash"
+        return "stream" if rest.endswith(":done") else "hash"  # (an id ends in hex digits)
     parts = rest.split(":")  # a worker id holds no colon
     if parts[0] == "worker" and len(parts) == 2:
         return "hash"

@@ -8,6 +8,7 @@ one round trip unless it says otherwise.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -15,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from blueque import bounds
 from blueque.config import QueueConfig, parse_config, validate_settings
-from blueque.connection import redis_errors
+from blueque.connection import block_limit_s, redis_errors
 from blueque.corruption import blame, is_data_error, naming
 from blueque.errors import (
     ConfigError,
@@ -40,7 +41,7 @@ from blueque.records import OwnerClaim, QueueObservation, QueueStats, WorkerInfo
 from blueque.scripts import Scripting
 from blueque.serialization import encode
 from blueque.states import LISTABLE, TaskState
-from blueque.steps import Call, NextEvent, Steps, Subscribe, batch, command
+from blueque.steps import Call, Steps, batch, command
 from blueque.task import TaskSnapshot
 
 TaskT = TypeVar("TaskT", bound=TaskSnapshot)
@@ -49,10 +50,9 @@ T = TypeVar("T")
 MAX_LIST = 1_000_000  # the most tasks one call lists or promotes
 MAX_OWNER = 256  # characters of an owner string (a Kubernetes UID has 36)
 MAX_OWNER_TTL_S = 86_400.0  # a claim that must outlive a day unrenewed is a mistake
-WAIT_SLICE_S = 5.0  # a wait without a deadline re-reads the task this often anyway
-# Events of a task whose changes to its hash (none for `enqueued`, which precedes any read)
-# the event of its finish repeats: a waiter need not read the task for them.
-CARRIED_BY_FINISH = frozenset({"enqueued", "started"})
+# A wait blocks at most this long at a time (less when the client's socket timeout is
+# shorter: `block_limit_s`), then asks again.
+WAIT_SLICE_S = 5.0
 
 
 def guarded(action: str, steps: Steps[T]) -> Steps[T]:
@@ -67,13 +67,21 @@ class QueueOperations(Generic[TaskT]):
     face that runs these steps, so a task's own methods use the same client)."""
 
     def __init__(
-        self, queue: Any, keys: QueueKeys, task_type: type[TaskT], scripting: Scripting
+        self,
+        queue: Any,
+        keys: QueueKeys,
+        task_type: type[TaskT],
+        scripting: Scripting,
+        block_limit_s: float | None = None,
     ) -> None:
         self.queue = queue
         self.keys = keys
         self.name = keys.queue
         self.protocol = QueueProtocol(keys, scripting)
         self.task_type = task_type
+        self.wait_slice_s = (
+            WAIT_SLICE_S if block_limit_s is None else min(WAIT_SLICE_S, block_limit_s)
+        )
         self._registered = False
         self._enqueue_action = f"enqueue on {self.name}"
 
@@ -190,33 +198,48 @@ class QueueOperations(Generic[TaskT]):
         ]
 
     def wait(self, task_id: str, timeout: float | None, raise_on_failure: bool) -> Steps[TaskT]:
-        """Subscribes to the queue's events before reading the task, so a transition in
-        between is not missed; then sleeps on the channel until the task is finished.
-
-        The task is read once: `finish`'s event carries what its hash then holds (small
-        payloads only), and begin's changes (`started`) are in it too. Any other event of
-        the task (a requeue, a retry, progress...), a finish event without the payload, or
-        a quiet slice of `WAIT_SLICE_S` make it read the task again."""
+        """One round trip per slice of `wait_slice_s`: the `await` script and, in the same
+        pipeline, a blocking XREAD of the task's done stream (PROTOCOL.md "Waiting for a
+        task"). The stream's entry carries the finished task's hash, so the task is not
+        read, unless it is too big to copy. A slice that passes without an entry asks again
+        (the await looks at the task afresh, so nothing is missed)."""
+        self._check(task_id)
         timeout = bounds.timeout(timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
         with redis_errors(f"wait for task {task_id}"):
-            events = yield Subscribe(self.keys.events)
-            task = yield from self.get_task(task_id)
-            while not task.finished:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise WaitTimeoutError(f"task {task_id} still {task.status} after {timeout} s")
-                event = yield NextEvent(events, WAIT_SLICE_S if remaining is None else remaining)
-                if event is not None and event.get("task") != task_id:
-                    continue
-                if event is not None and event.get("event") in CARRIED_BY_FINISH:
-                    continue
-                finished = None if event is None else task.finished_by(event)
-                task = finished or (yield from self.get_task(task_id))
+            task = yield from self._finished(task_id, timeout)
         if raise_on_failure and task.status != TaskState.COMPLETE:
             detail = task.error.get("message", "") if task.error else ""
             raise TaskFailedError(f"task {task_id} {task.status}: {detail}".rstrip(": "))
         return task
+
+    def _finished(self, task_id: str, timeout: float | None) -> Steps[TaskT]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        confirmed = self.protocol.scripting.confirmed
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            block_ms = None  # a last look, once the time is up
+            # (A command after a script the server does not have yet runs anyway: an XREAD
+            # would then block for nothing. Until the await ran once, it does not block.)
+            if "await" in confirmed and (remaining is None or remaining > 0):
+                block_ms = math.ceil(min(remaining or math.inf, self.wait_slice_s) * 1000)
+            state, entry = yield from self.protocol.await_task(task_id, block_ms)
+            if entry is not None:
+                task = yield from self._notified(task_id, entry)
+                if task.finished:
+                    return task
+            if remaining is not None and remaining <= 0:
+                raise WaitTimeoutError(f"task {task_id} still {state} after {timeout} s")
+
+    def _notified(self, task_id: str, entry: dict[str, str]) -> Steps[TaskT]:
+        """The task an entry of its done stream tells of: the hash it copies, or the hash
+        read when it was too big to copy; `TaskNotFoundError` for a task that is gone."""
+        fields = dict(entry)
+        kind = fields.pop("notify", None)
+        if kind == "task":
+            return self.task_type.from_hash(self.queue, task_id, fields)
+        if kind == "missing":
+            raise TaskNotFoundError(f"no task {task_id}")
+        return (yield from self.get_task(task_id))
 
     # -- steering --------------------------------------------------------------------------
 
@@ -334,7 +357,9 @@ class QueueFace(Generic[TaskT]):
         self.client = client
         self.keys = queue_keys(name, client.namespace)
         self.name = self.keys.queue
-        self.ops = QueueOperations(self, self.keys, self.task_type, client.scripting)
+        self.ops = QueueOperations(
+            self, self.keys, self.task_type, client.scripting, block_limit_s(client.redis)
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -317,6 +317,24 @@ class QueueProtocol:
         ]
         return str((yield from self._script("delete", keys, [task_id])))
 
+    def await_task(
+        self, task_id: str, block_ms: int | None
+    ) -> Steps[tuple[str, dict[str, str] | None]]:
+        """One round trip of a wait: `await` (which registers the wait, or has the task's
+        done stream written when the task is finished or gone), then the XREAD of that
+        stream, blocking up to `block_ms` for its entry (None: not at all). Returns the
+        task's state when the await ran ('' for no task) and the entry's fields, or None
+        when no entry came."""
+        k = self.keys
+        done = k.task_done(task_id)
+        read: tuple[str | int, ...] = ("XREAD", "STREAMS", done, "0-0")
+        if block_ms is not None:
+            read = ("XREAD", "BLOCK", block_ms, *read[1:])
+        state, reply = yield from pipeline(
+            self.scripting, [ScriptCall("await", [k.task(task_id), done], []), Call(read)]
+        )
+        return str(state), _last_entry(reply)
+
     def stats(self) -> Steps[QueueStats]:
         k = self.keys
         keys = [
@@ -365,6 +383,21 @@ class QueueProtocol:
 
     def release_owner(self, owner: str) -> Steps[bool]:
         return bool((yield from self._script("release_owner", [self.keys.owner], [owner])))
+
+
+def _last_entry(reply: Any) -> dict[str, str] | None:
+    """The fields of the last entry of the one stream an XREAD read: redis-py answers
+    `[[name, [(id, fields)]]]` (RESP2) or `{name: [[id, fields]]}` (RESP3); nothing read is
+    None or empty."""
+    if not reply:
+        return None
+    entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+    if not entries:
+        return None
+    fields = entries[-1][1]
+    if isinstance(fields, list):
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
+    return dict(fields)
 
 
 def _run(
@@ -417,3 +450,4 @@ class Transitions:
     observe = _run(QueueProtocol.observe)
     claim_owner = _run(QueueProtocol.claim_owner)
     release_owner = _run(QueueProtocol.release_owner)
+    await_task = _run(QueueProtocol.await_task)

@@ -63,6 +63,13 @@ class Queue(QueueFace[Task]):
     def get_task(self, task_id: str) -> Task:
         return self.run(self.ops.get_task(task_id))
 
+    def wait(
+        self, task_id: str, timeout: float | None = None, *, raise_on_failure: bool = False
+    ) -> Task:
+        """`Task.wait` from an id alone (what `enqueue` returns), without reading the task
+        first: one round trip in all for a task that finishes with a small result."""
+        return self.run(self.ops.wait(task_id, timeout, raise_on_failure))
+
     def stats(self) -> QueueStats:
         return self.run(self.ops.stats())
 

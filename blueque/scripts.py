@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -62,12 +62,17 @@ SCRIPT_NAMES = (
     "claim_owner",
     "release_owner",
     "cycle",  # after finish and begin, whose functions it calls
+    "await",
 )
 # Scripts that call other scripts' functions: as scripts (EVAL) they are sent with them.
 CALLS = {"cycle": ("finish", "begin")}
 # Scripts that only read: as functions they are flagged `no-writes`, so that they still run
 # when the server refuses writes for memory (as scripts, Redis finds that out by itself).
 READ_ONLY = frozenset({"stats", "observe", "get_config"})
+# Scripts flagged `allow-oom` (as scripts too, in a shebang line): they run, writes
+# included, when the server refuses writes for memory. Only `await`, whose writes are a
+# field or one short-lived entry per task: a wait reads, in spirit, and reads work then.
+ALLOW_OOM = frozenset({"await"})
 
 # What a server answers for a function it does not have.
 _NOT_FOUND = re.compile(r"^Function not found", re.I)
@@ -92,10 +97,11 @@ def _body(name: str) -> str:
 
 @cache
 def script_source(name: str) -> str:
-    """The full text of a script as `EVAL` runs it: the shared helpers, the scripts it
-    calls and the script, each as a function, and its call."""
+    """The full text of a script as `EVAL` runs it: its flags (a shebang line), the shared
+    helpers, the scripts it calls and the script, each as a function, and its call."""
+    shebang = "#!lua flags=allow-oom\n" if name in ALLOW_OOM else ""
     bodies = "".join(_body(called) for called in (*CALLS.get(name, ()), name))
-    return f"{_lua('_lib')}\n{bodies}return run(script_{name}, KEYS, ARGV)\n"
+    return f"{shebang}{_lua('_lib')}\n{bodies}return run(script_{name}, KEYS, ARGV)\n"
 
 
 @cache
@@ -127,6 +133,8 @@ def _library_text(library: str) -> str:
     parts = [_lua("_lib"), "\n", *(_body(name) for name in SCRIPT_NAMES)]
     for name in SCRIPT_NAMES:
         flags = ", flags = {'no-writes'}" if name in READ_ONLY else ""
+        if name in ALLOW_OOM:
+            flags = ", flags = {'allow-oom'}"
         parts.append(
             f"redis.register_function{{function_name = '{library}_{name}',"
             f" callback = function(keys, args) return run(script_{name}, keys, args) end{flags}}}\n"
@@ -141,6 +149,10 @@ class Scripting:
     sync and the asyncio runners alike, since it only records what the server answered."""
 
     functions: bool = True
+    confirmed: set[str] = field(default_factory=set)
+    """Scripts a pipeline of this client ran: its server has them. A command after a script
+    that the server lacks runs anyway, so a pipeline puts a blocking one only after a
+    confirmed script (`QueueOperations.wait`)."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +251,7 @@ def pipeline(scripting: Scripting, calls: Sequence[ScriptCall | Call]) -> Steps[
         isinstance(c, ScriptCall) and _missing(r) for c, r in zip(calls, replies, strict=True)
     ]
     if any(unknown):
+        scripting.confirmed.clear()  # the server lost them (flushed, restarted, a new node)
         for i in range(unknown.index(True), len(calls)):
             call = calls[i]
             if isinstance(call, ScriptCall):
@@ -251,4 +264,5 @@ def pipeline(scripting: Scripting, calls: Sequence[ScriptCall | Call]) -> Steps[
                 else (str(call.args[0]), [a for a in call.args[1:] if isinstance(a, str)])
             )
             raise (yield from corrupt_key_error(name, keys, reply)) or reply
+    scripting.confirmed.update(c.name for c in calls if isinstance(c, ScriptCall))
     return replies

@@ -1,7 +1,7 @@
 """The protocol without IO: every operation of the library is written once, as steps.
 
 A step function is a generator that yields what it needs from Redis (one command, a
-pipeline, a subscription, the next event) and receives the reply, or has the failure thrown
+pipeline, one command on every primary) and receives the reply, or has the failure thrown
 in at the `yield`, so it handles a Redis error where it would with a direct call. Its return
 value is the operation's result. Runners do the IO and nothing else: `blueque.execution`
 over a redis-py client, `blueque.aio` over `redis.asyncio`. Validation, key names, script
@@ -44,25 +44,20 @@ class Everywhere:
     call: Call
 
 
-@dataclass(frozen=True)
-class Subscribe:
-    """Subscribes to an event channel for the rest of the run. The reply, once the server
-    confirmed it (so nothing published after that is missed), is the subscription: an
-    opaque handle for `NextEvent`."""
-
-    channel: str
+Request = Call | Batch | Everywhere
 
 
-@dataclass(frozen=True)
-class NextEvent:
-    """The next event of a subscription (a decoded JSON object), or None when `timeout_s`
-    passes without one."""
+def routing_key(args: tuple[Any, ...]) -> str | None:
+    """The key that places a command on a Cluster node, for the commands whose keys redis-py
+    would ask the server for (COMMAND GETKEYS) on every call: a function call's first key, an
+    XREAD's first stream. None for the others."""
+    if args[0] == "FCALL":
+        return str(args[3])
+    if args[0] == "XREAD":
+        return str(args[args.index("STREAMS") + 1])
+    return None
 
-    subscription: Any
-    timeout_s: float
 
-
-Request = Call | Batch | Everywhere | Subscribe | NextEvent
 Steps = Generator[Request, Any, T]
 
 

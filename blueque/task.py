@@ -10,7 +10,7 @@ operations are the queue's (`blueque.operations`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self, cast
 
@@ -103,38 +103,6 @@ class TaskSnapshot:
             )
         return task
 
-    def finished_by(self, event: dict[str, Any]) -> Self | None:
-        """This snapshot as `finish` left it, from the event it published (its state,
-        attempt, worker, begin and end times, and the payload when small), or None when the
-        event does not carry all of that. Valid only for a snapshot read after every
-        transition but begin and finish that this task went through (`QueueOperations.wait`
-        reads the task again on any other event)."""
-        state = event.get("state")
-        field = "result" if state == TaskState.COMPLETE else "error"
-        payload = event.get(field)
-        if (
-            state not in FINISHED
-            or event.get("event") != state
-            or not isinstance(payload, str)
-            or not isinstance(event.get("attempts"), int)
-        ):
-            return None
-        try:
-            value = decode(payload, field)
-            return replace(
-                self,
-                status=TaskState(state),
-                attempts=event["attempts"],
-                worker=event.get("worker") or None,
-                pid=None,
-                started_at=from_ms(event.get("started_at")),
-                finished_at=from_ms(event.get("ts")),
-                result=value if field == "result" else None,
-                error=error_from(value) if field == "error" else self.error,
-            )
-        except (CorruptTaskError, ValueError):
-            return None  # the reading of the hash says what is wrong
-
     @classmethod
     def unreadable(cls, queue: Any, task_id: str, reason: str) -> Self:
         """A partial snapshot of a task whose hash cannot be read at all (e.g. a key of
@@ -169,8 +137,11 @@ class Task(TaskSnapshot):
     def wait(self, timeout: float | None = None, *, raise_on_failure: bool = False) -> Task:
         """Blocks until the task finishes; returns the finished snapshot.
 
-        Subscribes to the queue's event channel before reading the state, so a transition
-        that happens in between is not missed; then sleeps on the channel, not in a loop.
+        One round trip: the `await` script marks the task as waited for, and a blocking read
+        of the task's done stream returns when the transition that finishes it writes there
+        (with a copy of the task, so it is not read again). `timeout` (s) raises
+        `WaitTimeoutError`; `raise_on_failure` raises `TaskFailedError` for a task that did
+        not complete; a task deleted meanwhile raises `TaskNotFoundError`.
         """
         queue = self._q()
         return queue.run(queue.ops.wait(self.id, timeout, raise_on_failure))

@@ -28,6 +28,13 @@ class AsyncClient(ClientBase[AsyncRedisClient, AsyncQueue]):
         """The current snapshot of a task, from its id alone (the id names its queue)."""
         return await self.get_queue(queue_of_task(task_id)).get_task(task_id)
 
+    async def wait(
+        self, task_id: str, timeout: float | None = None, *, raise_on_failure: bool = False
+    ) -> AsyncTask:
+        """Waits for a task from its id alone (`Queue.wait`); returns it finished."""
+        queue = self.get_queue(queue_of_task(task_id))
+        return await queue.wait(task_id, timeout, raise_on_failure=raise_on_failure)
+
     async def queues(self) -> list[str]:
         return await self.runner.run(operations.queue_names(self.namespace))
 

@@ -8,7 +8,6 @@ shared with the sync client.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, TypeVar
 
 import redis.asyncio
@@ -18,7 +17,7 @@ import redis.asyncio.sentinel
 
 from blueque.aio.events import AsyncEventStream
 from blueque.connection import Flavor
-from blueque.steps import Call, Done, Everywhere, NextEvent, Outcome, Request, Steps, Subscribe
+from blueque.steps import Call, Done, Everywhere, Outcome, Request, Steps, routing_key
 
 T = TypeVar("T")
 
@@ -48,38 +47,18 @@ class AsyncRunner:
         self.redis = redis
 
     async def run(self, steps: Steps[T]) -> T:
-        # As `blueque.execution.Runner.run`: the scope of subscriptions is made at the first.
-        scope: list[contextlib.AsyncExitStack] = []
-        try:
+        try:  # (what `with contextlib.closing(steps)` does, without making an object)
             outcome = Outcome()
             while not isinstance(request := outcome.resume(steps), Done):
                 try:
-                    outcome = Outcome(await self.serve(request, scope))
+                    outcome = Outcome(await self.serve(request))
                 except Exception as exc:  # thrown into the steps, which decide
                     outcome = Outcome(error=exc)
-        except BaseException:
-            if not scope:
-                steps.close()
-                raise
-            async with scope[0]:
-                steps.close()
-                raise
-        if not scope:
+            return request.value
+        finally:
             steps.close()
-        else:
-            async with scope[0]:
-                steps.close()
-        return request.value
 
-    async def serve(self, request: Request, scope: list[contextlib.AsyncExitStack]) -> Any:
-        """`scope`: where this run's subscriptions are kept, made at the first one."""
-        if isinstance(request, Subscribe):
-            stream = AsyncEventStream(self.redis, request.channel)
-            if not scope:
-                scope.append(contextlib.AsyncExitStack())
-            return await scope[0].enter_async_context(stream)
-        if isinstance(request, NextEvent):
-            return await request.subscription.next(request.timeout_s)
+    async def serve(self, request: Request) -> Any:
         if isinstance(self.redis, redis.asyncio.cluster.RedisCluster):
             await self.redis.initialize()  # its map of slots and nodes, for `_route`
         if isinstance(request, Call):
@@ -93,8 +72,9 @@ class AsyncRunner:
 
     def _route(self, args: tuple[Any, ...]) -> dict[str, Any]:
         """As `blueque.execution.Runner._route`: a function call goes to its first key's node."""
-        if args[0] == "FCALL" and isinstance(self.redis, redis.asyncio.cluster.RedisCluster):
-            return {"target_nodes": self.redis.get_node_from_key(args[3])}
+        key = routing_key(args)
+        if key is not None and isinstance(self.redis, redis.asyncio.cluster.RedisCluster):
+            return {"target_nodes": self.redis.get_node_from_key(key)}
         return {}
 
     async def _everywhere(self, call: Call) -> list[Any]:

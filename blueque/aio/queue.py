@@ -42,6 +42,12 @@ class AsyncQueue(QueueFace[AsyncTask]):
     async def get_task(self, task_id: str) -> AsyncTask:
         return await self.run(self.ops.get_task(task_id))
 
+    async def wait(
+        self, task_id: str, timeout: float | None = None, *, raise_on_failure: bool = False
+    ) -> AsyncTask:
+        """`Queue.wait`: waits for a task from its id alone, without reading it first."""
+        return await self.run(self.ops.wait(task_id, timeout, raise_on_failure))
+
     async def get_tasks(self, task_ids: Iterable[str]) -> list[AsyncTask]:
         return await self.run(self.ops.get_tasks(task_ids))
 

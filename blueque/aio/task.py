@@ -22,8 +22,8 @@ class AsyncTask(TaskSnapshot):
     async def wait(
         self, timeout: float | None = None, *, raise_on_failure: bool = False
     ) -> AsyncTask:
-        """Waits until the task finishes (on the queue's events, subscribed before the task
-        is read); returns the finished snapshot."""
+        """Waits until the task finishes (one round trip: see `blueque.task.Task.wait`);
+        returns the finished snapshot."""
         queue = self._q()
         return await queue.run(queue.ops.wait(self.id, timeout, raise_on_failure))
 

@@ -238,12 +238,49 @@ local function trim_finished(index_key, retention, now)
   end
 end
 
--- Moves a task that is not in any list or set into a finished index.
+-- Waiting for a task (script await): a client that waits sets the task's `waited` field,
+-- and whatever finishes or deletes the task then writes the task's done stream, on which the
+-- client blocks (XREAD). The stream holds one entry, so every waiter reads it; it expires,
+-- so one that nobody reads (a waiter that gave up) is gone soon.
+local NOTIFY_TTL_MS = 60000
+-- The most bytes of field values a notification copies from the task hash; past it the
+-- waiter reads the hash itself.
+local NOTIFY_MAX_BYTES = 65536
+-- The states in which a task may still finish: await registers a waiter only for these.
+local UNFINISHED = {scheduled = true, pending = true, running = true}
+
+local function done_key(tk) return tk .. ':done' end
+
+-- Replaces the done stream of the task hash `tk` by one entry: `notify task` followed by
+-- every field of the hash as it is now, or `notify read` when they are too big to copy, or
+-- `notify missing` when the task does not exist.
+local function notify(tk)
+  local fields = redis.call('HGETALL', tk)
+  local entry = {'notify', 'missing'}
+  if #fields > 0 then
+    local size = 0
+    for i = 2, #fields, 2 do size = size + #fields[i] end
+    if size > NOTIFY_MAX_BYTES then
+      entry = {'notify', 'read'}
+    else
+      entry = {'notify', 'task'}
+      for i = 1, #fields do entry[i + 2] = fields[i] end
+    end
+  end
+  local done = done_key(tk)
+  redis.call('DEL', done)
+  redis.call('XADD', done, '*', unpack(entry))
+  redis.call('PEXPIRE', done, NOTIFY_TTL_MS)
+end
+
+-- Moves a task that is not in any list or set into a finished index, and wakes whoever
+-- waits for it.
 -- k: {stats, retention}
 local function finish_into(k, index_key, id, state, now, fields)
   local tk = task_key(id)
   redis.call('HSET', tk, 'state', state, 'finished_at', now, unpack(fields))
   redis.call('HDEL', tk, 'pid')
+  if redis.call('HDEL', tk, 'waited') == 1 then notify(tk) end
   redis.call('ZADD', index_key, string.format('%.3f', now_exact_ms()), id)
   redis.call('HINCRBY', k.stats, 'live', -1)
   trim_finished(index_key, k.retention, now)

@@ -3,8 +3,9 @@
 -- KEYS[5] cancelled zset  KEYS[6] stats hash  KEYS[7] events channel  KEYS[8] task hash
 -- ARGV[1] task id
 -- Returns 'deleted', 'busy' (reserved or running: cancel it first) or 'missing'.
+-- Whoever waits for the task is woken: its done stream says `notify missing`.
 local id, tk = ARGV[1], KEYS[8]
-local state = redis.call('HGET', tk, 'state')
+local state, waited = unpack(redis.call('HMGET', tk, 'state', 'waited'))
 if not state then return 'missing' end
 local err = check_stats(KEYS[6], {'live'})
 if err then return err end
@@ -20,5 +21,6 @@ else
   return 'busy'
 end
 redis.call('DEL', tk)
+if waited then notify(tk) end
 emit(KEYS[7], 'deleted', id, state)
 return 'deleted'

@@ -1,13 +1,13 @@
-"""Event subscriptions: `Task.wait` reuses its pub/sub connection instead of opening one per
-call, and a reused connection does not deliver events of an earlier subscription. The event
-of a finish carries what a waiter needs, so a wait reads its task once."""
+"""Events and waits: a reused pub/sub connection does not deliver events of an earlier
+subscription; the event of a finish carries the payload; `Task.wait` subscribes to nothing
+and is one round trip (its await and XREAD), since the task's done stream carries the
+finished task."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,10 +16,10 @@ import redis
 from blueque import Client
 from blueque.aio import AsyncClient
 from blueque.states import as_outcome
-from blueque.steps import Call
 from devtools.processes import wait_until
 from tests.support.aio import Blocking
 from tests.support.protocol import collect
+from tests.support.waiting import requests_of, shape
 
 
 def finish_now(client: Client, task_id: str) -> None:
@@ -30,26 +30,22 @@ def finish_now(client: Client, task_id: str) -> None:
     assert queue.transitions.finish("w", task_id, attempt, "complete", '"ok"') == "complete"
 
 
-def test_waits_reuse_one_pubsub_connection(redis_url: str) -> None:
+def test_waits_open_no_connection_and_subscribe_to_nothing(redis_url: str) -> None:
     client = Client(redis_url)
     probe = redis.Redis.from_url(redis_url)
     try:
         queue = client.get_queue("ev.q")
         first = queue.enqueue(0)
         finish_now(client, first)
-        client.get_task(first).wait(timeout=5)  # opens the one connection the pool keeps
+        client.get_task(first).wait(timeout=5)
         before = probe.info("stats")["total_connections_received"]
         for i in range(20):
             task_id = queue.enqueue(i)
             finish_now(client, task_id)
             assert client.get_task(task_id).wait(timeout=5).result == "ok"
         assert probe.info("stats")["total_connections_received"] == before
-        # The kept connection is unsubscribed while idle (the unsubscribe is sent as the
-        # wait ends, on the pub/sub connection: the probe may get there first by a hair):
-        # events published now are not queued on it for the next wait.
-        unsubscribed = [(queue.keys.events.encode(), 0)]
-        wait_until(lambda: probe.pubsub_shardnumsub(queue.keys.events) == unsubscribed, 5)
-        assert client.subscribers._idle, "the connection is kept"
+        assert probe.pubsub_shardnumsub(queue.keys.events) == [(queue.keys.events.encode(), 0)]
+        assert not client.subscribers._idle, "no pub/sub connection was opened"
     finally:
         probe.close()
         client.close()
@@ -70,7 +66,7 @@ def test_a_reused_connection_follows_only_its_new_channel(redis_url: str) -> Non
         client.close()
 
 
-# -- what the event of a finish carries, and a wait that reads the task once -----------------
+# -- what the event of a finish carries, and a wait that is one round trip -------------------
 
 Q = "ev.wait"
 
@@ -88,59 +84,37 @@ def bq(request: pytest.FixtureRequest, backend_url: str) -> Iterator[Any]:
         blocking.close()
 
 
-def reads_of(bq: Any, key: str, on_read: Callable[[], None]) -> list[str]:
-    """Records each HGETALL of `key` the client's runner serves, calling `on_read` after it."""
-    runner = bq.runner
-    original = runner.serve
-    reads: list[str] = []
-
-    def seen(request: Any) -> None:
-        if isinstance(request, Call) and request.args == ("HGETALL", key):
-            reads.append(key)
-            on_read()
-
-    if inspect.iscoroutinefunction(original):
-
-        async def serve_async(request: Any, scope: Any) -> Any:
-            reply = await original(request, scope)
-            seen(request)
-            return reply
-
-        runner.serve = serve_async
-    else:
-
-        def serve(request: Any, scope: Any) -> Any:
-            reply = original(request, scope)
-            seen(request)
-            return reply
-
-        runner.serve = serve
-    return reads
-
-
 @pytest.mark.parametrize(
-    ("outcome", "payload", "progress", "reads"),
+    ("outcome", "payload", "progress", "trips"),
     [
-        ("complete", '"ok"', None, 1),
-        ("failed", json.dumps({"type": "ValueError", "message": "boom"}), None, 1),
-        ("complete", json.dumps("x" * 2000), None, 2),  # too big for the event
-        ("complete", json.dumps("déjà", ensure_ascii=False), None, 2),  # not ASCII
-        ("complete", '"ok"', '"half"', 2),  # progress: read again
+        ("complete", '"ok"', None, [("await", "XREAD")]),
+        (
+            "failed",
+            json.dumps({"type": "ValueError", "message": "boom"}),
+            None,
+            [("await", "XREAD")],
+        ),
+        ("complete", json.dumps("déjà", ensure_ascii=False), None, [("await", "XREAD")]),
+        ("complete", '"ok"', '"half"', [("await", "XREAD")]),  # progress: in the copy too
+        # Too big to copy (over 64 KiB): read once.
+        ("complete", json.dumps("x" * 70_000), None, [("await", "XREAD"), ("HGETALL",)]),
     ],
 )
-def test_a_wait_reads_the_task_once_when_its_finish_event_carries_the_rest(
-    bq: Any, client: Client, outcome: str, payload: str, progress: str | None, reads: int
+def test_a_wait_is_one_round_trip_when_the_done_stream_carries_the_task(
+    bq: Any, client: Client, outcome: str, payload: str, progress: str | None, trips: Any
 ) -> None:
-    task_id = bq.get_queue(Q).enqueue("x")
+    queue = bq.get_queue(Q)
+    warm_up = queue.enqueue("first")  # the client's first wait learns that its server has await
+    finish_now(client, warm_up)
+    bq.get_task(warm_up).wait(timeout=10)
+    task_id = queue.enqueue("x")
     task = bq.get_task(task_id)
     worker = client.get_queue(Q)
-    read = threading.Event()
-    got = reads_of(bq, worker.keys.task(task_id), read.set)
+    got = requests_of(bq)
 
-    def work() -> None:  # once the waiter has read the task
-        assert read.wait(10)
+    def work() -> None:  # once the waiter is registered (its XREAD follows in its pipeline)
+        wait_until(lambda: client.redis.hget(worker.keys.task(task_id), "waited") == "1", 10)
         t = worker.transitions
-        t.heartbeat("w", 60_000, {})
         begun = t.claim_and_begin("w", 4242, 1.0)
         if progress is not None:
             assert t.set_progress("w", task_id, begun.attempt, progress)
@@ -152,12 +126,26 @@ def test_a_wait_reads_the_task_once_when_its_finish_event_carries_the_rest(
         done = task.wait(timeout=10)
     finally:
         thread.join()
-    assert len(got) == reads
+    assert [shape(r) for r in got] == trips
+    first = got[0].calls
+    assert first[1].args[:2] == ("XREAD", "BLOCK")  # blocked: woken by the finish
     fresh = bq.get_task(task_id)
     assert getattr(done, "wrapped", done) == getattr(fresh, "wrapped", fresh)  # as the hash has it
     assert (done.status, done.attempts, done.worker, done.pid) == (outcome, 1, "w", None)
     assert done.started_at is not None and done.finished_at is not None
     assert done.progress == (None if progress is None else json.loads(progress))
+    assert done.parameters == "x"
+
+
+def test_a_wait_for_a_finished_task_is_one_round_trip(bq: Any, client: Client) -> None:
+    queue = bq.get_queue(Q)
+    first, second = queue.enqueue_many(["a", "b"])
+    for task_id in (first, second):
+        finish_now(client, task_id)
+    got = requests_of(bq)
+    assert bq.get_task(first).wait(timeout=5).result == "ok"  # the client's first wait
+    assert bq.get_task(second).wait(timeout=5).result == "ok"
+    assert [shape(r) for r in got] == [("HGETALL",), ("await", "XREAD")] * 2
 
 
 def test_the_event_of_a_finish_carries_the_payload_and_what_begin_wrote(client: Client) -> None:

@@ -94,6 +94,7 @@ class TaskModel:
     cancel: bool = False
     progress: str | None = None
     due: bool = False  # scheduled, and its score rewritten to the past
+    waited: bool = False  # a client waits for it (await set `waited`)
 
 
 @dataclass
@@ -136,6 +137,8 @@ class ProtocolModel(RuleBasedStateMachine):
         self.keep_finished = 10000
         self.seen_attempts: dict[str, int] = {}
         self.released: str | None = None  # the task a release just gave back
+        # The done streams there must be: task id -> (kind, state the entry copies).
+        self.done: dict[str, tuple[str, str | None]] = {}
         SEEN["examples"] += 1
 
     # -- the model's transitions ---------------------------------------------------------------
@@ -146,6 +149,10 @@ class ProtocolModel(RuleBasedStateMachine):
     def _finish_into(self, task_id: str, state: str) -> None:
         task = self.tasks[task_id]
         task.state, task.pid = state, None
+        if task.waited:  # its waiters are woken, before retention may delete it
+            task.waited = False
+            self.done[task_id] = ("task", state)
+            SEEN["notify:" + state] += 1
         self.finished[state].append(task_id)
         self._add("live", -1)
         while len(self.finished[state]) > self.keep_finished:  # retention: oldest first
@@ -402,9 +409,9 @@ class ProtocolModel(RuleBasedStateMachine):
         return data.draw(st.sampled_from([*sorted(self.tasks), *gone]))
 
     @precondition(lambda self: self.tasks)
-    @rule(data=st.data(), action=st.sampled_from(["cancel", "retry", "delete"]))
+    @rule(data=st.data(), action=st.sampled_from(["cancel", "retry", "delete", "wait"]))
     def person(self, data: st.DataObject, action: str) -> None:
-        """Someone cancels, retries or deletes a task (mostly one that exists)."""
+        """Someone cancels, retries, deletes or waits for a task (mostly one that exists)."""
         getattr(self, action)(data)
 
     def cancel(self, data: st.DataObject) -> None:
@@ -438,6 +445,7 @@ class ProtocolModel(RuleBasedStateMachine):
             self.finished[task.state].remove(task_id)
             task.state, task.losses, task.retries, task.cancel = "pending", 0, 0, False
             self.pending.append(task_id)
+            self.done.pop(task_id, None)
             self._add("live")
             self._add("retried")
             expected = "requeued"
@@ -461,9 +469,34 @@ class ProtocolModel(RuleBasedStateMachine):
         else:
             expected = "busy"
         if expected == "deleted":
+            if self.tasks[task_id].waited:
+                self.done[task_id] = ("missing", None)
+                SEEN["notify:deleted"] += 1
             del self.tasks[task_id]
         assert self.t.delete(task_id) == expected
         SEEN["delete:" + expected] += 1
+
+    def wait(self, data: st.DataObject) -> None:
+        """A client waits for a task (mostly one that exists)."""
+        self._await(self._any_id(data))
+
+    def _await(self, task_id: str) -> None:
+        """A client's await (with an XREAD that does not block): a task that may still
+        finish is marked waited for, any other has its done stream written at once."""
+        task = self.tasks.get(task_id)
+        if task is not None and task.state in ("scheduled", "pending", "running"):
+            task.waited = True
+            self.done.pop(task_id, None)
+            expected: tuple[str, str | None] | None = None
+            SEEN["await:registered"] += 1
+        else:
+            expected = ("missing", None) if task is None else ("task", task.state)
+            self.done[task_id] = expected
+            SEEN["await:" + expected[0]] += 1
+        state, entry = self.t.await_task(task_id, None)
+        assert state == ("" if task is None else task.state)
+        got = None if entry is None else (entry["notify"], entry.get("state"))
+        assert got == expected, (got, expected)
 
     # -- workers ---------------------------------------------------------------------------------
 
@@ -549,12 +582,26 @@ class ProtocolModel(RuleBasedStateMachine):
             w.job = job  # the process still runs it; its finish will be stale
 
     @precondition(lambda self: self._running_processes())
-    @rule(data=st.data(), outcome=st.sampled_from(FINISHED), then_claim=st.booleans())
-    def finish(self, data: st.DataObject, outcome: str, then_claim: bool) -> None:
+    @rule(
+        data=st.data(),
+        outcome=st.sampled_from(FINISHED),
+        then_claim=st.booleans(),
+        waited=st.booleans(),
+    )
+    def finish(self, data: st.DataObject, outcome: str, then_claim: bool, waited: bool) -> None:
+        """A worker finishes its task (with `then_claim`, and claims the next one in the
+        same call); with `waited`, a client waits for the task before and after."""
+        wid = data.draw(st.sampled_from(self._running_processes()))
+        job = self.workers[wid].job
+        assert job is not None
+        if waited:
+            self._await(job[0])
         if then_claim and self.pending:
-            self.finish_claim_begin(data, outcome)
-            return
-        self.finish_as(data.draw(st.sampled_from(self._running_processes())), outcome)
+            self.finish_claim_begin(wid, outcome)
+        else:
+            self.finish_as(wid, outcome)
+        if waited:
+            self._await(job[0])
 
     def finish_as(self, wid: str, outcome: str) -> None:
         w = self.workers[wid]
@@ -565,10 +612,9 @@ class ProtocolModel(RuleBasedStateMachine):
         assert self.t.finish(wid, task_id, attempt, as_outcome(outcome), payload) == expected
         w.job, w.last_finish = None, (task_id, attempt, outcome)
 
-    def finish_claim_begin(self, data: st.DataObject, outcome: str) -> None:
+    def finish_claim_begin(self, wid: str, outcome: str) -> None:
         """finish, then the claim and begin of the head of pending, in one script (`cycle`),
         as the worker sends them; nothing is claimed while the worker's list is not empty."""
-        wid = data.draw(st.sampled_from(self._running_processes()))
         w = self.workers[wid]
         assert w.job is not None
         task_id, attempt = w.job
@@ -782,9 +828,14 @@ class ProtocolModel(RuleBasedStateMachine):
             pipe.lrange(k.worker_tasks(wid), 0, -1)
             pipe.hgetall(k.worker(wid))
             pipe.exists(k.worker_alive(wid))
-        hashes = sorted(key for key in found if key.startswith(k.prefix + "task:"))
+        tasks = sorted(key for key in found if key.startswith(k.prefix + "task:"))
+        hashes = [key for key in tasks if not key.endswith(":done")]
+        dones = [key for key in tasks if key.endswith(":done")]
         for key in hashes:
             pipe.hgetall(key)
+        for key in dones:
+            pipe.xrange(key)
+            pipe.pttl(key)
         replies: Iterator[Any] = iter(pipe.execute())
         snap = Snapshot(
             keys=found,
@@ -801,6 +852,12 @@ class ProtocolModel(RuleBasedStateMachine):
             snap.alive[wid] = bool(next(replies))
         for key in hashes:
             snap.tasks[key.removeprefix(k.prefix + "task:")] = next(replies)
+        for key in dones:
+            entries, ttl_ms = next(replies), next(replies)
+            snap.done[key.removeprefix(k.prefix + "task:").removesuffix(":done")] = (
+                [fields for _, fields in entries],
+                ttl_ms,
+            )
         return snap
 
     @invariant()
@@ -813,6 +870,7 @@ class ProtocolModel(RuleBasedStateMachine):
     def _check_model(self, snap: Snapshot) -> None:
         k = self.keys
         expected_keys = {k.stats, k.config} | {k.task(i) for i in self.tasks}
+        expected_keys |= {k.task_done(i) for i in self.done}
         for key, present in [
             (k.pending, self.pending),
             (k.scheduled, self.scheduled),
@@ -857,6 +915,7 @@ class ProtocolModel(RuleBasedStateMachine):
                 h.get("cancel_requested") == "1",
                 h.get("progress"),
                 "result" in h,
+                h.get("waited"),
             )
             want = (
                 task.state,
@@ -868,8 +927,12 @@ class ProtocolModel(RuleBasedStateMachine):
                 task.cancel,
                 task.progress,
                 task.state == "complete",
+                "1" if task.waited else None,
             )
             assert got == want, task_id
+        for task_id, notice in self.done.items():
+            entries, _ = snap.done[task_id]
+            assert [(e["notify"], e.get("state")) for e in entries] == [notice], task_id
 
     def _check_invariants(self, snap: Snapshot) -> None:
         """PROTOCOL.md's invariants, from the scan alone."""
@@ -913,7 +976,18 @@ class ProtocolModel(RuleBasedStateMachine):
             self.seen_attempts[task_id] = attempts
             assert int(h.get("losses", 0)) <= self.max_attempts
             assert int(h.get("retries", 0)) <= self.retry_max
+            # 8. Only a task that may still finish is waited for.
+            assert "waited" not in h or state not in FINISHED, task_id
         self.released = None
+        # 8. A done stream expires, holds one entry, and tells of a finished or gone task:
+        # when the task is there, the entry copies its hash as it is.
+        for task_id, (entries, ttl_ms) in snap.done.items():
+            assert 0 < ttl_ms <= 60_000, task_id
+            [entry] = entries
+            copied = snap.tasks.get(task_id)
+            assert copied is None or copied["state"] in FINISHED, task_id
+            if copied is not None and entry["notify"] == "task":
+                assert {f: v for f, v in entry.items() if f != "notify"} == copied, task_id
         for wid in WORKERS:
             assert len(snap.lists[wid]) <= 1
             # 4. A list of an unregistered worker holds only a claim not yet begun.
@@ -939,6 +1013,7 @@ class Snapshot:
     worker_hashes: dict[str, dict[str, str]] = field(default_factory=dict)
     alive: dict[str, bool] = field(default_factory=dict)
     tasks: dict[str, dict[str, str]] = field(default_factory=dict)
+    done: dict[str, tuple[list[dict[str, str]], int]] = field(default_factory=dict)
 
 
 # The cases a CI run must reach, or the model has stopped testing what matters (the rarer
@@ -964,6 +1039,13 @@ MUST_REACH = {
     "delete:deleted",
     "promoted",
     "retention",
+    "await:registered",
+    "await:task",
+    "await:missing",
+    "notify:complete",
+    "notify:failed",
+    "notify:cancelled",
+    "notify:deleted",
 }
 
 

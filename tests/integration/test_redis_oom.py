@@ -14,6 +14,7 @@ import redis
 from blueque import Client, Queue
 from devtools.processes import Process, wait_until
 from devtools.redis_servers import RedisServer
+from tests.support.waiting import Waiter, blocked_readers, blocking_reads
 from tests.support.workers import WorkerSpawner
 
 Q = "oom.q"
@@ -104,3 +105,23 @@ def test_a_busy_worker_keeps_its_task_through_out_of_memory_and_records_it_after
     assert (task.status, task.result, task.attempts) == ("complete", "kept", 1), worker.output()
     assert worker.poll() is None
     assert queue.stats().totals["requeued"] == 0
+
+
+def test_a_wait_works_while_redis_refuses_writes(queue: Queue, oom_server: RedisServer) -> None:
+    """The await writes a field and a short entry: it may (allow-oom), so a wait works as
+    reads do, and the finish that memory lets through wakes it."""
+    t = queue.transitions
+    t.heartbeat("w", 60_000, {})
+    task_id = queue.enqueue("x")
+    begun = t.claim_and_begin("w", 4242, 1.0)
+    out_of_memory(queue)
+    waiter = Waiter(oom_server.url, task_id, timeout=30)
+    waiter.start()
+    done = queue.keys.task_done(task_id)
+    wait_until(lambda: blocked_readers(queue.client, done) == 1, 10, what="the wait to block")
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        t.finish("w", task_id, begun.attempt, "complete", '"after"')
+    memory_back(queue)
+    assert t.finish("w", task_id, begun.attempt, "complete", '"after"') == "complete"
+    assert waiter.outcome().result == "after"
+    assert blocking_reads(waiter.requests) == 1

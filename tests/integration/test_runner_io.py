@@ -6,12 +6,7 @@ from __future__ import annotations
 import os
 import threading
 
-import pytest
-
 from blueque import Client
-from blueque.events import SubscriberPool
-from blueque.execution import Runner
-from blueque.steps import Steps, Subscribe
 
 
 def local_port(client: Client) -> int:
@@ -62,29 +57,3 @@ def test_a_forked_child_uses_a_connection_of_its_own(client_standalone: Client) 
     assert child_port not in (0, parent_port)
     assert local_port(client_standalone) == parent_port  # the parent's is untouched
     assert [t.parameters for t in queue.tasks("pending")] == ["parent", "child"]
-
-
-def test_a_run_gives_back_its_subscription_and_a_failed_run_closes_it(
-    client_standalone: Client,
-) -> None:
-    """What the runner's scope does: the steps are closed first, then their subscriptions,
-    which are kept for the next wait after a success and closed after a failure (a stream
-    that failed may be broken)."""
-    pool = SubscriberPool(client_standalone.redis, keep=4)
-    runner = Runner(client_standalone.redis, pool)
-    closed: list[bool] = []
-
-    def steps(fail: bool) -> Steps[str]:
-        try:
-            yield Subscribe("blueque:{io.sub}:events")
-            if fail:
-                raise ValueError("boom")
-            return "done"
-        finally:
-            closed.append(True)
-
-    assert runner.run(steps(fail=False)) == "done"
-    assert len(pool._idle) == 1 and closed == [True]
-    with pytest.raises(ValueError, match="boom"):
-        runner.run(steps(fail=True))  # takes the kept connection, and fails with it
-    assert pool._idle == [] and closed == [True, True]

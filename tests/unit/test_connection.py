@@ -8,9 +8,11 @@ import pytest
 import redis
 
 from blueque import Client, ConfigError
+from blueque.aio.io import ASYNC
 from blueque.connection import (
     SOCKET_TIMEOUT_S,
     RedisClient,
+    block_limit_s,
     check_claim_timeout,
     connect,
     redact,
@@ -143,3 +145,22 @@ def test_the_socket_timeout_bounds_the_claim_timeout() -> None:
             check_claim_timeout(short, 1.5)
     finally:
         short.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "limit_s"),
+    [
+        ("redis://h/0", SOCKET_TIMEOUT_S - 1),
+        ("redis://h/0?socket_timeout=2", 1.0),
+    ],
+)
+def test_a_waits_blocking_read_ends_within_the_socket_timeout(url: str, limit_s: float) -> None:
+    client = connect(url)
+    try:
+        assert block_limit_s(client) == limit_s
+    finally:
+        client.close()
+    assert block_limit_s(redis.Redis(socket_timeout=None)) is None  # no timeout: no limit
+    # An asyncio cluster client (which connects only when first used): its nodes' timeout.
+    cluster = connect("redis+cluster://h:7000?socket_timeout=3", flavor=ASYNC)
+    assert block_limit_s(cluster) == 2.0

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import redis
 from redis.connection import Connection as _Connection
 from redis.exceptions import DataError
 
 from blueque import execution
-from blueque.steps import Call
+from blueque.steps import Call, Steps
 
 Connection: Any = _Connection  # (untyped in redis-py)
 
@@ -43,3 +44,29 @@ def test_another_encoding_is_packed_by_redis_py(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(execution, "_hiredis_pack", lambda args: pytest.fail("hiredis used"))
     text = [Call(("SET", "k", "caf\u00e9"))]
     assert b"".join(execution._pack(conn, text)) == redis_py(conn, text)
+
+
+class _Stop(BaseException):
+    """Not an Exception: the runner does not throw it into the steps, it leaves the run."""
+
+
+def test_a_run_closes_the_steps_it_leaves_suspended() -> None:
+    runner = execution.Runner(redis.Redis())  # (never connects: serve is replaced)
+
+    def serve(request: Any) -> Any:
+        raise _Stop
+
+    runner.serve = serve  # type: ignore[method-assign]
+    closed: list[bool] = []
+
+    def steps() -> Steps[None]:
+        try:
+            yield Call(("PING",))
+        finally:
+            closed.append(True)
+
+    try:
+        runner.run(steps())
+    except _Stop as exc:
+        caught = exc  # its traceback keeps the steps alive: only an explicit close ends them
+    assert caught is not None and closed == [True]

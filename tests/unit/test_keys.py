@@ -138,6 +138,7 @@ def test_key_types_follow_the_layout() -> None:
         k.config: "hash",
         k.workers: "set",
         k.task("q:" + "0" * 32): "hash",
+        k.task_done("q:" + "0" * 32): "stream",
         k.worker("tasks"): "hash",  # a worker named like a suffix
         k.worker_tasks("w"): "list",
         k.worker_alive("w"): "string",

@@ -10,6 +10,7 @@ from redis.exceptions import ResponseError
 from blueque import Client
 from blueque.corruption import is_data_error
 from blueque.scripts import (
+    ALLOW_OOM,
     READ_ONLY,
     SCRIPT_NAMES,
     function_name,
@@ -28,6 +29,9 @@ def test_the_library_registers_every_script_under_its_versioned_name() -> None:
         assert text.count(registration) == 1
         line = next(line for line in text.splitlines() if registration in line)
         assert ("'no-writes'" in line) == (name in READ_ONLY)
+        assert ("'allow-oom'" in line) == (name in ALLOW_OOM)
+        # As a script, the same flag in a shebang line.
+        assert script_source(name).startswith("#!lua flags=allow-oom\n") == (name in ALLOW_OOM)
         # The same body as the script EVAL sends.
         assert f"local function script_{name}(KEYS, ARGV)" in script_source(name)
     assert function_name("begin") == f"{library_name()}_begin"
