@@ -278,11 +278,11 @@ end
 -- k: {stats, retention}
 local function finish_into(k, index_key, id, state, now, fields)
   local tk = task_key(id)
-  redis.call('HSET', tk, 'state', state, 'finished_at', now, unpack(fields))
+  redis.call('HSET', tk, 'state', state, 'finished_at', ms_text(now), unpack(fields))
   redis.call('HDEL', tk, 'pid')
   if redis.call('HDEL', tk, 'waited') == 1 then notify(tk) end
   redis.call('ZADD', index_key, string.format('%.3f', now_exact_ms()), id)
-  redis.call('HINCRBY', k.stats, 'live', -1)
+  redis.call('HINCRBY', k.stats, 'live', '-1')
   trim_finished(index_key, k.retention, now)
 end
 
@@ -321,12 +321,12 @@ local function requeue_worker(k, wid, reason, held, exiting)
     local id, tk = t.id, task_key(t.id)
     if t.cancel and (t.state == 'running' or t.state == 'pending') then
       -- Whoever asked for the cancel gets it: the task does not run again.
-      if t.state == 'running' then redis.call('HINCRBY', k.stats, 'running', -1) end
+      if t.state == 'running' then redis.call('HINCRBY', k.stats, 'running', '-1') end
       finish_into(k, k.cancelled, id, 'cancelled', now, {})
-      redis.call('HINCRBY', k.stats, 'cancelled', 1)
+      redis.call('HINCRBY', k.stats, 'cancelled', '1')
       emit(k.events, 'cancelled', id, 'cancelled', wid)
     elseif t.state == 'running' then
-      redis.call('HINCRBY', k.stats, 'running', -1)
+      redis.call('HINCRBY', k.stats, 'running', '-1')
       local losses = t.losses + 1
       local lost = reason .. ' (worker ' .. wid .. '; lost ' .. losses .. ' of max_attempts ' ..
         max_attempts .. ')'
@@ -334,7 +334,7 @@ local function requeue_worker(k, wid, reason, held, exiting)
         redis.call('HSET', tk, 'losses', losses)
         finish_into(k, k.failed, id, 'failed', now,
           {'error', cjson.encode({type = 'WorkerLost', message = lost})})
-        redis.call('HINCRBY', k.stats, 'failed', 1)
+        redis.call('HINCRBY', k.stats, 'failed', '1')
         emit(k.events, 'failed', id, 'failed', wid)
         failed = failed + 1
       else
@@ -342,13 +342,13 @@ local function requeue_worker(k, wid, reason, held, exiting)
           'last_error', cjson.encode({type = 'WorkerLost', message = lost}))
         redis.call('HDEL', tk, 'pid')
         redis.call('LPUSH', k.pending, id)
-        redis.call('HINCRBY', k.stats, 'requeued', 1)
+        redis.call('HINCRBY', k.stats, 'requeued', '1')
         emit(k.events, 'requeued', id, 'pending', wid)
         requeued = requeued + 1
       end
     elseif t.state == 'pending' then
       redis.call('LPUSH', k.pending, id)
-      redis.call('HINCRBY', k.stats, 'requeued', 1)
+      redis.call('HINCRBY', k.stats, 'requeued', '1')
       emit(k.events, 'requeued', id, 'pending', wid)
       requeued = requeued + 1
     end

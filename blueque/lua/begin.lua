@@ -36,7 +36,7 @@ local err = check_stats(stats, {'stale', 'dropped', 'live', 'cancelled', 'refuse
 if err then return err end
 if named and not redis.call('LPOS', tasks, id) then
   local state = redis.call('HGET', tk, 'state')
-  redis.call('HINCRBY', stats, 'stale', 1)
+  redis.call('HINCRBY', stats, 'stale', '1')
   emit(events, 'stale', id, state or nil, wid)
   return {'gone', id}
 end
@@ -54,7 +54,7 @@ if state ~= 'pending' then
   -- Only a waiting task can begin: this id is running elsewhere or finished, so this list
   -- held a copy (a repeated id, a second worker under one id). Its real place is untouched.
   redis.call('LREM', tasks, 1, id)
-  redis.call('HINCRBY', stats, 'dropped', 1)
+  redis.call('HINCRBY', stats, 'dropped', '1')
   emit(events, 'dropped', id, state, wid)
   return {'dropped', id}
 end
@@ -65,7 +65,7 @@ if cancel == '1' then
   if bad_config then return bad_config end
   redis.call('LREM', tasks, 1, id)
   finish_into({stats = stats, retention = retention}, cancelled, id, 'cancelled', now, {})
-  redis.call('HINCRBY', stats, 'cancelled', 1)
+  redis.call('HINCRBY', stats, 'cancelled', '1')
   emit(events, 'cancelled', id, 'cancelled', wid)
   return {'cancelled', id}
 end
@@ -78,7 +78,7 @@ end
 if refusal then
   redis.call('LREM', tasks, 1, id)
   redis.call('LPUSH', pending, id)
-  redis.call('HINCRBY', stats, 'refused', 1)
+  redis.call('HINCRBY', stats, 'refused', '1')
   emit(events, 'refused', id, 'pending', wid)
   return {refusal, id}
 end
@@ -86,9 +86,9 @@ local before, bad_attempts = task_int(tk, 'attempts', attempts)
 if bad_attempts then return bad_attempts end
 local attempt = before + 1
 redis.call('HSET', tk, 'attempts', int_text(attempt), 'state', 'running', 'worker', wid,
-  'pid', pid, 'started_at', now)
-redis.call('HSET', worker, 'task', id, 'task_started_at', now)
-redis.call('HINCRBY', stats, 'running', 1)
-redis.call('HINCRBY', stats, 'started', 1)
+  'pid', pid, 'started_at', now_text())
+redis.call('HSET', worker, 'task', id, 'task_started_at', now_text())
+redis.call('HINCRBY', stats, 'running', '1')
+redis.call('HINCRBY', stats, 'started', '1')
 emit(events, 'started', id, 'running', wid)
 return {'ok', attempt, params, id}

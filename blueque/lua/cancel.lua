@@ -33,6 +33,6 @@ if removed == 0 then
   return {'requested', state}
 end
 finish_into({stats = stats, retention = retention}, cancelled, id, 'cancelled', now_ms(), {})
-redis.call('HINCRBY', stats, 'cancelled', 1)
+redis.call('HINCRBY', stats, 'cancelled', '1')
 emit(events, 'cancelled', id, 'cancelled')
 return {'cancelled', 'cancelled'}

@@ -14,9 +14,9 @@ if finished[state] then
   redis.call('ZREM', finished[state], id)
 elseif state == 'scheduled' then
   redis.call('ZREM', KEYS[2], id)
-  redis.call('HINCRBY', KEYS[6], 'live', -1)
+  redis.call('HINCRBY', KEYS[6], 'live', '-1')
 elseif state == 'pending' and redis.call('LREM', KEYS[1], 1, id) == 1 then
-  redis.call('HINCRBY', KEYS[6], 'live', -1)
+  redis.call('HINCRBY', KEYS[6], 'live', '-1')
 else
   return 'busy'
 end

@@ -39,7 +39,7 @@ if outcome == 'failed' and state == 'scheduled' and holder == wid and attempts =
 end
 if state ~= 'running' or attempts ~= attempt or holder ~= wid or
     not redis.call('LPOS', tasks, id) then
-  redis.call('HINCRBY', stats, 'stale', 1)
+  redis.call('HINCRBY', stats, 'stale', '1')
   emit(events, 'stale', id, state, wid)
   return 'stale'
 end
@@ -64,14 +64,14 @@ end
 
 redis.call('LREM', tasks, 1, id)
 redis.call('HSET', worker, 'task', '', 'task_started_at', '')
-redis.call('HINCRBY', stats, 'running', -1)
+redis.call('HINCRBY', stats, 'running', '-1')
 
 if retry_at then
   redis.call('HSET', tk, 'state', 'scheduled', 'last_error', payload,
     'retries', retries_used + 1, 'due_at', ms_text(retry_at))
   redis.call('HDEL', tk, 'pid')
   redis.call('ZADD', scheduled, ms_text(retry_at), id)
-  redis.call('HINCRBY', stats, 'retried', 1)
+  redis.call('HINCRBY', stats, 'retried', '1')
   emit(events, 'retry_scheduled', id, 'scheduled', wid)
   return 'scheduled'
 end
@@ -80,6 +80,6 @@ local field = 'error'
 if outcome == 'complete' then field = 'result' end
 finish_into({stats = stats, retention = settings}, indexes[outcome], id, outcome, now,
   {field, payload})
-redis.call('HINCRBY', stats, TOTALS[outcome], 1)
+redis.call('HINCRBY', stats, TOTALS[outcome], '1')
 emit_finished(events, id, outcome, wid, attempts, started_at, field, payload)
 return outcome

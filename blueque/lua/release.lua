@@ -27,17 +27,17 @@ if bad_config then return bad_config end
 
 redis.call('LREM', tasks, 1, id)
 redis.call('HSET', worker, 'task', '', 'task_started_at', '')
-redis.call('HINCRBY', stats, 'running', -1)
-redis.call('HINCRBY', tk, 'attempts', -1)
+redis.call('HINCRBY', stats, 'running', '-1')
+redis.call('HINCRBY', tk, 'attempts', '-1')
 if cancel == '1' then
   finish_into({stats = stats, retention = retention}, cancelled, id, 'cancelled', now_ms(), {})
-  redis.call('HINCRBY', stats, 'cancelled', 1)
+  redis.call('HINCRBY', stats, 'cancelled', '1')
   emit(events, 'cancelled', id, 'cancelled', wid)
   return 'cancelled'
 end
 redis.call('HSET', tk, 'state', 'pending')
 redis.call('HDEL', tk, 'pid')
 redis.call('LPUSH', pending, id)
-redis.call('HINCRBY', stats, 'released', 1)
+redis.call('HINCRBY', stats, 'released', '1')
 emit(events, 'released', id, 'pending', wid)
 return 'released'

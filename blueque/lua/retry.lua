@@ -24,7 +24,7 @@ redis.call('HSET', tk, 'state', 'pending', 'queued_at', now_ms(), 'losses', 0, '
 redis.call('HDEL', tk, 'cancel_requested', 'finished_at', 'result', 'error', 'pid')
 redis.call('DEL', done_key(tk))  -- a waiter must not read the earlier finish
 redis.call('RPUSH', pending, id)
-redis.call('HINCRBY', stats, 'live', 1)
-redis.call('HINCRBY', stats, 'retried', 1)
+redis.call('HINCRBY', stats, 'live', '1')
+redis.call('HINCRBY', stats, 'retried', '1')
 emit(events, 'retried', id, 'pending')
 return 'requeued'
