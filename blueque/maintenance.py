@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ import redis.exceptions
 
 from blueque.connection import REDIS_DOWN
 from blueque.errors import BluequeError, CorruptKeyError, InvalidNameError
+from blueque.keys import validate_queue_name
 from blueque.queue import Queue
 from blueque.reaping import ReapGuard
 from blueque.records import QueueStats, WorkerInfo
@@ -109,14 +110,17 @@ class QueueSnapshot:
 
 
 def queue_names(client: Client, names: Sequence[str] = ()) -> list[str]:
-    """`names`, or every registered queue. The registry is not validated by Redis: a stray
-    entry that is no valid queue name is left out (and logged), not fatal."""
-    if names:
-        return list(names)
+    """`names`, or every registered queue with a valid name (`valid_names`)."""
+    return list(names) if names else valid_names(client.queues())
+
+
+def valid_names(registered: Iterable[str]) -> list[str]:
+    """The registered queue names that are valid ones. The registry is not validated by
+    Redis: a stray entry that is no valid queue name is left out (and logged), not fatal."""
     valid = []
-    for name in client.queues():
+    for name in registered:
         try:
-            client.get_queue(name)
+            validate_queue_name(name)
         except InvalidNameError as exc:
             log.info("skipping %s", exc)
             continue

@@ -201,9 +201,9 @@ class Worker:
         a stop came first). Claim and begin go out in one round trip where they can (not on
         a Cluster, whose pipelines are not one round trip, and not when this worker's own
         list must be looked at first)."""
-        if self._early is not None:
+        if self._early is not None:  # (never 'empty': record keeps only a claim that came)
             begun, self._early = self._early, None
-            return None if begun.status == "empty" else begun
+            return begun
         if self._check_own_list or self._cluster:
             task_id = self._claim()
             if task_id is None or self.stopping:

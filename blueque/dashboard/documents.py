@@ -11,20 +11,17 @@ steps), a round trip per queue for counts, two more for workers.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 from blueque.aio import AsyncClient, AsyncQueue, AsyncTask
 from blueque.cli.output import task_dict, worker_dict
 from blueque.cli.queues import snapshot_dict
-from blueque.errors import CorruptKeyError, InvalidNameError
-from blueque.maintenance import QueueSnapshot, WorkerRow
+from blueque.errors import CorruptKeyError
+from blueque.maintenance import QueueSnapshot, WorkerRow, valid_names
 from blueque.records import QueueStats
 from blueque.states import TaskState
 from blueque.steps import Call, batch
-
-log = logging.getLogger("blueque.dashboard")
 
 FINISHED = (TaskState.COMPLETE, TaskState.FAILED, TaskState.CANCELLED)
 CUT = "… (cut: {size} characters in all)"
@@ -69,17 +66,7 @@ def worker_doc(row: WorkerRow, limit: int) -> dict[str, Any]:
 async def queue_names(client: AsyncClient, names: Sequence[str] = ()) -> list[str]:
     """`names`, or every registered queue that has a valid name (a stray registry entry is
     skipped, as `blueque info` does)."""
-    if names:
-        return list(names)
-    valid = []
-    for name in await client.queues():
-        try:
-            client.get_queue(name)
-        except InvalidNameError as exc:
-            log.info("skipping %s", exc)
-            continue
-        valid.append(name)
-    return valid
+    return list(names) if names else valid_names(await client.queues())
 
 
 async def worker_rows(queue: AsyncQueue) -> tuple[WorkerRow, ...]:
