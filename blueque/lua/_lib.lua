@@ -33,7 +33,10 @@ local LOWEST = {max_attempts = 1, keep_finished = 1, finished_ttl_s = 1, retry_m
 local WHOLE = {max_attempts = true, keep_finished = true, finished_ttl_s = true,
   retry_max = true}
 local RETENTION = {'finished_ttl_s', 'keep_finished'}
+local RETRY_SETTINGS = {'finished_ttl_s', 'keep_finished', 'retry_max', 'retry_delay_s',
+  'retry_backoff'}
 local TRIM_BATCH = 100     -- bounds the work one script spends on retention
+local TRIM_BATCH_TEXT = '100'
 -- Latest time a script writes (9999-12-31T23:59:59.999Z): every due time is capped here, so
 -- it stays a whole number of ms that any client can turn into a date.
 local MAX_TIME_MS = 253402300799999
@@ -59,6 +62,11 @@ local function finite(v)
 end
 
 local function whole(v)
+  -- The common case first, for a fraction of finite()'s cost: the digits of a positive
+  -- number below 2^53, as every client writes times, counts and attempts.
+  if type(v) == 'string' and #v < 16 and string.find(v, '^[1-9]%d*$') then
+    return tonumber(v)
+  end
   local n = finite(v)
   if n and n == math.floor(n) and math.abs(n) < 2^53 then return n end
   return nil
@@ -120,6 +128,8 @@ local ENQUEUE_COUNTERS = {'enqueued', 'live'}
 local FINISH_COUNTERS = {'running', 'live', 'completed', 'failed', 'cancelled', 'retried',
   'stale'}
 local REQUEUE_COUNTERS = {'running', 'live', 'failed', 'cancelled', 'requeued'}
+-- The total each finished state counts.
+local FINISHED_TOTALS = {complete = 'completed', failed = 'failed', cancelled = 'cancelled'}
 
 -- A numeric field of a task hash: its value (0 when absent), or nil and an error reply.
 local function task_int(tk, field, v)
@@ -130,33 +140,37 @@ local function task_int(tk, field, v)
 end
 
 -- The server clock, read once per call: one time for every field a transition writes.
--- Reset by `run` before each call.
-local NOW_MS, NOW_EXACT_MS, NOW_TEXT
+-- Reset by `run` before each call. Its texts are cut from TIME's seconds and microseconds
+-- rather than formatted from numbers (Redis 7.0 would format a number argument with
+-- printf's %.17g, which costs more than the command; string.format less, but still more).
+local NOW_MS, NOW_TEXT, NOW_EXACT_TEXT
 local function read_clock()
   local t = redis.call('TIME')
-  NOW_EXACT_MS = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-  NOW_MS = math.floor(NOW_EXACT_MS)
+  local us = t[2]
+  if #us < 6 then us = string.rep('0', 6 - #us) .. us end
+  NOW_TEXT = t[1] .. string.sub(us, 1, 3)
+  NOW_EXACT_TEXT = NOW_TEXT .. '.' .. string.sub(us, 4)
+  NOW_MS = tonumber(NOW_TEXT)
 end
 local function now_ms()
   if not NOW_MS then read_clock() end
   return NOW_MS
 end
--- Milliseconds with a microsecond fraction: scores of the finished indexes, so that tasks
--- finished within one millisecond still sort by when they finished.
-local function now_exact_ms()
-  if not NOW_EXACT_MS then read_clock() end
-  return NOW_EXACT_MS
+-- now_ms() as text.
+local function now_text()
+  if not NOW_TEXT then read_clock() end
+  return NOW_TEXT
+end
+-- Milliseconds with a microsecond fraction, as text: scores of the finished indexes, so that
+-- tasks finished within one millisecond still sort by when they finished.
+local function now_exact_text()
+  if not NOW_EXACT_TEXT then read_clock() end
+  return NOW_EXACT_TEXT
 end
 -- A whole number (a time, a count) as the integer text every client reads (Lua would write
 -- 1e+15 for large numbers).
 local function int_text(n) return string.format('%d', n) end
 local ms_text = int_text
--- now_ms() as text, formatted once per call. Scripts pass Redis text, not Lua numbers: Redis
--- formats each number argument with printf's %.17g, which costs more than the command.
-local function now_text()
-  if not NOW_TEXT then NOW_TEXT = ms_text(now_ms()) end
-  return NOW_TEXT
-end
 
 -- Sends the ids (or score-id pairs) of `list` to `key` with RPUSH or ZADD, `step` at a time
 -- (unpack's stack limit), in order. `first`: this is the script's first write, sent as a
@@ -196,6 +210,7 @@ end
 
 -- A stored whole number as JSON: its digits, or null when it is none.
 local function json_int(v)
+  if type(v) == 'string' and #v < 16 and string.find(v, '^[1-9]%d*$') then return v end
   local n = whole(v)
   if n then return int_text(n) end
   return 'null'
@@ -223,18 +238,23 @@ end
 -- retention: read_settings(config, RETENTION)
 local function trim_finished(index_key, retention, now)
   local ttl_ms = retention.finished_ttl_s * 1000
-  local old = redis.call('ZRANGEBYSCORE', index_key, '-inf', now - ttl_ms, 'LIMIT', 0, TRIM_BATCH)
-  for _, id in ipairs(old) do
-    redis.call('DEL', task_key(id))
-    redis.call('ZREM', index_key, id)
+  local cutoff = ms_text(now - ttl_ms)
+  -- Counted first: nothing is that old on most calls, and ZCOUNT costs less than the range.
+  if redis.call('ZCOUNT', index_key, '-inf', cutoff) > 0 then
+    local old = redis.call('ZRANGEBYSCORE', index_key, '-inf', cutoff, 'LIMIT', '0',
+      TRIM_BATCH_TEXT)
+    for _, id in ipairs(old) do
+      redis.call('DEL', task_key(id))
+      redis.call('ZREM', index_key, id)
+    end
   end
   local excess = redis.call('ZCARD', index_key) - retention.keep_finished
   if excess > 0 then
     if excess > TRIM_BATCH then excess = TRIM_BATCH end
-    for _, id in ipairs(redis.call('ZRANGE', index_key, 0, excess - 1)) do
+    for _, id in ipairs(redis.call('ZRANGE', index_key, '0', int_text(excess - 1))) do
       redis.call('DEL', task_key(id))
     end
-    redis.call('ZREMRANGEBYRANK', index_key, 0, excess - 1)
+    redis.call('ZREMRANGEBYRANK', index_key, '0', int_text(excess - 1))
   end
 end
 
@@ -273,17 +293,17 @@ local function notify(tk)
   redis.call('PEXPIRE', done, NOTIFY_TTL_MS)
 end
 
--- Moves a task that is not in any list or set into a finished index, and wakes whoever
--- waits for it.
+-- Moves a task that is not in any list or set into a finished index, at this call's time,
+-- and wakes whoever waits for it.
 -- k: {stats, retention}
-local function finish_into(k, index_key, id, state, now, fields)
+local function finish_into(k, index_key, id, state, fields)
   local tk = task_key(id)
-  redis.call('HSET', tk, 'state', state, 'finished_at', ms_text(now), unpack(fields))
+  redis.call('HSET', tk, 'state', state, 'finished_at', now_text(), unpack(fields))
   redis.call('HDEL', tk, 'pid')
   if redis.call('HDEL', tk, 'waited') == 1 then notify(tk) end
-  redis.call('ZADD', index_key, string.format('%.3f', now_exact_ms()), id)
+  redis.call('ZADD', index_key, now_exact_text(), id)
   redis.call('HINCRBY', k.stats, 'live', '-1')
-  trim_finished(index_key, k.retention, now)
+  trim_finished(index_key, k.retention, now_ms())
 end
 
 -- What requeue_worker will do with each task of a worker's in-progress list, read and checked
@@ -322,7 +342,7 @@ local function requeue_worker(k, wid, reason, held, exiting)
     if t.cancel and (t.state == 'running' or t.state == 'pending') then
       -- Whoever asked for the cancel gets it: the task does not run again.
       if t.state == 'running' then redis.call('HINCRBY', k.stats, 'running', '-1') end
-      finish_into(k, k.cancelled, id, 'cancelled', now, {})
+      finish_into(k, k.cancelled, id, 'cancelled', {})
       redis.call('HINCRBY', k.stats, 'cancelled', '1')
       emit(k.events, 'cancelled', id, 'cancelled', wid)
     elseif t.state == 'running' then
@@ -332,7 +352,7 @@ local function requeue_worker(k, wid, reason, held, exiting)
         max_attempts .. ')'
       if losses >= max_attempts then
         redis.call('HSET', tk, 'losses', losses)
-        finish_into(k, k.failed, id, 'failed', now,
+        finish_into(k, k.failed, id, 'failed',
           {'error', cjson.encode({type = 'WorkerLost', message = lost})})
         redis.call('HINCRBY', k.stats, 'failed', '1')
         emit(k.events, 'failed', id, 'failed', wid)
@@ -380,6 +400,6 @@ local function run(body, keys, args)
     end
     PREFIX_OF = first
   end
-  NOW_MS, NOW_EXACT_MS, NOW_TEXT = nil, nil, nil
+  NOW_MS, NOW_TEXT, NOW_EXACT_TEXT = nil, nil, nil
   return body(keys, args)
 end

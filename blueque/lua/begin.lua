@@ -27,7 +27,7 @@ local tk = KEYS[10]
 
 local named = id ~= ''
 if not named then
-  id = redis.call('LINDEX', tasks, 0)
+  id = redis.call('LINDEX', tasks, '0')
   if not id then return {'empty', ''} end
   tk = task_key(id)
 end
@@ -47,24 +47,23 @@ if state == 'running' and holder == wid then
   return {'ok', tonumber(attempts), params, id}
 end
 if not state then
-  redis.call('LREM', tasks, 1, id)
+  redis.call('LREM', tasks, '1', id)
   return {'missing', id}
 end
 if state ~= 'pending' then
   -- Only a waiting task can begin: this id is running elsewhere or finished, so this list
   -- held a copy (a repeated id, a second worker under one id). Its real place is untouched.
-  redis.call('LREM', tasks, 1, id)
+  redis.call('LREM', tasks, '1', id)
   redis.call('HINCRBY', stats, 'dropped', '1')
   emit(events, 'dropped', id, state, wid)
   return {'dropped', id}
 end
-local now = now_ms()
 if cancel == '1' then
   -- Before the drain check: a cancel that answered 'requested' is applied, not sent back.
   local retention, bad_config = read_settings(cfg, RETENTION)
   if bad_config then return bad_config end
-  redis.call('LREM', tasks, 1, id)
-  finish_into({stats = stats, retention = retention}, cancelled, id, 'cancelled', now, {})
+  redis.call('LREM', tasks, '1', id)
+  finish_into({stats = stats, retention = retention}, cancelled, id, 'cancelled', {})
   redis.call('HINCRBY', stats, 'cancelled', '1')
   emit(events, 'cancelled', id, 'cancelled', wid)
   return {'cancelled', id}
@@ -76,7 +75,7 @@ elseif redis.call('SISMEMBER', workers, wid) == 0 then
   refusal = 'unregistered'
 end
 if refusal then
-  redis.call('LREM', tasks, 1, id)
+  redis.call('LREM', tasks, '1', id)
   redis.call('LPUSH', pending, id)
   redis.call('HINCRBY', stats, 'refused', '1')
   emit(events, 'refused', id, 'pending', wid)

@@ -32,7 +32,7 @@ if removed == 0 then
   emit(events, 'cancel_requested', id, state, redis.call('HGET', tk, 'worker') or nil)
   return {'requested', state}
 end
-finish_into({stats = stats, retention = retention}, cancelled, id, 'cancelled', now_ms(), {})
+finish_into({stats = stats, retention = retention}, cancelled, id, 'cancelled', {})
 redis.call('HINCRBY', stats, 'cancelled', '1')
 emit(events, 'cancelled', id, 'cancelled')
 return {'cancelled', 'cancelled'}

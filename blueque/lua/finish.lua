@@ -12,23 +12,23 @@
 -- Repeating a finish whose reply was lost returns the same state and changes nothing
 -- (also 'scheduled', for a failure that became an automatic retry).
 local tasks, worker, stats, events, tk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local indexes = {complete = KEYS[6], failed = KEYS[7], cancelled = KEYS[8]}
 local cfg, scheduled = KEYS[9], KEYS[10]
-local TOTALS = {complete = 'completed', failed = 'failed', cancelled = 'cancelled'}
 local wid, id, attempt, outcome, payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
-if not indexes[outcome] then
-  return redis.error_reply('ERR blueque: unknown outcome ' .. tostring(outcome))
-end
+local index
+if outcome == 'complete' then index = KEYS[6]
+elseif outcome == 'failed' then index = KEYS[7]
+elseif outcome == 'cancelled' then index = KEYS[8]
+else return redis.error_reply('ERR blueque: unknown outcome ' .. tostring(outcome)) end
 local err = check_stats(stats, FINISH_COUNTERS)
 if err then return err end
 local state, attempts, retries, holder, cancel, started_at = unpack(redis.call('HMGET', tk,
   'state', 'attempts', 'retries', 'worker', 'cancel_requested', 'started_at'))
 -- A failure after a cancel was requested (typically the task's own reaction to the SIGTERM
 -- that cancel sent) ends the task cancelled, with that error, and is never retried.
-if outcome == 'failed' and cancel == '1' then outcome = 'cancelled' end
+if outcome == 'failed' and cancel == '1' then outcome, index = 'cancelled', KEYS[8] end
 if state == outcome and holder == wid and attempts == attempt and
-    redis.call('ZSCORE', indexes[outcome], id) then
+    redis.call('ZSCORE', index, id) then
   -- This worker's finish already ran (its reply was lost): answer the same, count nothing.
   return state
 end
@@ -45,10 +45,8 @@ if state ~= 'running' or attempts ~= attempt or holder ~= wid or
 end
 
 -- Everything this finish needs, read and checked before its first write.
-local names = {'finished_ttl_s', 'keep_finished'}
-if outcome == 'failed' then names = {'finished_ttl_s', 'keep_finished', 'retry_max',
-  'retry_delay_s', 'retry_backoff'} end
-local settings, bad_config = read_settings(cfg, names)
+local settings, bad_config = read_settings(cfg, outcome == 'failed' and RETRY_SETTINGS or
+  RETENTION)
 if bad_config then return bad_config end
 local retries_used, bad_retries = task_int(tk, 'retries', retries)
 if bad_retries then return bad_retries end
@@ -62,13 +60,13 @@ if outcome == 'failed' and retries_used < settings.retry_max then
   retry_at = math.min(now + math.floor(delay_ms), MAX_TIME_MS)  -- a delay that overflows too
 end
 
-redis.call('LREM', tasks, 1, id)
+redis.call('LREM', tasks, '1', id)
 redis.call('HSET', worker, 'task', '', 'task_started_at', '')
 redis.call('HINCRBY', stats, 'running', '-1')
 
 if retry_at then
   redis.call('HSET', tk, 'state', 'scheduled', 'last_error', payload,
-    'retries', retries_used + 1, 'due_at', ms_text(retry_at))
+    'retries', int_text(retries_used + 1), 'due_at', ms_text(retry_at))
   redis.call('HDEL', tk, 'pid')
   redis.call('ZADD', scheduled, ms_text(retry_at), id)
   redis.call('HINCRBY', stats, 'retried', '1')
@@ -78,8 +76,7 @@ end
 
 local field = 'error'
 if outcome == 'complete' then field = 'result' end
-finish_into({stats = stats, retention = settings}, indexes[outcome], id, outcome, now,
-  {field, payload})
-redis.call('HINCRBY', stats, TOTALS[outcome], '1')
+finish_into({stats = stats, retention = settings}, index, id, outcome, {field, payload})
+redis.call('HINCRBY', stats, FINISHED_TOTALS[outcome], '1')
 emit_finished(events, id, outcome, wid, attempts, started_at, field, payload)
 return outcome

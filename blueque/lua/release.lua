@@ -30,7 +30,7 @@ redis.call('HSET', worker, 'task', '', 'task_started_at', '')
 redis.call('HINCRBY', stats, 'running', '-1')
 redis.call('HINCRBY', tk, 'attempts', '-1')
 if cancel == '1' then
-  finish_into({stats = stats, retention = retention}, cancelled, id, 'cancelled', now_ms(), {})
+  finish_into({stats = stats, retention = retention}, cancelled, id, 'cancelled', {})
   redis.call('HINCRBY', stats, 'cancelled', '1')
   emit(events, 'cancelled', id, 'cancelled', wid)
   return 'cancelled'
