@@ -66,6 +66,7 @@ SCRIPT_NAMES = (
 )
 # Scripts that call other scripts' functions: as scripts (EVAL) they are sent with them.
 CALLS = {"cycle": ("finish", "begin")}
+_CALLED = frozenset(name for called in CALLS.values() for name in called)
 # Scripts that only read: as functions they are flagged `no-writes`, so that they still run
 # when the server refuses writes for memory (as scripts, Redis finds that out by itself).
 READ_ONLY = frozenset({"stats", "observe", "get_config"})
@@ -91,8 +92,11 @@ def _lua(name: str) -> str:
 
 def _body(name: str) -> str:
     """A script as a local Lua function of (KEYS, ARGV), which `_lib.lua`'s `run` calls
-    (named `script_<name>`: a script may call the helper of its own name)."""
-    return f"local function script_{name}(KEYS, ARGV)\n{_lua(name)}\nend\n"
+    (named `script_<name>`: a script may call the helper of its own name). A script that
+    another calls takes a third argument from it, nil when the script runs alone (`cycle`:
+    see the headers of finish and begin)."""
+    params = "KEYS, ARGV, cycle" if name in _CALLED else "KEYS, ARGV"
+    return f"local function script_{name}({params})\n{_lua(name)}\nend\n"
 
 
 @cache

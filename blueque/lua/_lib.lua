@@ -12,7 +12,8 @@
 -- Lua does not roll back: a script that fails half-way leaves its first writes in place. So
 -- every script reads and checks everything it needs (its arguments, the config and counters
 -- it uses) before its first write, and answers a bad value with an error reply that names the
--- key and field, having changed nothing.
+-- key and field, having changed nothing. (finish and begin check their counters by counting
+-- first, and take the increments back when one fails: see `count`.)
 
 -- The queue's prefix of this call's KEYS[1], set by `run`.
 local PREFIX
@@ -99,7 +100,8 @@ end
 -- Every counter of the stats hash that a script may increment must be an integer as HINCRBY
 -- reads one (digits, an optional minus sign, at most 18 digits), or an HINCRBY would fail
 -- half-way. Each script checks the counters it names (not the whole hash: reading every
--- counter cost more than the rest of a begin). `values`: theirs, as HMGET read them.
+-- counter cost more than the rest of a begin), or counts first (`count`, below). `values`:
+-- theirs, as HMGET read them.
 local function check_counters(stats_key, names, values)
   for i, name in ipairs(names) do
     local v = values[i]
@@ -123,10 +125,44 @@ local function call_error(key, expected, reply)
     redis.call('TYPE', key)['ok'] .. ', not a ' .. expected)
 end
 
+-- The error reply of a counter that HINCRBY refused (`reply`, from redis.pcall).
+local function count_error(stats_key, name, reply)
+  if string.sub(reply.err, 1, 9) == 'WRONGTYPE' then return call_error(stats_key, 'hash', reply) end
+  local why = 'not an integer'
+  if string.find(reply.err, 'overflow') then why = 'too large to count' end
+  return bad(stats_key, name, redis.call('HGET', stats_key, name), why)
+end
+
+local UNCOUNT = {['1'] = '-1', ['-1'] = '1', ['0'] = '0'}
+
+-- Adds to up to three counters (name, increment as text: '1', '-1' or '0'), as the first
+-- writes of the script that calls it (finish and begin): instead of reading and checking the
+-- counters ahead (an HMGET costs more per field than the HINCRBY), each HINCRBY is a pcall,
+-- and when one fails (a value that is not an integer, an overflow, a stats key of another
+-- type) the increments made so far are taken back: nil, or the error reply, with the hash
+-- as it was (a counter that was absent is then 0). An increment of '0' checks a counter
+-- that a later write of the same script changes.
+local function count(stats_key, n1, by1, n2, by2, n3, by3)
+  local reply = redis.pcall('HINCRBY', stats_key, n1, by1)
+  if type(reply) == 'table' then return count_error(stats_key, n1, reply) end
+  if not n2 then return nil end
+  reply = redis.pcall('HINCRBY', stats_key, n2, by2)
+  if type(reply) == 'table' then
+    redis.call('HINCRBY', stats_key, n1, UNCOUNT[by1])
+    return count_error(stats_key, n2, reply)
+  end
+  if not n3 then return nil end
+  reply = redis.pcall('HINCRBY', stats_key, n3, by3)
+  if type(reply) == 'table' then
+    redis.call('HINCRBY', stats_key, n2, UNCOUNT[by2])
+    redis.call('HINCRBY', stats_key, n1, UNCOUNT[by1])
+    return count_error(stats_key, n3, reply)
+  end
+  return nil
+end
+
 -- The counters each script may increment, for check_stats.
 local ENQUEUE_COUNTERS = {'enqueued', 'live'}
-local FINISH_COUNTERS = {'running', 'live', 'completed', 'failed', 'cancelled', 'retried',
-  'stale'}
 local REQUEUE_COUNTERS = {'running', 'live', 'failed', 'cancelled', 'requeued'}
 -- The total each finished state counts.
 local FINISHED_TOTALS = {complete = 'completed', failed = 'failed', cancelled = 'cancelled'}
@@ -143,13 +179,12 @@ end
 -- Reset by `run` before each call. Its texts are cut from TIME's seconds and microseconds
 -- rather than formatted from numbers (Redis 7.0 would format a number argument with
 -- printf's %.17g, which costs more than the command; string.format less, but still more).
-local NOW_MS, NOW_TEXT, NOW_EXACT_TEXT
+local NOW_MS, NOW_TEXT, NOW_US
 local function read_clock()
   local t = redis.call('TIME')
-  local us = t[2]
-  if #us < 6 then us = string.rep('0', 6 - #us) .. us end
-  NOW_TEXT = t[1] .. string.sub(us, 1, 3)
-  NOW_EXACT_TEXT = NOW_TEXT .. '.' .. string.sub(us, 4)
+  NOW_US = t[2]
+  if #NOW_US < 6 then NOW_US = string.rep('0', 6 - #NOW_US) .. NOW_US end
+  NOW_TEXT = t[1] .. string.sub(NOW_US, 1, 3)
   NOW_MS = tonumber(NOW_TEXT)
 end
 local function now_ms()
@@ -164,8 +199,8 @@ end
 -- Milliseconds with a microsecond fraction, as text: scores of the finished indexes, so that
 -- tasks finished within one millisecond still sort by when they finished.
 local function now_exact_text()
-  if not NOW_EXACT_TEXT then read_clock() end
-  return NOW_EXACT_TEXT
+  if not NOW_US then read_clock() end
+  return NOW_TEXT .. '.' .. string.sub(NOW_US, 4)
 end
 -- A whole number (a time, a count) as the integer text every client reads (Lua would write
 -- 1e+15 for large numbers).
@@ -295,14 +330,14 @@ end
 
 -- Moves a task that is not in any list or set into a finished index, at this call's time,
 -- and wakes whoever waits for it.
--- k: {stats, retention}
+-- k: {stats, retention, counted}; counted: the caller has counted live -= 1 already (count)
 local function finish_into(k, index_key, id, state, fields)
   local tk = task_key(id)
   redis.call('HSET', tk, 'state', state, 'finished_at', now_text(), unpack(fields))
   redis.call('HDEL', tk, 'pid')
   if redis.call('HDEL', tk, 'waited') == 1 then notify(tk) end
   redis.call('ZADD', index_key, now_exact_text(), id)
-  redis.call('HINCRBY', k.stats, 'live', '-1')
+  if not k.counted then redis.call('HINCRBY', k.stats, 'live', '-1') end
   trim_finished(index_key, k.retention, now_ms())
 end
 
@@ -400,6 +435,6 @@ local function run(body, keys, args)
     end
     PREFIX_OF = first
   end
-  NOW_MS, NOW_TEXT, NOW_EXACT_TEXT = nil, nil, nil
+  NOW_MS, NOW_TEXT, NOW_US = nil, nil, nil
   return body(keys, args)
 end

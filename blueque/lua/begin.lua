@@ -20,23 +20,29 @@
 --                     reaped): the task went back to the head of pending, no attempt counted;
 --                     the worker must heartbeat (register again) before it claims
 --   {'empty', ''}     ARGV[2] was empty and the worker's list is empty (the claim timed out)
+-- cycle (when cycle calls it; nil otherwise): the table its finish filled, with `id`, the
+-- task cycle's LMOVE just put at the head of the worker's list (so ARGV[2] is empty and the
+-- list is not read). When finish `handed` it `running -= 1`, the begin that runs the task
+-- leaves `running` as it is; it sets `begun` then, so that cycle knows.
 local tasks, worker, draining, pending, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local events, cancelled, cfg, workers = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local wid, id, pid = ARGV[1], ARGV[2], ARGV[3]
 local tk = KEYS[10]
 
 local named = id ~= ''
-if not named then
+if cycle then
+  id = cycle.id
+  tk = task_key(id)
+elseif not named then
   id = redis.call('LINDEX', tasks, '0')
   if not id then return {'empty', ''} end
   tk = task_key(id)
 end
-local err = check_stats(stats, {'stale', 'dropped', 'live', 'cancelled', 'refused',
-  'running', 'started'})
-if err then return err end
+-- Each answer's counters are its first writes (see count).
 if named and not redis.call('LPOS', tasks, id) then
   local state = redis.call('HGET', tk, 'state')
-  redis.call('HINCRBY', stats, 'stale', '1')
+  local err = count(stats, 'stale', '1')
+  if err then return err end
   emit(events, 'stale', id, state or nil, wid)
   return {'gone', id}
 end
@@ -53,8 +59,9 @@ end
 if state ~= 'pending' then
   -- Only a waiting task can begin: this id is running elsewhere or finished, so this list
   -- held a copy (a repeated id, a second worker under one id). Its real place is untouched.
+  local err = count(stats, 'dropped', '1')
+  if err then return err end
   redis.call('LREM', tasks, '1', id)
-  redis.call('HINCRBY', stats, 'dropped', '1')
   emit(events, 'dropped', id, state, wid)
   return {'dropped', id}
 end
@@ -62,9 +69,11 @@ if cancel == '1' then
   -- Before the drain check: a cancel that answered 'requested' is applied, not sent back.
   local retention, bad_config = read_settings(cfg, RETENTION)
   if bad_config then return bad_config end
+  local err = count(stats, 'live', '-1', 'cancelled', '1')
+  if err then return err end
   redis.call('LREM', tasks, '1', id)
-  finish_into({stats = stats, retention = retention}, cancelled, id, 'cancelled', {})
-  redis.call('HINCRBY', stats, 'cancelled', '1')
+  finish_into({stats = stats, retention = retention, counted = true}, cancelled, id,
+    'cancelled', {})
   emit(events, 'cancelled', id, 'cancelled', wid)
   return {'cancelled', id}
 end
@@ -75,19 +84,26 @@ elseif redis.call('SISMEMBER', workers, wid) == 0 then
   refusal = 'unregistered'
 end
 if refusal then
+  local err = count(stats, 'refused', '1')
+  if err then return err end
   redis.call('LREM', tasks, '1', id)
   redis.call('LPUSH', pending, id)
-  redis.call('HINCRBY', stats, 'refused', '1')
   emit(events, 'refused', id, 'pending', wid)
   return {refusal, id}
 end
 local before, bad_attempts = task_int(tk, 'attempts', attempts)
 if bad_attempts then return bad_attempts end
+local err
+if cycle and cycle.handed then
+  err = count(stats, 'started', '1')  -- running: the finished task's count passes to this one
+else
+  err = count(stats, 'running', '1', 'started', '1')
+end
+if err then return err end
 local attempt = before + 1
 redis.call('HSET', tk, 'attempts', int_text(attempt), 'state', 'running', 'worker', wid,
   'pid', pid, 'started_at', now_text())
 redis.call('HSET', worker, 'task', id, 'task_started_at', now_text())
-redis.call('HINCRBY', stats, 'running', '1')
-redis.call('HINCRBY', stats, 'started', '1')
+if cycle then cycle.begun = true end
 emit(events, 'started', id, 'running', wid)
 return {'ok', attempt, params, id}

@@ -11,14 +11,28 @@
 -- reply of the begin part comes after the finish took effect and after the claim (as in
 -- `[finish, BLMOVE, begin]`): finish is idempotent, so the worker repeats it alone, and the
 -- claimed task waits in its list as after any failed begin.
-local state = script_finish({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
-  KEYS[8], KEYS[9], KEYS[10]}, {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]})
+-- When a task is begun, finish's `running -= 1` and begin's `+= 1` cancel out, and begin's
+-- write of the worker hash replaces finish's: neither is written (see finish and begin).
+local cycle = {}
+local state = script_finish(KEYS, ARGV, cycle)
 if type(state) == 'table' then return state end  -- finish's error reply
 local tasks, pending = KEYS[1], KEYS[12]
-if redis.call('LLEN', tasks) > 0 or not redis.call('LMOVE', pending, tasks, 'LEFT', 'RIGHT') then
-  return {state, {'empty', ''}}
+
+local function claim_and_begin()
+  if redis.call('LLEN', tasks) > 0 then return {'empty', ''} end
+  cycle.id = redis.call('LMOVE', pending, tasks, 'LEFT', 'RIGHT')
+  if not cycle.id then return {'empty', ''} end
+  return script_begin({tasks, KEYS[2], KEYS[11], pending, KEYS[3], KEYS[4], KEYS[8],
+    KEYS[9], KEYS[13]}, {ARGV[1], '', ARGV[6]}, cycle)
 end
-local begun = script_begin({tasks, KEYS[2], KEYS[11], pending, KEYS[3], KEYS[4], KEYS[8],
-  KEYS[9], KEYS[13]}, {ARGV[1], '', ARGV[6]})
+
+-- A key of another type stops a Redis command with an error: caught here, so that what
+-- finish left to the begin is written in every case, then raised again.
+local ok, begun = pcall(claim_and_begin)
+if cycle.handed and not cycle.begun then
+  redis.call('HINCRBY', KEYS[3], 'running', '-1')
+  redis.call('HSET', KEYS[2], 'task', '', 'task_started_at', '')
+end
+if not ok then error(begun, 0) end
 if begun.err then return begun end  -- begin's error reply
 return {state, begun}

@@ -11,6 +11,9 @@
 -- this attempt (it was requeued): then nothing is written but the stats 'stale' counter.
 -- Repeating a finish whose reply was lost returns the same state and changes nothing
 -- (also 'scheduled', for a failure that became an automatic retry).
+-- cycle (when cycle calls it; nil otherwise): a table in which this finish leaves the
+-- `running -= 1` and the clearing of the worker hash to the begin that follows (only
+-- checking `running`), and sets `handed` when it took the task off the worker.
 local tasks, worker, stats, events, tk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local cfg, scheduled = KEYS[9], KEYS[10]
 local wid, id, attempt, outcome, payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -20,8 +23,6 @@ if outcome == 'complete' then index = KEYS[6]
 elseif outcome == 'failed' then index = KEYS[7]
 elseif outcome == 'cancelled' then index = KEYS[8]
 else return redis.error_reply('ERR blueque: unknown outcome ' .. tostring(outcome)) end
-local err = check_stats(stats, FINISH_COUNTERS)
-if err then return err end
 local state, attempts, retries, holder, cancel, started_at = unpack(redis.call('HMGET', tk,
   'state', 'attempts', 'retries', 'worker', 'cancel_requested', 'started_at'))
 -- A failure after a cancel was requested (typically the task's own reaction to the SIGTERM
@@ -39,7 +40,8 @@ if outcome == 'failed' and state == 'scheduled' and holder == wid and attempts =
 end
 if state ~= 'running' or attempts ~= attempt or holder ~= wid or
     not redis.call('LPOS', tasks, id) then
-  redis.call('HINCRBY', stats, 'stale', '1')
+  local err = count(stats, 'stale', '1')
+  if err then return err end
   emit(events, 'stale', id, state, wid)
   return 'stale'
 end
@@ -60,23 +62,35 @@ if outcome == 'failed' and retries_used < settings.retry_max then
   retry_at = math.min(now + math.floor(delay_ms), MAX_TIME_MS)  -- a delay that overflows too
 end
 
+-- The counters first (see count): then nothing below can fail.
+local running = '-1'
+if cycle then running = '0' end
+local err
+if retry_at then
+  err = count(stats, 'running', running, 'retried', '1')
+else
+  err = count(stats, 'running', running, 'live', '-1', FINISHED_TOTALS[outcome], '1')
+end
+if err then return err end
 redis.call('LREM', tasks, '1', id)
-redis.call('HSET', worker, 'task', '', 'task_started_at', '')
-redis.call('HINCRBY', stats, 'running', '-1')
+if cycle then
+  cycle.handed = true
+else
+  redis.call('HSET', worker, 'task', '', 'task_started_at', '')
+end
 
 if retry_at then
   redis.call('HSET', tk, 'state', 'scheduled', 'last_error', payload,
     'retries', int_text(retries_used + 1), 'due_at', ms_text(retry_at))
   redis.call('HDEL', tk, 'pid')
   redis.call('ZADD', scheduled, ms_text(retry_at), id)
-  redis.call('HINCRBY', stats, 'retried', '1')
   emit(events, 'retry_scheduled', id, 'scheduled', wid)
   return 'scheduled'
 end
 
 local field = 'error'
 if outcome == 'complete' then field = 'result' end
-finish_into({stats = stats, retention = settings}, index, id, outcome, {field, payload})
-redis.call('HINCRBY', stats, FINISHED_TOTALS[outcome], '1')
+finish_into({stats = stats, retention = settings, counted = true}, index, id, outcome,
+  {field, payload})
 emit_finished(events, id, outcome, wid, attempts, started_at, field, payload)
 return outcome

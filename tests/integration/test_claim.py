@@ -85,3 +85,38 @@ def test_the_cycle_never_blocks_nor_claims_a_second_task(client: Client) -> None
     state, after = t.finish_claim_begin("w", first, begun.attempt, "complete", "2", 1)
     assert (state, after.status) == ("complete", "empty")
     assert [task.id for task in queue.tasks("pending")] == [second, third]  # nothing claimed
+
+
+def test_a_cycle_that_begins_the_next_task_counts_once_and_writes_the_worker_once(
+    client_standalone: Client,
+) -> None:
+    """When `cycle` begins the next task, finish's `running -= 1` and begin's `+= 1` cancel
+    out and begin's write of the worker hash replaces finish's, so neither is sent; no
+    counter is read ahead either (finish and begin count first, each increment a check)."""
+    queue = client_standalone.get_queue("cyclecost.q")
+    k = queue.keys
+    t = queue.transitions
+    t.heartbeat("w", 60_000, {})
+    queue.enqueue_many(["a", "b"])
+    begun = t.claim_and_begin("w", 1, 1.0)
+    with client_standalone.redis.monitor() as monitor:  # type: ignore[no-untyped-call]
+        state, after = t.finish_claim_begin("w", begun.task_id, begun.attempt, "complete", "1", 1)
+        client_standalone.redis.echo("cycle done")
+        sent = []
+        for entry in monitor.listen():
+            if entry["command"] == "ECHO cycle done":
+                break
+            if entry["client_type"] == "lua":
+                sent.append(entry["command"].split())
+    assert (state, after.status) == ("complete", "ok")
+    assert [c for c in sent if c[1:2] == [k.stats]] == [
+        ["HINCRBY", k.stats, "running", "0"],  # checks it: a begin refusal would decrement it
+        ["HINCRBY", k.stats, "live", "-1"],
+        ["HINCRBY", k.stats, "completed", "1"],
+        ["HINCRBY", k.stats, "started", "1"],
+    ]
+    worker_writes = [c for c in sent if c[1:2] == [k.worker("w")]]
+    assert [c[:4] for c in worker_writes] == [["HSET", k.worker("w"), "task", after.task_id]]
+    stats = queue.stats()
+    assert (stats.running, stats.totals["completed"], stats.totals["started"]) == (1, 1, 2)
+    assert [w.task for w in queue.workers()] == [after.task_id]

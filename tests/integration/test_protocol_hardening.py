@@ -359,6 +359,116 @@ def test_a_corrupt_counter_fails_the_scripts_that_count_it_before_any_write(
     assert queue.enqueue(3) and client.redis.llen(queue.keys.pending) == 1
 
 
+@pytest.mark.parametrize(
+    ("script", "counter", "value"),
+    [
+        ("finish", "running", "many"),
+        ("finish", "live", "many"),
+        ("finish", "completed", "many"),
+        ("finish", "completed", "9223372036854775807"),  # HINCRBY would overflow
+        ("cycle", "running", "many"),
+        ("cycle", "live", "many"),
+        ("cycle", "completed", "many"),
+        ("begin", "running", "many"),
+        ("begin", "started", "many"),
+    ],
+)
+def test_finish_begin_and_cycle_count_first_and_take_back_what_they_counted(
+    client: Client, script: str, counter: str, value: str
+) -> None:
+    """Their increments are their first writes; when one fails, those made already are taken
+    back: the error names the counter and nothing has changed. (A counter that was absent,
+    which only a queue's very first transitions meet, is left at 0, which reads the same.)"""
+    queue = client.get_queue("counting.q")
+    t = queue.transitions
+    t.heartbeat("w1", 60_000, {})
+    first, second = queue.enqueue_many([1, 2])
+    if script == "begin":
+        assert t.claim("w1", 1) == first
+    else:
+        assert t.claim_and_begin("w1", 1, 1.0).task_id == first
+    for seen in ("running", "started", "completed"):
+        client.redis.hsetnx(queue.keys.stats, seen, 0)
+    client.redis.hset(queue.keys.stats, counter, value)
+    extra = [
+        queue.keys.task(first),
+        queue.keys.task(second),
+        queue.keys.worker_tasks("w1"),
+        queue.keys.worker("w1"),
+    ]
+    before = snapshot(queue, *extra)
+    calls: dict[str, Callable[[], object]] = {
+        "finish": lambda: t.finish("w1", first, 1, "complete", "1"),
+        "cycle": lambda: t.finish_claim_begin("w1", first, 1, "complete", "1", 1),
+        "begin": lambda: t.begin("w1", None, 1),
+    }
+    with pytest.raises(CorruptKeyError, match=f"{queue.keys.stats} field {counter} is"):
+        calls[script]()
+    assert snapshot(queue, *extra) == before
+
+
+@pytest.mark.parametrize("broken", ["started", "task hash", "pending"])
+def test_a_cycle_whose_claim_or_begin_fails_keeps_its_finish_whole(
+    client: Client, broken: str
+) -> None:
+    """cycle leaves finish's `running -= 1` and its clearing of the worker hash to the begin
+    that follows; when the claim or the begin fails (an error reply, or a key of another
+    type, which stops a Redis command), they are written all the same: the finish is whole,
+    as it was before the claim, and the error names the key."""
+    queue = client.get_queue("cyclefail.q")
+    k = queue.keys
+    t = queue.transitions
+    t.heartbeat("w1", 60_000, {})
+    first, second = queue.enqueue_many([1, 2])
+    assert t.claim_and_begin("w1", 1, 1.0).task_id == first
+    blamed = {"started": f"{k.stats} field started", "task hash": k.task(second)}
+    if broken == "started":
+        client.redis.hset(k.stats, "started", "many")
+    elif broken == "task hash":
+        client.redis.delete(k.task(second))
+        client.redis.set(k.task(second), "not a hash")
+    else:
+        client.redis.delete(k.pending)
+        client.redis.set(k.pending, "not a list")
+    with pytest.raises(CorruptKeyError, match=blamed.get(broken, k.pending)):
+        t.finish_claim_begin("w1", first, 1, "complete", "1", 1)
+    assert client.redis.hmget(k.task(first), "state", "pid") == ["complete", None]
+    assert client.redis.hget(k.stats, "running") == "0"
+    assert client.redis.hmget(k.worker("w1"), "task", "task_started_at") == ["", ""]
+    assert client.redis.zrange(k.complete, 0, -1) == [first]
+    # The claim before a failed begin stands, as after a failed begin in [BLMOVE, begin].
+    held = [] if broken == "pending" else [second]
+    assert client.redis.lrange(k.worker_tasks("w1"), 0, -1) == held
+
+
+@pytest.mark.parametrize("answer", ["draining", "unregistered", "cancelled", "missing", "dropped"])
+def test_a_cycle_whose_begin_refuses_counts_the_finished_task_out(
+    client: Client, answer: str
+) -> None:
+    """Whatever begin answers but 'ok', the finished task's `running -= 1` and its clearing of
+    the worker hash, which cycle left to the begin, are written."""
+    queue = client.get_queue("cyclerefused.q")
+    k = queue.keys
+    t = queue.transitions
+    t.heartbeat("w1", 60_000, {})
+    first, second = queue.enqueue_many([1, 2])
+    assert t.claim_and_begin("w1", 1, 1.0).task_id == first
+    if answer == "draining":
+        client.redis.sadd(k.draining, "w1")
+    elif answer == "unregistered":
+        client.redis.srem(k.workers, "w1")
+    elif answer == "cancelled":
+        client.redis.hset(k.task(second), "cancel_requested", "1")
+    elif answer == "missing":
+        client.redis.delete(k.task(second))
+    else:
+        client.redis.hset(k.task(second), "state", "complete")
+    state, after = t.finish_claim_begin("w1", first, 1, "complete", "1", 1)
+    assert (state, after.status, after.task_id) == ("complete", answer, second)
+    assert client.redis.hget(k.stats, "running") == "0"
+    assert client.redis.hmget(k.worker("w1"), "task", "task_started_at") == ["", ""]
+
+
 def test_bad_script_arguments_fail_before_any_write(client: Client) -> None:
     queue = client.get_queue("badargs.q")
     t = queue.transitions

@@ -33,7 +33,10 @@ def test_the_library_registers_every_script_under_its_versioned_name() -> None:
         # As a script, the same flag in a shebang line.
         assert script_source(name).startswith("#!lua flags=allow-oom\n") == (name in ALLOW_OOM)
         # The same body as the script EVAL sends.
-        assert f"local function script_{name}(KEYS, ARGV)" in script_source(name)
+        assert f"local function script_{name}(KEYS, ARGV" in script_source(name)
+    # What cycle passes to the scripts it calls.
+    assert "local function script_finish(KEYS, ARGV, cycle)" in script_source("cycle")
+    assert "local function script_begin(KEYS, ARGV, cycle)" in script_source("cycle")
     assert function_name("begin") == f"{library_name()}_begin"
 
 
