@@ -17,9 +17,9 @@ def parse_args(argv: list[str]) -> tuple[SoakSettings, bool]:
     defaults = SoakSettings()
     p = argparse.ArgumentParser(
         prog="python -m devtools.soak",
-        description="Real blueque workers under SIGKILL, SIGSTOP, SIGTERM, Redis restarts and"
-        " cancels; prints every task's fate and exits 1 if a task was lost or ran more often"
-        " than its worker died.",
+        description="Real blueque workers under SIGKILL, SIGSTOP, SIGTERM, Redis restarts,"
+        " scheduler restarts and cancels; prints every task's fate and exits 1 if a task was"
+        " lost or ran more often than its worker died.",
     )
     p.add_argument("--tasks", type=int, default=defaults.tasks, help="tasks to enqueue")
     p.add_argument(
