@@ -26,14 +26,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import redis
-
 from blueque import Client, ConnectionFailedError, InvalidStateError, Queue, TaskNotFoundError
 from blueque.connection import REDIS_DOWN
 from devtools.processes import pid_running, wait_until
-from devtools.redis_servers import RedisServer
 from devtools.soak.ledger import Execution, FinalTask, Happening, Summary, summarize
 from devtools.soak.scheduler import Scheduler
+from devtools.soak.store import Store
 from devtools.soak.task import FAIL_ALWAYS, FAIL_ONCE, TASK_REF, runs_key
 from devtools.soak.workers import WorkerPool, WorkerTimings
 
@@ -52,11 +50,6 @@ _WEIGHTS = {
 }
 TICK_S = 0.02
 PRODUCE_EVERY_S = 0.2
-REDIS_PERSISTENCE = ["--appendonly", "yes", "--appendfsync", "always"]
-"""Every write is fsynced before Redis answers it: a SIGKILLed Redis loses nothing it
-acknowledged, so a task the soak enqueued, or an execution a task recorded, is never lost by
-Redis itself. (With `everysec`, Redis may answer writes it has not written yet while an
-fsync is slow, and a SIGKILL would lose them.)"""
 
 
 @dataclass(frozen=True)
@@ -88,6 +81,9 @@ class SoakSettings:
     requeue_live_every_s: float = 0.0
     """Sabotage, to prove the soak detects what it hunts: every this often, requeue the
     running task of a live worker (0: never)."""
+    cluster: bool = False
+    """Run on a Redis Cluster of three masters (an outage is then that of the master that
+    holds the queue's keys)."""
     workdir: Path | None = None
 
 
@@ -103,7 +99,7 @@ class Soak:
         self.task_rng = random.Random(self.seed + 2)
         self.workdir = settings.workdir or Path(tempfile.mkdtemp(prefix="blueque-soak-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.redis = RedisServer(directory=self.workdir / "redis", extra_args=REDIS_PERSISTENCE)
+        self.redis = Store(self.workdir / "redis", cluster=settings.cluster)
         self.timings = WorkerTimings(settings.heartbeat_interval_s, settings.heartbeat_ttl_s)
         self.pool = WorkerPool(
             url=self.redis.url,
@@ -255,9 +251,7 @@ class Soak:
         self.events.stop()
         if self.client is not None:
             self.client.close()
-        if self.redis.process is not None:
-            self.redis.process.stop()  # keeps the directory, AOF included
-            self.redis.process = None
+        self.redis.stop()  # keeps the directories, AOF included
 
     # -- producing ----------------------------------------------------------------------------
 
@@ -371,11 +365,11 @@ class Soak:
         long = self.done["redis"] % 2 == 0
         low, high = (min(ttl + 0.2, longest), longest) if long else (0.2, min(ttl / 2, longest))
         self._down_since = time.time()
-        self.redis.kill()
+        self.redis.down(self._queue().keys.workers)
         self._back_at = time.monotonic() + self.chaos_rng.uniform(low, high)
 
     def _redis_back(self) -> None:
-        self.redis.start()
+        self.redis.back()
         assert self._down_since is not None
         self.outages.append(time.time() - self._down_since)
         self._outage_happenings.append(
@@ -462,7 +456,7 @@ class Soak:
         return finals
 
     def _executions(self) -> dict[str, list[Execution]]:
-        raw = redis.Redis.from_url(self.redis.url, decode_responses=True)
+        raw = self.redis.connect()
         ids = list(self.ids)
         runs: dict[str, list[Execution]] = {}
         try:
@@ -533,7 +527,8 @@ class Soak:
             "soak": f"{s.tasks} tasks over {s.duration_s:g} s of chaos, {s.workers} workers"
             f" ({(s.workers + 1) // 2} forking, {s.workers // 2} in-process), heartbeat TTL"
             f" {s.heartbeat_ttl_s:g} s, seed {self.seed}",
-            "redis": "appendonly yes, appendfsync always; restarts are SIGKILL + start",
+            "redis": f"{self.redis.description} appendonly yes, appendfsync always; restarts"
+            " are SIGKILL + start",
             "chaos": f"SIGKILL {done['kill']}, SIGSTOP {done['stop']} ({long_stops} past the"
             f" TTL), SIGTERM {done['term']}, Redis restarts {done['redis']}{outages},"
             f" cancels {done['cancel']} ({cancels or 'none'}), scheduler SIGKILL"

@@ -124,7 +124,8 @@ class Scheduler:
                 code = process.poll()
             if code is not None:
                 self._terminated.remove((process, at))
-                if code != 0:
+                # -SIGTERM: it was starting, its handler not installed yet.
+                if code not in (0, -signal.SIGTERM):
                     self.warnings.append(f"{process.name} exited {code} after SIGTERM")
 
     def stop_all(self) -> None:
