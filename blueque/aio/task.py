@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from blueque.task import TaskSnapshot
+from blueque.records import TaskSnapshot
 
 if TYPE_CHECKING:
     from blueque.aio.queue import AsyncQueue
