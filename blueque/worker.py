@@ -26,6 +26,7 @@ import redis.exceptions
 from blueque.client import Client
 from blueque.connection import REDIS_DOWN, check_claim_timeout, is_cluster, unavailable
 from blueque.corruption import naming_keys
+from blueque.environment import WorkerSettings
 from blueque.errors import CorruptKeyError, CorruptTaskError, StopNow, WorkerIdInUseError
 from blueque.identity import Holder, refuse_a_live_holder
 from blueque.keys import PROTOCOL_VERSION
@@ -33,7 +34,6 @@ from blueque.outcome import TaskFunction, error_info
 from blueque.protocol import Begun
 from blueque.queue import Queue
 from blueque.serialization import decode, encode
-from blueque.settings import WorkerSettings
 from blueque.states import Outcome, TaskState
 from blueque.task import Task
 
