@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -59,34 +59,6 @@ def routing_key(args: tuple[Any, ...]) -> str | None:
 
 
 Steps = Generator[Request, Any, T]
-
-
-class Done(Generic[T]):
-    """The steps' result. (Plain classes with slots, not dataclasses: a runner makes one of
-    these and two `Outcome`s per operation, and a frozen dataclass costs about 1 us each.)"""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: T) -> None:
-        self.value = value
-
-
-class Outcome:
-    """What a runner got for the last request: a reply, or the failure to throw in."""
-
-    __slots__ = ("error", "reply")
-
-    def __init__(self, reply: Any = None, error: Exception | None = None) -> None:
-        self.reply = reply
-        self.error = error
-
-    def resume(self, steps: Steps[T]) -> Request | Done[T]:
-        """Hands it to the steps; returns what they ask for next, or `Done` with their
-        result. The first outcome of a run is the empty one."""
-        try:
-            return steps.throw(self.error) if self.error is not None else steps.send(self.reply)
-        except StopIteration as stop:
-            return Done(stop.value)
 
 
 def command(*args: Any) -> Steps[Any]:
