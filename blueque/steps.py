@@ -13,30 +13,29 @@ apart.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Call:
+# Requests are named tuples, not frozen dataclasses: an operation makes several, and a frozen
+# dataclass's __init__ sets each field through object.__setattr__ (about 10k instructions
+# per task of the worker between this, ScriptCall and Begun).
+class Call(NamedTuple):
     """One command, written as Redis spells it (`("HGETALL", key)`); the reply as redis-py
     returns it with Blueque's settings (decoded strings)."""
 
     args: tuple[Any, ...]
 
 
-@dataclass(frozen=True)
-class Batch:
+class Batch(NamedTuple):
     """Commands sent in one round trip, without MULTI (Redis runs them in order). The reply
     is one answer per command, with a failed command's exception in its place."""
 
     calls: tuple[Call, ...]
 
 
-@dataclass(frozen=True)
-class Everywhere:
+class Everywhere(NamedTuple):
     """One command on every primary of a Redis Cluster (on the one server otherwise): what
     is set up per server, like the function library. The reply is one answer per node, with
     a failed node's exception in its place."""
