@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from blueque import forking_runner, inprocess_runner, maintenance
 from blueque.client import Client
 from blueque.config import QueueConfig
-from blueque.environment import RedisEnvironment, WorkerEnvironment
+from blueque.environment import RedisEnvironment, WorkerEnvironment, WorkerSettings
 from blueque.errors import (
     BluequeError,
     ConfigError,
@@ -41,7 +41,6 @@ from blueque.records import (
     WorkerInfo,
     WorkerObservation,
 )
-from blueque.settings import WorkerSettings
 from blueque.states import Outcome, TaskState
 from blueque.task import Task
 from blueque.worker import Worker

@@ -3,6 +3,10 @@
 Built-in command retries of redis-py are turned off: a retried script could apply a
 transition twice, so callers that retry (the worker) do it themselves, knowing which calls
 are safe to repeat. Connection-level failures surface as `ConnectionFailedError`.
+
+What counts as "Redis is unavailable right now" is decided here once (`REDIS_DOWN`), for the
+worker, the scheduler and the clients alike: a Redis Cluster's passing states (a restarted
+master's `CLUSTERDOWN`, no node reachable) are outages like a standalone Redis restart.
 """
 
 from __future__ import annotations
@@ -55,7 +59,31 @@ class Flavor:
         return self.retry(NoBackoff(), 0)
 
 
-SYNC = Flavor(redis.Redis, RedisCluster, Sentinel, Retry)
+class _Cluster(RedisCluster):
+    """`RedisCluster`, but when no node of the cluster answers (when it is built, or when a
+    command finds every node it knows down) it raises `ConnectionFailedError`, as an
+    unreachable standalone Redis does, not a `RedisClusterException` like a bad setting."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().__init__(*args, **kwargs)
+        except redis.exceptions.RedisClusterException as exc:
+            unreachable = _unreachable(exc)
+            if unreachable is None:
+                raise
+            raise unreachable from exc
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except redis.exceptions.RedisClusterException as exc:
+            unreachable = _unreachable(exc)
+            if unreachable is None:
+                raise
+            raise unreachable from exc
+
+
+SYNC = Flavor(redis.Redis, _Cluster, Sentinel, Retry)
 
 
 def connect(
@@ -205,22 +233,55 @@ def _sentinel(
     return sentinel.master_for(master, db=db, retry=flavor.no_retry(), **_COMMON)
 
 
-# What a caller that retries (the worker) treats as "Redis is unavailable right now": it
-# cannot be reached, or it is out of memory (`maxmemory` reached under `noeviction`) and
-# refuses writes. A script refused for memory wrote nothing (Redis checks before a script's
-# first write), so retrying it is as safe as retrying one that never arrived.
-REDIS_DOWN = (
+# The passing states of a Redis Cluster: a master restarted, failing over or not yet agreed
+# on by the others refuses commands (`CLUSTERDOWN`; `MASTERDOWN` on a replica), a slot in
+# migration asks to try again (`TRYAGAIN`; `ClusterError` once redis-py's own tries at
+# redirections and TRYAGAIN ran out), the client's slot map misses a slot. Each refuses a
+# command before running it, so retrying a script refused so is safe. Not here: CROSSSLOT
+# (a protocol bug), a pipeline's or a setting's mistake, a Redis not in cluster mode.
+CLUSTER_PASSING = (
+    redis.exceptions.ClusterError,  # CLUSTERDOWN, MASTERDOWN (ClusterDownError), TTL exhausted
+    redis.exceptions.TryAgainError,
+    redis.exceptions.SlotNotCoveredError,
+)
+
+# Redis cannot be reached or, a cluster, is in a passing state: what `redis_errors` turns
+# into `ConnectionFailedError` for the clients.
+CONNECTION_FAILURES = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
-    redis.exceptions.OutOfMemoryError,
-    ConnectionFailedError,
+    *CLUSTER_PASSING,
 )
+
+# What a caller that retries (the worker, the scheduler) treats as "Redis is unavailable
+# right now": the above, or Redis is out of memory (`maxmemory` reached under `noeviction`)
+# and refuses writes. A script refused for memory wrote nothing (Redis checks before a
+# script's first write), so retrying it is as safe as retrying one that never arrived. A
+# cluster none of whose nodes answers raises `ConnectionFailedError` (see `_Cluster`, and
+# `redis_errors` for the asyncio client).
+REDIS_DOWN = (*CONNECTION_FAILURES, redis.exceptions.OutOfMemoryError, ConnectionFailedError)
+
+
+def _unreachable(exc: BaseException) -> ConnectionFailedError | None:
+    """The `ConnectionFailedError` for a `RedisClusterException` raised because no node of
+    the cluster answered (its cause is a connection error: redis-py gives the error no type
+    of its own); None for any other (e.g. "Cluster mode is not enabled": a setting)."""
+    cause = exc.__cause__
+    if not isinstance(exc, redis.exceptions.RedisClusterException) or not isinstance(
+        cause, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError
+    ):
+        return None
+    return ConnectionFailedError(
+        redact(f"{failure(cause)}: no node of the Redis Cluster answers ({cause})")
+    )
 
 
 def unavailable(exc: BaseException) -> str:
     """Why Redis is unavailable, for a log line (URL passwords redacted)."""
     if isinstance(exc, redis.exceptions.OutOfMemoryError):
         return f"Redis is out of memory and refuses writes ({exc})"
+    if isinstance(exc, ConnectionFailedError):  # its message says why already
+        return redact(str(exc))
     return redact(f"{failure(exc)} ({exc})")
 
 
@@ -243,6 +304,8 @@ def failure(exc: BaseException) -> str:
     unreachable server."""
     if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
         return "Redis authentication failed (check the user name and password)"
+    if isinstance(exc, CLUSTER_PASSING):
+        return "Redis Cluster unavailable"
     return "Redis unreachable"
 
 
@@ -263,10 +326,15 @@ class _RedisErrors(contextlib.AbstractContextManager[None]):
         return None
 
     def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
-        if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        if exc is None or isinstance(exc, ConnectionFailedError):
+            return
+        if isinstance(exc, CONNECTION_FAILURES):
             raise ConnectionFailedError(
                 f"{failure(exc)} while trying to {self.action}: {redact(str(exc))}"
             ) from exc
+        unreachable = _unreachable(exc)  # (the asyncio cluster client, on its first command)
+        if unreachable is not None:
+            raise ConnectionFailedError(f"{unreachable} while trying to {self.action}") from exc
 
 
 def check_claim_timeout(client: Any, claim_timeout_s: float) -> None:

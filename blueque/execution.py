@@ -30,7 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
 
 from blueque.connection import RedisClient
-from blueque.steps import Call, Done, Everywhere, Outcome, Request, Steps, routing_key
+from blueque.steps import Call, Everywhere, Request, Steps, routing_key
 
 T = TypeVar("T")
 
@@ -52,13 +52,16 @@ class Runner:
 
     def run(self, steps: Steps[T]) -> T:
         try:  # (what `with contextlib.closing(steps)` does, without making an object)
-            outcome = Outcome()
-            while not isinstance(request := outcome.resume(steps), Done):
+            request = next(steps)
+            while True:
                 try:
-                    outcome = Outcome(self.serve(request))
+                    reply, error = self.serve(request), None
                 except Exception as exc:  # thrown into the steps, which decide
-                    outcome = Outcome(error=exc)
-            return request.value
+                    reply, error = None, exc
+                # (thrown outside the `except`: an error the steps raise is not chained to it)
+                request = steps.send(reply) if error is None else steps.throw(error)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
         finally:
             steps.close()
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from blueque.client import Client
+from blueque.environment import WorkerSettings
 from blueque.outcome import TaskFunction
 from blueque.runners import InProcessRunner
-from blueque.settings import WorkerSettings
 from blueque.worker import Worker
 
 

@@ -26,8 +26,7 @@ from blueque.errors import BluequeError, CorruptKeyError, InvalidNameError
 from blueque.keys import validate_queue_name
 from blueque.queue import Queue
 from blueque.reaping import ReapGuard
-from blueque.records import QueueStats, WorkerInfo
-from blueque.task import TaskSnapshot
+from blueque.records import QueueStats, TaskSnapshot, WorkerInfo
 
 if TYPE_CHECKING:
     from blueque.client import Client

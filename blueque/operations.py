@@ -37,12 +37,18 @@ from blueque.keys import (
     validate_worker_id,
 )
 from blueque.protocol import QueueProtocol
-from blueque.records import OwnerClaim, QueueObservation, QueueStats, WorkerInfo, parse_worker
+from blueque.records import (
+    OwnerClaim,
+    QueueObservation,
+    QueueStats,
+    TaskSnapshot,
+    WorkerInfo,
+    parse_worker,
+)
 from blueque.scripts import Scripting
 from blueque.serialization import encode
 from blueque.states import LISTABLE, TaskState
 from blueque.steps import Call, Steps, batch, command
-from blueque.task import TaskSnapshot
 
 TaskT = TypeVar("TaskT", bound=TaskSnapshot)
 T = TypeVar("T")

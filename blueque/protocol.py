@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, get_args
+from typing import Any, Concatenate, Literal, NamedTuple, ParamSpec, TypeVar, get_args
 
 from blueque.corruption import blame
 from blueque.errors import ProtocolError
@@ -40,8 +40,7 @@ BeginStatus = Literal[
 _BEGIN_STATUSES: tuple[BeginStatus, ...] = get_args(BeginStatus)
 
 
-@dataclass(frozen=True)
-class Begun:
+class Begun(NamedTuple):
     """What `begin` answered: `status` is 'ok' (then attempt and parameters are set),
     'draining', 'unregistered', 'gone', 'dropped', 'cancelled', 'missing' or 'empty'
     (nothing was claimed)."""

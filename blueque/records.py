@@ -1,16 +1,23 @@
-"""Read-only views of what is in Redis: task snapshots' parts, queue stats, workers."""
+"""Read-only views of what is in Redis: task snapshots, queue stats, workers."""
 
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any, Literal, TypedDict, TypeVar, cast
+from typing import Any, Literal, Self, TypedDict, TypeVar, cast
 
-from blueque.errors import InvalidArgumentError, InvalidNameError
+from blueque.errors import (
+    CorruptTaskError,
+    DetachedTaskError,
+    InvalidArgumentError,
+    InvalidNameError,
+)
 from blueque.keys import queue_of_task
+from blueque.serialization import decode
+from blueque.states import FINISHED, TaskState
 
 WorkerState = Literal["busy", "reserved", "draining", "idle"]
 T = TypeVar("T")
@@ -56,6 +63,136 @@ def _text(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError):
         return "(not shown: nested too deeply)"
+
+
+_STATES = frozenset(TaskState) - {TaskState.CORRUPT}  # the stored ones (compare as words)
+
+
+@dataclass(frozen=True)
+class TaskSnapshot:
+    """One task's hash as read: the data and its reading, which `blueque.Task` and
+    `blueque.aio.AsyncTask` share; each adds the operations, sync or awaited."""
+
+    id: str
+    queue: str
+    status: TaskState
+    parameters: Any
+    attempts: int
+    result: Any = None
+    error: ErrorInfo | None = None
+    last_error: ErrorInfo | None = None
+    worker: str | None = None
+    pid: int | None = None
+    retries: int = 0
+    losses: int = 0
+    progress: Any = None
+    cancel_requested: bool = False
+    enqueued_at: datetime | None = None
+    queued_at: datetime | None = None
+    due_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress_at: datetime | None = None
+    corrupt: str | None = None
+    """Only in lists and views (`partial`): why some fields could not be read (they are left
+    at their defaults; `status` is 'corrupt' when the state itself is unreadable)."""
+    _queue: Any = field(default=None, repr=False, compare=False)
+    """The queue (`Queue` or `AsyncQueue`) whose operations this snapshot offers."""
+
+    @classmethod
+    def from_hash(
+        cls, queue: Any, task_id: str, h: dict[str, str], *, partial: bool = False
+    ) -> Self:
+        """The snapshot a task hash describes; `CorruptTaskError` if a field cannot be read.
+        With `partial` (lists and views), such a field is left at its default instead and
+        `corrupt` says why, so one bad task never hides the others."""
+        problems: list[str] = []
+
+        def read(name: str, parse: Callable[[Any], Any], default: Any = None) -> Any:
+            raw = h.get(name)
+            try:
+                return parse(raw) if raw not in (None, "") else default
+            except (CorruptTaskError, ValueError) as exc:
+                problems.append(str(exc) if isinstance(exc, CorruptTaskError) else f"{name}: {exc}")
+                return default
+
+        state = h.get("state")
+        if state not in _STATES or "parameters" not in h:
+            problems.append(f"state={state!r}, fields={sorted(h)[:20]}")
+        task = cls(
+            id=task_id,
+            queue=queue.name,
+            status=TaskState(state) if state in _STATES else TaskState.CORRUPT,
+            parameters=read("parameters", lambda raw: decode(raw, "parameters")),
+            attempts=read("attempts", int, 0),
+            result=read("result", lambda raw: decode(raw, "result")),
+            error=read("error", lambda raw: error_from(decode(raw, "error"))),
+            last_error=read("last_error", lambda raw: error_from(decode(raw, "last_error"))),
+            worker=h.get("worker") or None,
+            pid=read("pid", int),
+            retries=read("retries", int, 0),
+            losses=read("losses", int, 0),
+            progress=read("progress", lambda raw: decode(raw, "progress")),
+            cancel_requested=h.get("cancel_requested") == "1",
+            enqueued_at=read("enqueued_at", from_ms),
+            queued_at=read("queued_at", from_ms),
+            due_at=read("due_at", from_ms),
+            started_at=read("started_at", from_ms),
+            finished_at=read("finished_at", from_ms),
+            progress_at=read("progress_at", from_ms),
+            corrupt="; ".join(problems) or None,
+            _queue=queue,
+        )
+        if task.corrupt and not partial:
+            raise CorruptTaskError(
+                f"task {task_id} is corrupt: {task.corrupt}", queue.keys.task(task_id)
+            )
+        return task
+
+    @classmethod
+    def running(cls, queue: Any, task_id: str, parameters: Any, attempts: int, worker: str) -> Self:
+        """The snapshot of a task its worker has just begun: what the task function gets.
+        Built without the dataclass's `__init__`, which sets each of the 24 fields of a frozen
+        instance through `object.__setattr__` (5 us per task; this takes 1)."""
+        task = cls.__new__(cls)
+        task.__dict__.update(
+            _DEFAULTS,
+            id=task_id,
+            queue=queue.name,
+            status=TaskState.RUNNING,
+            parameters=parameters,
+            attempts=attempts,
+            worker=worker,
+            _queue=queue,
+        )
+        return task
+
+    @classmethod
+    def unreadable(cls, queue: Any, task_id: str, reason: str) -> Self:
+        """A partial snapshot of a task whose hash cannot be read at all (e.g. a key of
+        another type where the hash should be)."""
+        return cls(task_id, queue.name, TaskState.CORRUPT, None, 0, corrupt=reason, _queue=queue)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def runtime_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or datetime.now(self.started_at.tzinfo)
+        return (end - self.started_at).total_seconds()
+
+    def _bound(self) -> Any:
+        if self._queue is None:
+            raise DetachedTaskError("this Task was built without a queue; use Client.get_task")
+        return self._queue
+
+
+# The snapshot's fields that have a default: all but id, queue, status, parameters and
+# attempts. (Task and AsyncTask add operations, no fields.)
+_DEFAULTS = {f.name: f.default for f in fields(TaskSnapshot) if f.default is not MISSING}
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.exceptions import (
     BusyLoadingError,
@@ -159,8 +159,7 @@ class Scripting:
     confirmed script (`QueueOperations.wait`)."""
 
 
-@dataclass(frozen=True)
-class ScriptCall:
+class ScriptCall(NamedTuple):
     name: str
     keys: Sequence[str]
     args: Sequence[str | int | float]

@@ -67,7 +67,7 @@ def encode(value: Any, what: str = "value") -> str:
 
 
 def decode(text: str | bytes | None, what: str = "value") -> Any:
-    if text is None:
+    if text is None or text == "null":  # (the most common parameters, as in encode)
         return None
     try:
         if isinstance(text, str):

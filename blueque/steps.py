@@ -13,30 +13,29 @@ apart.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Call:
+# Requests are named tuples, not frozen dataclasses: an operation makes several, and a frozen
+# dataclass's __init__ sets each field through object.__setattr__ (about 10k instructions
+# per task of the worker between this, ScriptCall and Begun).
+class Call(NamedTuple):
     """One command, written as Redis spells it (`("HGETALL", key)`); the reply as redis-py
     returns it with Blueque's settings (decoded strings)."""
 
     args: tuple[Any, ...]
 
 
-@dataclass(frozen=True)
-class Batch:
+class Batch(NamedTuple):
     """Commands sent in one round trip, without MULTI (Redis runs them in order). The reply
     is one answer per command, with a failed command's exception in its place."""
 
     calls: tuple[Call, ...]
 
 
-@dataclass(frozen=True)
-class Everywhere:
+class Everywhere(NamedTuple):
     """One command on every primary of a Redis Cluster (on the one server otherwise): what
     is set up per server, like the function library. The reply is one answer per node, with
     a failed node's exception in its place."""
@@ -59,34 +58,6 @@ def routing_key(args: tuple[Any, ...]) -> str | None:
 
 
 Steps = Generator[Request, Any, T]
-
-
-class Done(Generic[T]):
-    """The steps' result. (Plain classes with slots, not dataclasses: a runner makes one of
-    these and two `Outcome`s per operation, and a frozen dataclass costs about 1 us each.)"""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: T) -> None:
-        self.value = value
-
-
-class Outcome:
-    """What a runner got for the last request: a reply, or the failure to throw in."""
-
-    __slots__ = ("error", "reply")
-
-    def __init__(self, reply: Any = None, error: Exception | None = None) -> None:
-        self.reply = reply
-        self.error = error
-
-    def resume(self, steps: Steps[T]) -> Request | Done[T]:
-        """Hands it to the steps; returns what they ask for next, or `Done` with their
-        result. The first outcome of a run is the empty one."""
-        try:
-            return steps.throw(self.error) if self.error is not None else steps.send(self.reply)
-        except StopIteration as stop:
-            return Done(stop.value)
 
 
 def command(*args: Any) -> Steps[Any]:

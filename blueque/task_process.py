@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, NoReturn
 from blueque.errors import StopNow
 from blueque.outcome import call_task_function
 from blueque.process_tree import die_with_parent, kill_group
-from blueque.states import Outcome, TaskState, as_outcome
+from blueque.states import Outcome, as_outcome
 from blueque.task import Task
 
 if TYPE_CHECKING:
@@ -145,15 +145,7 @@ def _child(
         if not message:  # the parent closed the pipe: no task for this spare
             _leave(EXIT_UNUSED)
         task_id, attempts, parameters = pickle.loads(message)
-        task = Task(
-            id=task_id,
-            queue=worker.queue.name,
-            status=TaskState.RUNNING,
-            parameters=parameters,
-            attempts=attempts,
-            worker=worker.id,
-            _queue=worker.queue,
-        )
+        task = Task.running(worker.queue, task_id, parameters, attempts, worker.id)
         worker.current = task
         outcome, payload = call_task_function(worker.fn, task)
         if not _hand_over(out_w, ack_r, outcome, payload):

@@ -26,6 +26,7 @@ import redis.exceptions
 from blueque.client import Client
 from blueque.connection import REDIS_DOWN, check_claim_timeout, is_cluster, unavailable
 from blueque.corruption import naming_keys
+from blueque.environment import WorkerSettings
 from blueque.errors import CorruptKeyError, CorruptTaskError, StopNow, WorkerIdInUseError
 from blueque.identity import Holder, refuse_a_live_holder
 from blueque.keys import PROTOCOL_VERSION
@@ -33,8 +34,7 @@ from blueque.outcome import TaskFunction, error_info
 from blueque.protocol import Begun
 from blueque.queue import Queue
 from blueque.serialization import decode, encode
-from blueque.settings import WorkerSettings
-from blueque.states import Outcome, TaskState
+from blueque.states import Outcome
 from blueque.task import Task
 
 log = logging.getLogger("blueque.worker")
@@ -168,15 +168,7 @@ class Worker:
             parameters, unreadable = decode(begun.parameters, "parameters"), None
         except CorruptTaskError as exc:
             parameters, unreadable = None, exc
-        task = Task(
-            id=task_id,
-            queue=self.queue.name,
-            status=TaskState.RUNNING,
-            parameters=parameters,
-            attempts=begun.attempt,
-            worker=self.id,
-            _queue=self.queue,
-        )
+        task = Task.running(self.queue, task_id, parameters, begun.attempt, self.id)
         if unreadable is not None:
             # Parameters nobody can read: the task fails, the worker goes on.
             log.warning("task %s: %s", task_id, unreadable)

@@ -49,6 +49,9 @@ class RedisServer:
     """A config file's text (sentinel mode needs one: it rewrites it)."""
     ping_kwargs: dict[str, Any] = field(default_factory=dict)
     """How the readiness check connects, when the defaults cannot (TLS, a password)."""
+    cluster_port: int | None = None
+    """The cluster bus port, chosen at the first start and kept, so that a restarted node is
+    found where the others last saw it."""
 
     @property
     def url(self) -> str:
@@ -66,7 +69,9 @@ class RedisServer:
         if self.cluster:
             # An explicit bus port: the default (port + 10000) may be taken or above 65535.
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
-            args += ["--cluster-port", str(free_port())]
+            if self.cluster_port is None:
+                self.cluster_port = free_port()
+            args += ["--cluster-port", str(self.cluster_port)]
         self.process = Process.start(
             f"redis-server:{self.port}",
             [*args, *self.extra_args],
@@ -135,6 +140,8 @@ class RedisCluster:
     """Three masters, no replicas, all slots assigned."""
 
     nodes: list[RedisServer] = field(default_factory=list)
+    """The masters; given (not started) to choose their options and directories, else three
+    are made by `start`."""
 
     @property
     def url(self) -> str:
@@ -142,8 +149,10 @@ class RedisCluster:
 
     def start(self) -> RedisCluster:
         try:
-            for _ in range(3):
-                self.nodes.append(RedisServer(cluster=True).start())
+            if not self.nodes:
+                self.nodes = [RedisServer(cluster=True) for _ in range(3)]
+            for node in self.nodes:
+                node.start()
             addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
             subprocess.run(
                 [
@@ -159,17 +168,23 @@ class RedisCluster:
                 capture_output=True,
                 timeout=60,
             )
-            self._wait_ok()
+            self.wait_ok()
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_ok(self, timeout_s: float = 30.0) -> None:
+    def wait_ok(self, timeout_s: float = 30.0) -> None:
+        """Until every node says `cluster_state:ok` (a restarted master refuses commands for
+        a while first)."""
+
         def all_ok() -> bool:
             for node in self.nodes:
                 with node.connection() as client:
-                    if client.cluster("info").get("cluster_state") != "ok":
+                    try:
+                        if client.cluster("info").get("cluster_state") != "ok":
+                            return False
+                    except redis.exceptions.ConnectionError:
                         return False
             return True
 

@@ -17,7 +17,7 @@ import redis.asyncio.sentinel
 
 from blueque.aio.events import AsyncEventStream
 from blueque.connection import Flavor
-from blueque.steps import Call, Done, Everywhere, Outcome, Request, Steps, routing_key
+from blueque.steps import Call, Everywhere, Request, Steps, routing_key
 
 T = TypeVar("T")
 
@@ -48,13 +48,16 @@ class AsyncRunner:
 
     async def run(self, steps: Steps[T]) -> T:
         try:  # (what `with contextlib.closing(steps)` does, without making an object)
-            outcome = Outcome()
-            while not isinstance(request := outcome.resume(steps), Done):
+            request = next(steps)
+            while True:
                 try:
-                    outcome = Outcome(await self.serve(request))
+                    reply, error = await self.serve(request), None
                 except Exception as exc:  # thrown into the steps, which decide
-                    outcome = Outcome(error=exc)
-            return request.value
+                    reply, error = None, exc
+                # (thrown outside the `except`: an error the steps raise is not chained to it)
+                request = steps.send(reply) if error is None else steps.throw(error)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
         finally:
             steps.close()
 

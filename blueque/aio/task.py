@@ -1,23 +1,36 @@
-"""`AsyncTask`: a task snapshot whose operations are awaited (see `blueque.task.Task`)."""
+"""`AsyncTask`: a task snapshot whose operations are awaited (see `blueque.task.Task`). Its
+queue is known here only as an `AsyncTaskQueue` (what a task needs of it), so that this
+module does not import the queue's."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, TypeVar, cast
 
-from blueque.task import TaskSnapshot
+from blueque.operations import QueueOperations
+from blueque.records import TaskSnapshot
+from blueque.steps import Steps
 
-if TYPE_CHECKING:
-    from blueque.aio.queue import AsyncQueue
+T = TypeVar("T")
+
+
+class AsyncTaskQueue(Protocol):
+    """The queue an `AsyncTask` was read from (a `blueque.aio.AsyncQueue`): its operations
+    and their runner."""
+
+    ops: QueueOperations[AsyncTask]
+
+    async def run(self, steps: Steps[T]) -> T: ...
 
 
 @dataclass(frozen=True)
 class AsyncTask(TaskSnapshot):
-    def _q(self) -> AsyncQueue:
-        return cast("AsyncQueue", self._bound())
+    def _q(self) -> AsyncTaskQueue:
+        return cast(AsyncTaskQueue, self._bound())
 
     async def refresh(self) -> AsyncTask:
-        return await self._q().get_task(self.id)
+        queue = self._q()
+        return await queue.run(queue.ops.get_task(self.id))
 
     async def wait(
         self, timeout: float | None = None, *, raise_on_failure: bool = False
@@ -28,13 +41,16 @@ class AsyncTask(TaskSnapshot):
         return await queue.run(queue.ops.wait(self.id, timeout, raise_on_failure))
 
     async def cancel(self) -> str:
-        return await self._q().cancel(self.id)
+        queue = self._q()
+        return await queue.run(queue.ops.cancel(self.id))
 
     async def retry(self) -> None:
-        await self._q().retry(self.id)
+        queue = self._q()
+        await queue.run(queue.ops.retry(self.id))
 
     async def delete(self) -> None:
-        await self._q().delete(self.id)
+        queue = self._q()
+        await queue.run(queue.ops.delete(self.id))
 
     async def set_progress(self, progress: Any) -> bool:
         queue = self._q()

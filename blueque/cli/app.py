@@ -21,7 +21,7 @@ import redis.exceptions
 from click.exceptions import NoArgsIsHelpError
 
 from blueque.client import Client
-from blueque.connection import failure, redact
+from blueque.connection import CONNECTION_FAILURES, failure, redact
 from blueque.environment import RedisEnvironment, Variable
 from blueque.errors import BluequeError, ConfigError, InvalidArgumentError
 
@@ -90,7 +90,7 @@ def describe(exc: BaseException) -> str | None:
 def _description(exc: BaseException) -> str | None:
     if isinstance(exc, BluequeError):
         return str(exc)
-    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+    if isinstance(exc, CONNECTION_FAILURES):
         return f"{failure(exc)}: {exc}"
     if isinstance(exc, redis.exceptions.RedisError | redis.exceptions.RedisClusterException):
         return f"Redis error: {exc}"

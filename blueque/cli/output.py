@@ -15,8 +15,7 @@ from typing import Any
 import click
 
 from blueque.maintenance import WorkerRow
-from blueque.records import ErrorInfo
-from blueque.task import TaskSnapshot
+from blueque.records import ErrorInfo, TaskSnapshot
 
 
 def format_duration(seconds: float | None) -> str:

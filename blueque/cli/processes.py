@@ -23,7 +23,8 @@ import click
 
 from blueque import environment as env
 from blueque.cli.app import DURATION, State, UserError, describe, env_help, flag, pass_state
-from blueque.connection import REDIS_DOWN
+from blueque.client import Client
+from blueque.connection import REDIS_DOWN, unavailable
 from blueque.maintenance import PassReport, maintenance_pass
 from blueque.outcome import TaskFunction
 from blueque.reaping import ReapGuard
@@ -132,8 +133,11 @@ def worker(
         raise click.UsageError(f"Missing option {flag(_TASK)} (or ${_TASK.name}).")
     fn = import_task(task_ref)
     configure_logging(log_level or environment.log_level)
-    client = state.client()
     s = environment.settings
+    backoff_cap_s = min(s.reconnect_max_delay_s, s.heartbeat_ttl_s / 2)  # as the worker's
+    client = _client_once_available(state, logging.getLogger("blueque.worker"), backoff_cap_s)
+    if client is None:
+        return
     runner: Runner = ForkingRunner() if s.fork else InProcessRunner()
     code = Worker(client, queue, fn, runner, s).run()
     click.get_current_context().exit(code)
@@ -147,6 +151,31 @@ class _Stop:
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.event.set()
+
+
+def _client_once_available(
+    state: State, logger: logging.Logger, backoff_cap_s: float
+) -> Client | None:
+    """The client, once Redis is available: a Redis Cluster's client connects when it is
+    made (a standalone one at its first command), so a worker or scheduler started while
+    the cluster is down or restarting waits here, with backoff, as it would have waited
+    running. None when SIGTERM or SIGINT came first."""
+    stop = _Stop()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    delay = 0.1
+    try:
+        while True:
+            try:
+                return state.client()
+            except REDIS_DOWN as exc:
+                logger.warning("%s; retrying in %.1f s", unavailable(exc), delay)
+            if stop.event.wait(delay):
+                logger.info("stopped before Redis was available")
+                return None
+            delay = min(delay * 2, backoff_cap_s)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @click.command()
@@ -170,7 +199,9 @@ def scheduler(
     this scheduler's connection comes back, reaping waits one heartbeat TTL, so that an
     outage is not taken for the death of every worker."""
     configure_logging(log_level or env.read_log_level())
-    client = state.client()
+    client = state.client() if once else _client_once_available(state, log, interval)
+    if client is None:
+        return
     for name in queues:
         client.get_queue(name)  # a bad name is a mistake to report now, not every pass
     guard = ReapGuard()

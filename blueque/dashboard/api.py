@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,6 +19,7 @@ from starlette.routing import Route
 from blueque.aio import AsyncQueue
 from blueque.connection import redact
 from blueque.dashboard import documents
+from blueque.dashboard.state import dashboard, task_of
 from blueque.errors import (
     ConnectionFailedError,
     CorruptKeyError,
@@ -28,20 +28,11 @@ from blueque.errors import (
     InvalidStateError,
     TaskNotFoundError,
 )
-from blueque.keys import queue_of_task
 from blueque.states import HELD, LISTABLE, TaskState
-
-if TYPE_CHECKING:
-    from blueque.dashboard.app import Dashboard
 
 MAX_LIMIT = 1000
 BULK_MAX = 1000
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-def dashboard(request: Request) -> Dashboard:
-    found: Dashboard = request.app.state.dashboard
-    return found
 
 
 def _status(exc: Exception) -> int:
@@ -141,19 +132,10 @@ async def recent(request: Request) -> Response:
     return JSONResponse(found)
 
 
-async def _task(request: Request) -> Any:
-    task_id = str(request.path_params["task_id"])
-    queue = dashboard(request).client.get_queue(queue_of_task(task_id))
-    found = await queue.get_tasks([task_id])  # a corrupt task shows what can be read
-    if not found:
-        raise TaskNotFoundError(f"no task {task_id}")
-    return found[0]
-
-
 @handled
 async def task(request: Request) -> Response:
     """`blueque status ID --json`."""
-    found = await _task(request)
+    found = await task_of(request)
     return JSONResponse(documents.task_doc(found, dashboard(request).settings.max_value_chars))
 
 
@@ -167,7 +149,7 @@ async def scaling(request: Request) -> Response:
 @handled
 async def cancel(request: Request) -> Response:
     """`blueque cancel ID --json`."""
-    found = await _task(request)
+    found = await task_of(request)
     outcome = await found.cancel()
     return JSONResponse(
         {"id": found.id, "outcome": outcome, "state": (await found.refresh()).status}
@@ -177,7 +159,7 @@ async def cancel(request: Request) -> Response:
 @handled
 async def retry(request: Request) -> Response:
     """`blueque retry ID --json`."""
-    found = await _task(request)
+    found = await task_of(request)
     if found.status not in (TaskState.FAILED, TaskState.CANCELLED):
         raise InvalidStateError(
             f"task {found.id} is {found.status}: only failed or cancelled tasks can be retried"

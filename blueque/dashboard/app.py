@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,28 +27,18 @@ from blueque.dashboard.hub import Hub
 from blueque.dashboard.scaling import KubeReader, ScalingWatcher
 from blueque.dashboard.security import Guard, SecurityHeaders, StripPrefix, is_public
 from blueque.dashboard.settings import DashboardSettings
+from blueque.dashboard.state import Dashboard, dashboard
 from blueque.errors import ConfigError
 
 HERE = Path(__file__).resolve().parent
 Connect = Callable[[], AsyncClient]
 
 
-@dataclass
-class Dashboard:
-    """What every request handler reaches through `request.app.state.dashboard`."""
-
-    settings: DashboardSettings
-    guard: Guard
-    templates: Jinja2Templates
-    client: AsyncClient
-    hub: Hub
-
-
 def checked(handler: api.Handler) -> api.Handler:
     """An action: refused (403) unless `Guard.cross_site` lets it through."""
 
     async def run(request: Request) -> Response:
-        refused = api.dashboard(request).guard.cross_site(request)
+        refused = dashboard(request).guard.cross_site(request)
         if refused is not None:
             return JSONResponse({"error": f"refused: {refused}"}, status_code=403)
         return await handler(request)

@@ -17,7 +17,6 @@ serialized once, whatever the number of pages.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -28,6 +27,7 @@ from typing import Any
 import redis.exceptions
 
 from blueque.aio import AsyncClient
+from blueque.aio.waiting import wait_event
 from blueque.connection import redact
 from blueque.dashboard import documents
 from blueque.dashboard.settings import DashboardSettings
@@ -217,8 +217,7 @@ class QueueFeed:
 
     async def state_since(self, ticket: int) -> dict[str, Any]:
         """A state read that started at or after read number `ticket`."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.confirmed.wait(), CONFIRM_WAIT_S)
+        await wait_event(self.confirmed, CONFIRM_WAIT_S)  # unconfirmed after it: read anyway
         if self.state is not None and self.state_ticket >= ticket:
             return self.state
         inflight = self._inflight
@@ -322,8 +321,7 @@ class Hub:
             listener.buffer.clear()
             self._renew(listener)
             listener.behind = False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._discovered.wait(), CONFIRM_WAIT_S)
+        await wait_event(self._discovered, CONFIRM_WAIT_S)
         names = [n for n in sorted(self.feeds) if listener.wants(n)]
         feeds = [self.feeds[n] for n in names]
         states = await asyncio.gather(

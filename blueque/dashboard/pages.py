@@ -18,8 +18,8 @@ from starlette.routing import Route
 
 from blueque.config import SCHEMA
 from blueque.dashboard import documents
-from blueque.dashboard.api import _task, dashboard
 from blueque.dashboard.security import COOKIE
+from blueque.dashboard.state import dashboard, task_of
 from blueque.dashboard.stream import HEADERS, frames
 from blueque.errors import (
     ConnectionFailedError,
@@ -178,7 +178,7 @@ def _error_line(error: Any) -> str:
 async def task(request: Request) -> Response:
     d = dashboard(request)
     try:
-        found = await _task(request)
+        found = await task_of(request)
     except (InvalidNameError, TaskNotFoundError) as exc:
         return not_found(request, str(exc))
     queue = d.client.get_queue(found.queue)

@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import Any
 
 from blueque.connection import redact
-from blueque.dashboard.hub import FAILURES, Hub
+from blueque.dashboard.hub import FAILURES, Hub, cancel_all
 from blueque.keys import DEFAULT_NAMESPACE
 from blueque.steps import command
 
@@ -239,8 +239,6 @@ class ScalingWatcher:
         self._task = asyncio.create_task(self._loop(), name="dashboard scaling")
 
     async def stop(self) -> None:
-        from blueque.dashboard.hub import cancel_all
-
         if self._task is not None:
             await cancel_all([self._task])
         self.reader.close()

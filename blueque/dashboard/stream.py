@@ -9,9 +9,9 @@ stream, and `X-Accel-Buffering: no` keeps nginx from holding it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator
 
+from blueque.aio.waiting import wait_event
 from blueque.dashboard.hub import Hub, Listener
 
 HEADERS = {
@@ -31,9 +31,10 @@ async def frames(hub: Hub, listener: Listener, keepalive_s: float) -> AsyncGener
         while True:
             if not listener.buffer and not listener.behind:
                 listener.wake.clear()
-                try:
-                    await asyncio.wait_for(listener.wake.wait(), keepalive_s)
-                except TimeoutError:
+                # Not asyncio.wait_for: on 3.11 it drops a cancellation that comes with a
+                # message, and the stream of a page that left, or of a server that stops, goes
+                # on (blueque.aio.waiting).
+                if not await wait_event(listener.wake, keepalive_s):
                     yield KEEPALIVE
                     continue
             if listener.behind:  # too far behind: a fresh snapshot replaces the backlog

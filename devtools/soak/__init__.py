@@ -2,10 +2,12 @@
 
 `python -m devtools.soak` (or `./dev soak`; docs/soak.md) starts a redis-server with AOF
 (`appendfsync always`), `blueque worker` processes (forking and in-process) and a `blueque
-scheduler` (promote and reap), enqueues `--tasks` tasks evenly over `--duration` seconds, and
-meanwhile, at random: SIGKILLs a worker, SIGSTOPs one (half the time past the heartbeat TTL)
-and SIGCONTs it later, SIGTERMs one (each ended worker is restarted, with its old id or a new
-one), restarts Redis (SIGKILL, then the same port and data directory), and cancels tasks.
+scheduler` (promote and reap: here the workers do not promote, so the scheduler alone does
+both), enqueues `--tasks` tasks evenly over `--duration` seconds, and meanwhile, at random:
+SIGKILLs a worker, SIGSTOPs one (half the time past the heartbeat TTL) and SIGCONTs it later,
+SIGTERMs one (each ended worker is restarted, with its old id or a new one), restarts Redis
+(SIGKILL, then the same port and data directory), SIGKILLs or SIGTERMs the scheduler (a new
+one starts 0.5-3 s later), and cancels tasks.
 Each task records its execution, sleeps a random short time, and some fail on purpose (the
 queue retries a failure once). Then the chaos stops, every task is waited for, everything is
 stopped, and it prints tasks enqueued, completed, failed per reason, cancelled, and the two
@@ -44,7 +46,8 @@ Why worker deaths are counted from what the soak did, and not from the queue:
 
 A Redis outage is not a worker death: reaping must not count Redis's downtime against a
 worker (DESIGN.md; issue 8 case 20). A rerun caused by one is unexplained, and the report
-shows the outage next to it.
+shows the outage next to it. Nor is a scheduler's death: what it did not promote or reap
+waits for the next one.
 
 Executions are counted by the tasks themselves (`task.py`): before doing anything else, an
 execution writes a field named by a token of its own into the hash `soak:runs:<task id>`
@@ -52,8 +55,9 @@ execution writes a field named by a token of its own into the hash `soak:runs:<t
 retry after a lost reply counts once. An execution killed before it could write is not
 seen: that can hide a rerun, never invent one.
 
-Modules: `harness.py` (the run: Redis, scheduler, producer, chaos, settling, reading the
-outcome), `workers.py` (the worker processes and the signals sent to them), `task.py` (the
+Modules: `harness.py` (the run: Redis, producer, chaos, settling, reading the outcome),
+`workers.py` (the worker processes and the signals sent to them), `scheduler.py` (the
+scheduler process and the signals sent to it), `task.py` (the
 task function), `ledger.py` (the verdict, pure), `__main__.py` (the command line). This
 file imports none of them: every worker imports `devtools.soak.task`, and only that.
 """

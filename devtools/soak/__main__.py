@@ -17,9 +17,9 @@ def parse_args(argv: list[str]) -> tuple[SoakSettings, bool]:
     defaults = SoakSettings()
     p = argparse.ArgumentParser(
         prog="python -m devtools.soak",
-        description="Real blueque workers under SIGKILL, SIGSTOP, SIGTERM, Redis restarts and"
-        " cancels; prints every task's fate and exits 1 if a task was lost or ran more often"
-        " than its worker died.",
+        description="Real blueque workers under SIGKILL, SIGSTOP, SIGTERM, Redis restarts,"
+        " scheduler restarts and cancels; prints every task's fate and exits 1 if a task was"
+        " lost or ran more often than its worker died.",
     )
     p.add_argument("--tasks", type=int, default=defaults.tasks, help="tasks to enqueue")
     p.add_argument(
@@ -57,6 +57,11 @@ def parse_args(argv: list[str]) -> tuple[SoakSettings, bool]:
         default=None,
         help="longest Redis outage in seconds (default 1.5 x the heartbeat TTL)",
     )
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="on a Redis Cluster of 3 masters (Redis restarts: the master holding the queue)",
+    )
     p.add_argument("--settle-timeout", type=float, default=defaults.settle_timeout_s)
     p.add_argument(
         "--requeue-live-every",
@@ -82,6 +87,7 @@ def parse_args(argv: list[str]) -> tuple[SoakSettings, bool]:
         chaos_interval_s=a.chaos_interval,
         chaos=tuple(c for c in a.chaos.split(",") if c),
         redis_down_max_s=a.redis_down_max,
+        cluster=a.cluster,
         settle_timeout_s=a.settle_timeout,
         requeue_live_every_s=a.requeue_live_every,
         workdir=a.workdir,

@@ -16,7 +16,6 @@ import math
 import os
 import random
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -27,28 +26,30 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import redis
-
 from blueque import Client, ConnectionFailedError, InvalidStateError, Queue, TaskNotFoundError
 from blueque.connection import REDIS_DOWN
-from devtools.processes import Process, pid_running, wait_until
-from devtools.redis_servers import RedisServer
+from devtools.processes import pid_running, wait_until
 from devtools.soak.ledger import Execution, FinalTask, Happening, Summary, summarize
+from devtools.soak.scheduler import Scheduler
+from devtools.soak.store import Store
 from devtools.soak.task import FAIL_ALWAYS, FAIL_ONCE, TASK_REF, runs_key
-from devtools.soak.workers import ROOT, WorkerPool, WorkerTimings
+from devtools.soak.workers import WorkerPool, WorkerTimings
 
 T = TypeVar("T")
 
 QUEUE = "soak"
-CHAOS = ("kill", "stop", "term", "redis", "cancel")
-_WEIGHTS = {"kill": 3, "stop": 2, "term": 2, "redis": 1, "cancel": 2}
+CHAOS = ("kill", "stop", "term", "redis", "cancel", "scheduler-kill", "scheduler-term")
+_WEIGHTS = {
+    "kill": 3,
+    "stop": 2,
+    "term": 2,
+    "redis": 1,
+    "cancel": 2,
+    "scheduler-kill": 1,
+    "scheduler-term": 1,
+}
 TICK_S = 0.02
 PRODUCE_EVERY_S = 0.2
-REDIS_PERSISTENCE = ["--appendonly", "yes", "--appendfsync", "always"]
-"""Every write is fsynced before Redis answers it: a SIGKILLed Redis loses nothing it
-acknowledged, so a task the soak enqueued, or an execution a task recorded, is never lost by
-Redis itself. (With `everysec`, Redis may answer writes it has not written yet while an
-fsync is slow, and a SIGKILL would lose them.)"""
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ class SoakSettings:
     """Tasks planned to fail: half of them always, half only on their first attempt (the
     queue retries a failure once)."""
     scheduled_share: float = 0.05
-    """Tasks enqueued with a delay (0.1 to 2 s), promoted by the scheduler or a worker."""
+    """Tasks enqueued with a delay (0.1 to 2 s), promoted by the scheduler (the workers do
+    not promote in the soak)."""
     chaos_interval_s: float = 1.0
     """Mean time between two chaos actions (exponentially distributed)."""
     chaos: tuple[str, ...] = CHAOS
@@ -79,6 +81,9 @@ class SoakSettings:
     requeue_live_every_s: float = 0.0
     """Sabotage, to prove the soak detects what it hunts: every this often, requeue the
     running task of a live worker (0: never)."""
+    cluster: bool = False
+    """Run on a Redis Cluster of three masters (an outage is then that of the master that
+    holds the queue's keys)."""
     workdir: Path | None = None
 
 
@@ -94,7 +99,7 @@ class Soak:
         self.task_rng = random.Random(self.seed + 2)
         self.workdir = settings.workdir or Path(tempfile.mkdtemp(prefix="blueque-soak-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.redis = RedisServer(directory=self.workdir / "redis", extra_args=REDIS_PERSISTENCE)
+        self.redis = Store(self.workdir / "redis", cluster=settings.cluster)
         self.timings = WorkerTimings(settings.heartbeat_interval_s, settings.heartbeat_ttl_s)
         self.pool = WorkerPool(
             url=self.redis.url,
@@ -105,7 +110,12 @@ class Soak:
             rng=self.chaos_rng,
         )
         self.client: Client | None = None
-        self.scheduler: Process | None = None
+        self.scheduler = Scheduler(
+            url=self.redis.url, queue=QUEUE, log_dir=self.workdir / "logs", rng=self.chaos_rng
+        )
+        self.waited_for_scheduler: set[str] = set()
+        """Tasks that were due, or held by a dead worker, when a scheduler was started again:
+        they waited for it."""
         self.events = EventLog(self.redis.url, QUEUE)
         self.ids: dict[str, int] = {}  # task id -> sequence number
         self.uncertain: set[int] = set()  # sequence numbers of enqueues whose reply was lost
@@ -149,7 +159,7 @@ class Soak:
             retry_delay_s=0.2,
         )
         self.events.start()
-        self.scheduler = self._start_scheduler()
+        self.scheduler.start()
         self.pool.start_all()
         # The chaos starts once every worker has registered (Python takes a while to start
         # on a loaded machine): an early Redis outage would otherwise find nobody to hurt.
@@ -159,25 +169,6 @@ class Soak:
             what="every worker to register",
         )
         self._t0 = time.time()
-
-    def _start_scheduler(self) -> Process:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEQUE_")}
-        env["PYTHONPATH"] = str(ROOT)  # this checkout's library, as the workers
-        return Process.start(
-            "scheduler",
-            [
-                str(Path(sys.executable).parent / "blueque"),
-                "--url",
-                self.redis.url,
-                "scheduler",
-                QUEUE,
-                "--interval",
-                "0.5",
-            ],
-            log_file=self.workdir / "logs" / "scheduler.log",
-            cwd=ROOT,
-            env=env,
-        )
 
     def _chaos(self) -> float:
         s = self.settings
@@ -200,7 +191,7 @@ class Soak:
         self.pool.tick()
         if self._down_since is not None and time.monotonic() >= self._back_at:
             self._redis_back()
-        self._watch_scheduler()
+        self._tend_scheduler()
         if self._down_since is None:
             self._produce(began)
             self._sabotage()
@@ -212,6 +203,8 @@ class Soak:
         self.pool.settle()
         if self._down_since is not None:
             self._redis_back()
+        if not self.scheduler.up:
+            self._scheduler_back()
         while self.sent < self.settings.tasks:
             self._produce(self._chaos_began, force=True)
         self._adopt_uncertain()
@@ -220,7 +213,7 @@ class Soak:
         last_check = 0.0
         while unfinished and time.monotonic() < deadline:
             self.pool.tick()
-            self._watch_scheduler()
+            self._tend_scheduler()
             if time.monotonic() - last_check >= 0.5:
                 last_check = time.monotonic()
                 unfinished -= self._finished_among(unfinished)
@@ -230,34 +223,35 @@ class Soak:
     def _verdict(self, chaos_s: float, settle_s: float) -> Summary:
         # Stop first, so nothing moves while the states are read; busy workers finish.
         self.pool.stop_all()
-        if self.scheduler is not None:
-            self.scheduler.stop()
+        self.scheduler.stop_all()
         self.events.stop()
         finals = self._final_tasks()
         executions = self._executions()
         self._kill_leftover_task_processes(executions)
         self._check_counters(finals)
-        happenings = [*self.pool.happenings, *self.events.happenings, *self._outage_happenings]
+        happenings = [
+            *self.pool.happenings,
+            *self.events.happenings,
+            *self._outage_happenings,
+            *self.scheduler.happenings,
+        ]
         total_s = time.time() - self._t0
         return summarize(
             finals,
             executions,
             happenings,
             run=self._run_info(chaos_s, settle_s, total_s),
-            warnings=[*self.pool.warnings, *self.warnings],
+            warnings=[*self.pool.warnings, *self.scheduler.warnings, *self.warnings],
         )
 
     def _stop(self) -> None:
         with contextlib.suppress(Exception):
             self.pool.stop_all()
-        if self.scheduler is not None:
-            self.scheduler.stop()
+        self.scheduler.stop_all()
         self.events.stop()
         if self.client is not None:
             self.client.close()
-        if self.redis.process is not None:
-            self.redis.process.stop()  # keeps the directory, AOF included
-            self.redis.process = None
+        self.redis.stop()  # keeps the directories, AOF included
 
     # -- producing ----------------------------------------------------------------------------
 
@@ -351,6 +345,11 @@ class Soak:
                 self._cancel_some()
                 self.done[kind] += 1
             return
+        if kind in ("scheduler-kill", "scheduler-term"):
+            if self.scheduler.up:
+                (self.scheduler.kill if kind == "scheduler-kill" else self.scheduler.term)()
+                self.done[kind] += 1
+            return
         target = self.pool.pick()
         if target is None:
             return
@@ -366,11 +365,11 @@ class Soak:
         long = self.done["redis"] % 2 == 0
         low, high = (min(ttl + 0.2, longest), longest) if long else (0.2, min(ttl / 2, longest))
         self._down_since = time.time()
-        self.redis.kill()
+        self.redis.down(self._queue().keys.workers)
         self._back_at = time.monotonic() + self.chaos_rng.uniform(low, high)
 
     def _redis_back(self) -> None:
-        self.redis.start()
+        self.redis.back()
         assert self._down_since is not None
         self.outages.append(time.time() - self._down_since)
         self._outage_happenings.append(
@@ -407,13 +406,25 @@ class Soak:
         holder = next((i.name for i in self.pool.slots if i and i.worker_id == victim.id), None)
         self.pool.happenings.append(Happening("sabotage (requeued while alive)", at, at, holder))
 
-    def _watch_scheduler(self) -> None:
-        if self.scheduler is not None and self.scheduler.poll() is not None:
-            self.warnings.append(
-                f"the scheduler exited with status {self.scheduler.poll()}: "
-                f"{self.scheduler.tail(3)!r}"
+    def _tend_scheduler(self) -> None:
+        if self.scheduler.restart_due:
+            self._scheduler_back()
+        self.scheduler.tick()
+
+    def _scheduler_back(self) -> None:
+        """Starts a scheduler again, after reading (when Redis is up) what waited for it:
+        scheduled tasks due by now, and the tasks of workers whose heartbeat expired (none
+        but the scheduler promotes or reaps here)."""
+        queue = self._queue()
+        now_ms = time.time() * 1000
+        if self._down_since is None:
+            due = self._retry(
+                lambda: queue.client.redis.zrangebyscore(queue.keys.scheduled, "-inf", now_ms)
             )
-            self.scheduler = self._start_scheduler()
+            dead = [w for w in self._retry(queue.workers) if not w.alive]
+            self.waited_for_scheduler.update(str(i) for i in due)
+            self.waited_for_scheduler.update(i for w in dead for i in w.holding)
+        self.scheduler.restart()
 
     # -- reading the outcome -------------------------------------------------------------------
 
@@ -445,7 +456,7 @@ class Soak:
         return finals
 
     def _executions(self) -> dict[str, list[Execution]]:
-        raw = redis.Redis.from_url(self.redis.url, decode_responses=True)
+        raw = self.redis.connect()
         ids = list(self.ids)
         runs: dict[str, list[Execution]] = {}
         try:
@@ -505,14 +516,23 @@ class Soak:
             else ""
         )
         cancels = ", ".join(f"{k} {n}" for k, n in sorted(self.cancels.items()))
+        down = self.scheduler.outages
+        sched_outages = (
+            f" (down {min(down):.1f} to {max(down):.1f} s; {len(self.waited_for_scheduler)}"
+            " tasks waited for its return)"
+            if down
+            else ""
+        )
         info: dict[str, Any] = {
             "soak": f"{s.tasks} tasks over {s.duration_s:g} s of chaos, {s.workers} workers"
             f" ({(s.workers + 1) // 2} forking, {s.workers // 2} in-process), heartbeat TTL"
             f" {s.heartbeat_ttl_s:g} s, seed {self.seed}",
-            "redis": "appendonly yes, appendfsync always; restarts are SIGKILL + start",
+            "redis": f"{self.redis.description} appendonly yes, appendfsync always; restarts"
+            " are SIGKILL + start",
             "chaos": f"SIGKILL {done['kill']}, SIGSTOP {done['stop']} ({long_stops} past the"
             f" TTL), SIGTERM {done['term']}, Redis restarts {done['redis']}{outages},"
-            f" cancels {done['cancel']} ({cancels or 'none'})",
+            f" cancels {done['cancel']} ({cancels or 'none'}), scheduler SIGKILL"
+            f" {done['scheduler-kill']}, SIGTERM {done['scheduler-term']}{sched_outages}",
             "events seen": ", ".join(f"{k} {n}" for k, n in sorted(self.events.counts.items())),
             "time": f"chaos {chaos_s:.1f} s, settle {settle_s:.1f} s, total {total_s:.1f} s",
             "workdir": str(self.workdir),

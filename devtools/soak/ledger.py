@@ -70,7 +70,8 @@ class Happening:
     start: float
     end: float
     incarnation: str | None = None
-    """The worker process it happened to; None when it concerns every worker (Redis)."""
+    """The worker process it happened to; None when it concerns no one worker (Redis, the
+    scheduler)."""
     task_id: str | None = None
     """The task it concerns, for events about one task."""
     loss: bool = False

@@ -25,6 +25,7 @@ from typing import Any
 import redis
 
 from blueque import Task
+from blueque.connection import connect
 
 TASK_REF = "devtools.soak.task:run"
 """What `blueque worker --task` names; also in the command line of every task process."""
@@ -67,16 +68,27 @@ def run(task: Task) -> str:
     return "ok"
 
 
+# Redis down, or a cluster that cannot serve the key yet (a master restarting): try again.
+# A cluster client also fails to be made while the node its URL names is down.
+_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.RedisClusterException,
+)
+
+
 def _record(task_id: str, token: str, entry: str) -> None:
-    client = redis.Redis.from_url(
-        os.environ[REDIS_URL_ENV], socket_connect_timeout=1.0, socket_timeout=5.0
-    )
-    try:
-        while True:
-            try:
-                client.hset(runs_key(task_id), token, entry)
-                return
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-                time.sleep(0.05)
-    finally:
-        client.close()
+    url = os.environ[REDIS_URL_ENV]
+    while True:
+        client = None
+        try:
+            client = connect(url)
+            client.hset(runs_key(task_id), token, entry)
+            return
+        except _UNAVAILABLE:
+            time.sleep(0.05)
+        finally:
+            if client is not None:
+                client.close()

@@ -138,6 +138,8 @@ class WorkerPool:
                 "1",
                 "--reconnect-max-delay",
                 str(t.reconnect_max_delay_s),
+                "--promote-interval",
+                "0",  # the scheduler alone promotes: its outages (chaos) then matter
                 "--fork" if fork else "--no-fork",
             ],
             log_file=self.log_dir / f"{name}.log",

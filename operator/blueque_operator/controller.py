@@ -22,7 +22,6 @@ password, an API call refused: each becomes a condition and an Event, and the lo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -33,6 +32,7 @@ from typing import Any
 import redis.exceptions
 
 from blueque.aio import AsyncQueue
+from blueque.aio.waiting import wait_event
 from blueque.errors import BluequeError
 from blueque.records import QueueObservation
 from blueque_operator import world as w
@@ -170,8 +170,8 @@ class QueueController:
         """Ends the loop; on deletion also gives up the queue claim."""
         # The loop checks this too: a cancellation can be dropped on its way, and the loop
         # would then go on for ever. redis-py's asyncio client drops most of those that come
-        # during a command (it returns the reply), and on Python 3.11 the loop's own
-        # asyncio.wait_for returns a wake-up that came in the same turn as the cancel.
+        # during a command (it returns the reply). (The loop's own wait never drops one:
+        # blueque.aio.waiting.)
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
@@ -210,8 +210,7 @@ class QueueController:
             self._wake.clear()
             if self._stopping:  # the tick went on after a dropped cancellation
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            await wait_event(self._wake, delay)
 
     # -- one tick ------------------------------------------------------------------------------
 

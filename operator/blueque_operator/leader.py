@@ -26,7 +26,6 @@ the elector never raises them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import json
 import logging
@@ -43,6 +42,7 @@ from typing import Any
 import kubernetes
 import urllib3
 
+from blueque.aio.waiting import wait_event
 from blueque.errors import ConfigError
 from blueque_operator.errors import NotLeaderError
 
@@ -222,8 +222,7 @@ class LeaderElector:
         try:
             while not stop.is_set():
                 delay = await self.attempt()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                await wait_event(stop, delay)  # a cancellation in the turn stop is set wins
             await self._release()
         finally:
             self._step_down("the elector stopped", level=logging.INFO)
@@ -447,7 +446,10 @@ class LeaderElector:
             self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lease")
         loop = asyncio.get_running_loop()
         call = loop.run_in_executor(self._executor, self._call, method, path, body)
-        return await asyncio.wait_for(call, timeout=self.request_timeout_s * 2)
+        # Not asyncio.wait_for: on 3.11 it returns an answer that comes in the turn the task
+        # is cancelled, and drops the cancellation (blueque.aio.waiting).
+        async with asyncio.timeout(self.request_timeout_s * 2):
+            return await call
 
     def _call(self, method: str, path: str, body: Json | None) -> tuple[int, Any]:
         """One request on the API server: its status and decoded body."""

@@ -15,6 +15,7 @@ import redis
 
 from blueque import Client
 from blueque.aio import AsyncClient
+from blueque.keys import queue_of_task
 from blueque.states import as_outcome
 from devtools.processes import wait_until
 from tests.support.aio import Blocking
@@ -23,7 +24,7 @@ from tests.support.waiting import requests_of, shape
 
 
 def finish_now(client: Client, task_id: str) -> None:
-    queue = client.get_task(task_id)._q()
+    queue = client.get_queue(queue_of_task(task_id))
     queue.transitions.heartbeat("w", 60_000, {})  # a worker registers before it begins
     assert queue.transitions.claim("w", 1) == task_id
     attempt = queue.transitions.begin("w", task_id, 1).attempt

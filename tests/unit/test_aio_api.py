@@ -39,7 +39,7 @@ def test_the_same_calls_with_the_same_arguments(sync: type, aio: type) -> None:
         sync_io = inspect.iscoroutinefunction(getattr(sync, name))
         assert not sync_io, name
     awaited = {n for n in async_calls if inspect.iscoroutinefunction(getattr(aio, n))}
-    pure = {"get_queue", "events", "from_hash", "unreadable"}
+    pure = {"get_queue", "events", "from_hash", "unreadable", "running"}
     assert awaited == set(async_calls) - pure
     mine, theirs = inspect.signature(sync), inspect.signature(aio)  # the constructors
     assert [(p.name, p.kind, p.default) for p in mine.parameters.values()] == [

@@ -7,15 +7,18 @@ from typing import Any
 import pytest
 import redis
 
-from blueque import Client, ConfigError
+from blueque import Client, ConfigError, ConnectionFailedError
 from blueque.aio.io import ASYNC
 from blueque.connection import (
+    REDIS_DOWN,
     SOCKET_TIMEOUT_S,
     RedisClient,
     block_limit_s,
     check_claim_timeout,
     connect,
     redact,
+    redis_errors,
+    unavailable,
 )
 
 
@@ -164,3 +167,62 @@ def test_a_waits_blocking_read_ends_within_the_socket_timeout(url: str, limit_s:
     # An asyncio cluster client (which connects only when first used): its nodes' timeout.
     cluster = connect("redis+cluster://h:7000?socket_timeout=3", flavor=ASYNC)
     assert block_limit_s(cluster) == 2.0
+
+
+def _cluster_unreachable() -> redis.exceptions.RedisClusterException:
+    """What redis-py raises when no node of a cluster answers: an untyped exception whose
+    cause is the last node's connection error."""
+    try:
+        raise redis.exceptions.RedisClusterException(
+            "Redis Cluster cannot be connected. Please provide at least one reachable node"
+        ) from redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:7000.")
+    except redis.exceptions.RedisClusterException as exc:
+        return exc
+
+
+def _not_a_cluster() -> redis.exceptions.RedisClusterException:
+    try:
+        raise redis.exceptions.RedisClusterException(
+            "Redis Cluster cannot be connected. Please provide at least one reachable node"
+        ) from redis.exceptions.RedisClusterException("Cluster mode is not enabled on this node")
+    except redis.exceptions.RedisClusterException as exc:
+        return exc
+
+
+PASSING: list[BaseException] = [
+    redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"),
+    redis.exceptions.MasterDownError("MASTERDOWN Link with MASTER is down"),
+    redis.exceptions.TryAgainError("TRYAGAIN Multiple keys request during rehashing"),
+    redis.exceptions.SlotNotCoveredError('Slot "42" is not covered by the cluster.'),
+    redis.exceptions.ClusterError("TTL exhausted."),
+]
+
+
+@pytest.mark.parametrize("exc", PASSING, ids=lambda e: type(e).__name__)
+def test_a_clusters_passing_states_are_redis_unavailable(exc: BaseException) -> None:
+    assert isinstance(exc, REDIS_DOWN)
+    assert unavailable(exc).startswith("Redis Cluster unavailable (")
+    failed = pytest.raises(ConnectionFailedError, match="Redis Cluster unavailable while trying")
+    with failed, redis_errors("read stats"):
+        raise exc
+
+
+def test_no_cluster_node_answering_is_redis_unreachable() -> None:
+    failed = pytest.raises(ConnectionFailedError, match="no node of the Redis Cluster answers")
+    with failed, redis_errors("read stats"):  # as the asyncio client meets it, on a command
+        raise _cluster_unreachable()
+
+
+MISTAKES: list[BaseException] = [
+    _not_a_cluster(),
+    redis.exceptions.ClusterCrossSlotError("CROSSSLOT Keys in request don't hash"),
+    redis.exceptions.CrossSlotTransactionError("keys in a transaction on two slots"),
+    redis.exceptions.ResponseError("ERR unknown command"),
+]
+
+
+@pytest.mark.parametrize("exc", MISTAKES, ids=lambda e: type(e).__name__ + ":" + str(e)[:20])
+def test_cluster_mistakes_are_not_redis_unavailable(exc: BaseException) -> None:
+    assert not isinstance(exc, REDIS_DOWN)
+    with pytest.raises(type(exc)), redis_errors("read stats"):
+        raise exc

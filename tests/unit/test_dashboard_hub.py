@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import fakeredis
+import pytest
 
 from blueque.aio import AsyncClient
-from blueque.dashboard.hub import Hub
+from blueque.dashboard.hub import Hub, Message, QueueFeed
 from blueque.dashboard.settings import DashboardSettings
 from blueque.dashboard.stream import frames
 
@@ -172,5 +173,59 @@ def test_a_page_that_falls_behind_gets_a_fresh_snapshot_not_the_backlog() -> Non
                 await stream.aclose()
             finally:
                 await hub.stop()
+
+    asyncio.run(scenario())
+
+
+async def _blocked(task: asyncio.Task[Any]) -> None:
+    """Lets `task` run until it waits (a few turns: a wait may start a task of its own)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not task.done()
+
+
+def test_a_stream_cancelled_in_the_turn_a_message_wakes_it_ends() -> None:
+    """The page's stream waits for its listener's wake-up; a message arrives in the same turn
+    as the cancellation (a server stopping, a client gone, while a queue is busy). On Python
+    3.11 `asyncio.wait_for` returned the wake-up and dropped the cancellation: the stream went
+    on sending to a page that was gone."""
+
+    async def scenario() -> None:
+        async with _fake(fakeredis.FakeServer()) as client:
+            hub = Hub(client, SETTINGS)
+            await hub.start()
+            try:
+                listener = hub.register(None)
+                stream = frames(hub, listener, 60)
+                assert parse(await anext(stream)) == []  # the retry line
+                assert parse(await anext(stream))[0][0] == "snapshot"
+
+                async def next_frame() -> bytes:
+                    return await anext(stream)
+
+                reader = asyncio.create_task(next_frame())
+                await _blocked(reader)
+                hub.publish(Message("event", None, {"queue": "q", "event": "enqueued"}))
+                reader.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await reader
+                assert listener not in hub.listeners
+            finally:
+                await hub.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_snapshot_cancelled_in_the_turn_its_subscription_is_confirmed_reads_nothing() -> None:
+    async def scenario() -> None:
+        async with _fake(fakeredis.FakeServer()) as client:
+            feed = QueueFeed(Hub(client, SETTINGS), "q")
+            waiting = asyncio.create_task(feed.state_since(0))
+            await _blocked(waiting)
+            feed.confirmed.set()
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert feed.next_ticket == 0  # no state read started
 
     asyncio.run(scenario())

@@ -3,6 +3,7 @@ redis-py's, redis-py's everywhere else."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -70,3 +71,34 @@ def test_a_run_closes_the_steps_it_leaves_suspended() -> None:
     except _Stop as exc:
         caught = exc  # its traceback keeps the steps alive: only an explicit close ends them
     assert caught is not None and closed == [True]
+
+
+def test_a_failure_is_thrown_into_the_steps_and_what_they_raise_after_it_is_not_chained() -> None:
+    runner = execution.Runner(redis.Redis())  # (never connects: serve is replaced)
+    served: list[Any] = []
+
+    def serve(request: Any) -> Any:
+        served.append(request.args)
+        if request.args[0] == "FAIL":
+            raise redis.exceptions.ConnectionError("down")
+        return "ok"
+
+    runner.serve = serve  # type: ignore[method-assign]
+
+    def steps() -> Steps[str]:
+        first = yield Call(("GET", "a"))
+        with contextlib.suppress(redis.exceptions.ConnectionError):
+            yield Call(("FAIL",))  # handled: a later failure of the steps is their own
+        return str(first)
+
+    assert runner.run(steps()) == "ok"
+    assert served == [("GET", "a"), ("FAIL",)]
+
+    def failing() -> Steps[None]:
+        with contextlib.suppress(redis.exceptions.ConnectionError):
+            yield Call(("FAIL",))
+        raise KeyError("the steps' own")
+
+    with pytest.raises(KeyError) as raised:
+        runner.run(failing())
+    assert raised.value.__context__ is None

@@ -129,6 +129,15 @@ def test_a_redis_outage_explains_nothing_but_is_shown() -> None:
     assert "Redis down 4.0 s at +0.50s" in text and "soak-w3-1" not in text
 
 
+def test_a_scheduler_outage_explains_nothing_but_is_shown() -> None:
+    # The scheduler's restart is no worker's death: a rerun around it is over-run, labelled.
+    outage = Happening("scheduler SIGKILL, down 2.0 s", 10.5, 12.5)
+    runs = [run("w0.1", 10), run("w1.1", 13, attempt=2)]
+    summary = summarize({T: done(attempts=2)}, {T: runs}, [outage])
+    assert summary.over_run[0].unexplained[0].around == (outage,)
+    assert summary.unexplained_around == {"scheduler": 1}
+
+
 def test_a_task_not_finished_or_gone_is_lost() -> None:
     tasks = {
         "soak:a": FinalTask("soak:a", "complete"),

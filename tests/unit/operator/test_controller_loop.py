@@ -79,9 +79,9 @@ async def _stops_within(loop: TickTimes, timeout_s: float) -> bool:
 
 def test_a_loop_woken_as_it_is_stopped_stops() -> None:
     """A watch event wakes a loop in the instant the operator stops it (SIGTERM stops the fleet
-    while Kopf still delivers events): the loop's own asyncio.wait_for returns the wake-up and
-    drops the cancellation that came with it. Before, the loop went on for ever, and the
-    operator never exited."""
+    while Kopf still delivers events). The loop used to wait with asyncio.wait_for, which on
+    Python 3.11 returned the wake-up and dropped the cancellation that came with it: the loop
+    went on for ever, and the operator never exited."""
 
     async def scenario() -> bool:
         loop = TickTimes(_services(), {"metadata": {"namespace": "ns", "name": "q", "uid": "u"}})

@@ -412,3 +412,75 @@ def test_renewals_do_not_queue_behind_the_operators_other_api_calls() -> None:
             a.close()
 
     run(scenario)
+
+
+# -- cancellation ---------------------------------------------------------------------------
+
+
+async def _blocked(task: asyncio.Task[Any]) -> None:
+    """Lets `task` run until it waits (a few turns: a wait may start a task of its own)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not task.done()
+
+
+def test_a_run_cancelled_in_the_turn_it_is_told_to_stop_leaves_the_lease_to_expire() -> None:
+    """Cancelling `run` leaves the Lease to expire, as a crash would, even when its stop event
+    is set in the same turn: on Python 3.11 `asyncio.wait_for` returned the set event, dropped
+    the cancellation, and the elector released the Lease."""
+    server, clock = LeaseServer(), FakeClock()
+    a = elector(server, "a", clock)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        running = asyncio.create_task(a.run(stop))
+        await a.wait_leader()
+        await _blocked(running)  # waiting for its next renewal
+        stop.set()
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert server.spec["holderIdentity"] == "a"
+        assert server.calls == ["GET", "POST"]  # no release
+
+    run(scenario)
+
+
+def test_an_attempt_cancelled_in_the_turn_its_request_is_answered_writes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Lease call's answer arrives in the turn the elector is cancelled: the cancellation
+    wins. On Python 3.11 `asyncio.wait_for` returned the answer and dropped the cancellation:
+    the attempt went on (and `run` with it, renewing a Lease it was told to let expire)."""
+    server, clock = LeaseServer(), FakeClock()
+    a = elector(server, "a", clock)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        held: list[tuple[asyncio.Future[Any], Callable[[], Any]]] = []
+        asked = asyncio.Event()
+
+        def in_executor(executor: Any, call: Callable[..., Any], *args: Any) -> Any:
+            """The first call is held until the test answers it; later ones answer at once."""
+            future = loop.create_future()
+            if held:
+                future.set_result(call(*args))
+            else:
+                held.append((future, lambda: call(*args)))
+                asked.set()
+            return future
+
+        monkeypatch.setattr(loop, "run_in_executor", in_executor)
+        attempt = asyncio.create_task(a.attempt())
+        await asked.wait()
+        await _blocked(attempt)
+        future, call = held[0]
+        future.set_result(call())  # the GET is answered...
+        attempt.cancel()  # ...in the turn the elector is cancelled
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+        assert server.calls == ["GET"]
+        assert not a.is_leader
+        a.close()
+
+    run(scenario)
