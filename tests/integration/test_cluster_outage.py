@@ -84,6 +84,45 @@ def test_a_worker_rides_out_a_master_restart_and_loses_nothing(
     assert "Traceback" not in output, output
 
 
+def test_a_worker_rides_out_the_whole_cluster_going_down(
+    fresh: RedisCluster, workers: WorkerSpawner, tmp_path: Path
+) -> None:
+    # Every node down at once, under a worker that is waiting in its claim and one that is
+    # running a task: both wait for the cluster (no node answering is Redis unavailable, not
+    # a setting's mistake), then record and claim again.
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    with Client(fresh.url) as client:
+        running = client.get_queue(Q).enqueue(
+            {"gate": str(gate), "started": str(started), "result": "kept"}
+        )
+    env = {"BLUEQUE_RECONNECT_MAX_DELAY_S": "0.2"}
+    busy = workers.start(fresh.url, Q, env=env)
+    wait_until(started.exists, 20, what="the task to start")
+    idle = workers.start(fresh.url, Q, env=env)
+    with Client(fresh.url) as client:
+        wait_until(lambda: len(client.get_queue(Q).workers()) == 2, 20, what="both workers")
+
+    for node in fresh.nodes:
+        node.kill()
+    gate.touch()  # the result must wait for the cluster
+    wait_until(lambda: "cannot record" in busy.output(), 20, what="the record to retry")
+    for node in fresh.nodes:
+        node.start()
+    fresh.wait_ok()
+    with Client(fresh.url) as client:
+        task = client.get_task(running).wait(30)
+        assert (task.status, task.result, task.attempts) == ("complete", "kept", 1)
+        later = [client.get_queue(Q).enqueue({"result": n}) for n in range(4)]
+        assert [client.get_task(t).wait(30).result for t in later] == list(range(4))
+    for worker in (busy, idle):
+        output = worker.output()
+        assert worker.poll() is None, output
+        assert "Traceback" not in output, output
+        assert re.search(r"Redis (Cluster )?unavailable|no node of the Redis Cluster", output), (
+            output
+        )
+
+
 def test_a_worker_started_while_its_urls_node_is_down_waits_for_it(
     fresh: RedisCluster, bq: BluequeRunner
 ) -> None:
