@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from blueque import Client, ConnectionFailedError
-from devtools.processes import wait_until
+from devtools.processes import Process, wait_until
 from devtools.redis_servers import RedisCluster, RedisServer
 from tests.support.cli_processes import BluequeRunner
 from tests.support.workers import WorkerSpawner
@@ -55,17 +55,30 @@ def holder(cluster: RedisCluster, client: Client) -> RedisServer:
     return next(n for n in cluster.nodes if n.port == node.port)
 
 
-def test_a_worker_rides_out_a_master_restart_and_loses_nothing(
+RETRY_FAST = {"BLUEQUE_RECONNECT_MAX_DELAY_S": "0.2"}
+
+
+def start_gated_task(
     fresh: RedisCluster, workers: WorkerSpawner, tmp_path: Path
-) -> None:
+) -> tuple[str, Path, Process]:
+    """Enqueues a task that runs until `gate` exists, and starts a worker that begins it;
+    returns the task's id, the gate and the worker."""
     gate, started = tmp_path / "gate", tmp_path / "started"
     with Client(fresh.url) as client:
         task_id = client.get_queue(Q).enqueue(
             {"gate": str(gate), "started": str(started), "result": "kept"}
         )
-        master = holder(fresh, client)
-    worker = workers.start(fresh.url, Q, env={"BLUEQUE_RECONNECT_MAX_DELAY_S": "0.2"})
+    worker = workers.start(fresh.url, Q, env=RETRY_FAST)
     wait_until(started.exists, 20, what="the task to start")
+    return task_id, gate, worker
+
+
+def test_a_worker_rides_out_a_master_restart_and_loses_nothing(
+    fresh: RedisCluster, workers: WorkerSpawner, tmp_path: Path
+) -> None:
+    task_id, gate, worker = start_gated_task(fresh, workers, tmp_path)
+    with Client(fresh.url) as client:
+        master = holder(fresh, client)
 
     master.kill()
     gate.touch()  # the task finishes while its master is down: its result must wait
@@ -90,15 +103,8 @@ def test_a_worker_rides_out_the_whole_cluster_going_down(
     # Every node down at once, under a worker that is waiting in its claim and one that is
     # running a task: both wait for the cluster (no node answering is Redis unavailable, not
     # a setting's mistake), then record and claim again.
-    gate, started = tmp_path / "gate", tmp_path / "started"
-    with Client(fresh.url) as client:
-        running = client.get_queue(Q).enqueue(
-            {"gate": str(gate), "started": str(started), "result": "kept"}
-        )
-    env = {"BLUEQUE_RECONNECT_MAX_DELAY_S": "0.2"}
-    busy = workers.start(fresh.url, Q, env=env)
-    wait_until(started.exists, 20, what="the task to start")
-    idle = workers.start(fresh.url, Q, env=env)
+    running, gate, busy = start_gated_task(fresh, workers, tmp_path)
+    idle = workers.start(fresh.url, Q, env=RETRY_FAST)
     with Client(fresh.url) as client:
         wait_until(lambda: len(client.get_queue(Q).workers()) == 2, 20, what="both workers")
 
